@@ -1,0 +1,5 @@
+"""``python -m audit``: same as the ``audit`` command."""
+
+from audit.cli import entry
+
+entry()

@@ -1,0 +1,410 @@
+"""The core data model: Severity, Finding, Figure, Table, Section, AuditResult, Subject.
+
+The JSON form of :class:`AuditResult` is the single source of truth of an audit; every report
+format renders it and nothing else. Its shape is published as ``audit/schema/result.schema.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from audit.errors import ModelError, UsageError
+
+if TYPE_CHECKING:
+    from audit.card import ModelCard
+
+SCHEMA_VERSION = "1.0"
+
+SectionStatus = Literal["pass", "warn", "fail", "error", "skipped"]
+
+
+class Severity(str, Enum):
+    """How much a finding matters, from ``info`` to ``critical``."""
+
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        """0 for info up to 4 for critical."""
+        return _SEVERITY_ORDER.index(self)
+
+    @classmethod
+    def parse(cls, value: str | Severity) -> Severity:
+        """Parse a severity name; raises :class:`UsageError` naming the valid names."""
+        if isinstance(value, Severity):
+            return value
+        try:
+            return cls(str(value).strip().lower())
+        except ValueError:
+            names = ", ".join(s.value for s in _SEVERITY_ORDER)
+            raise UsageError(f"unknown severity {value!r}; use one of: {names}") from None
+
+
+_SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+SEVERITIES: tuple[Severity, ...] = tuple(_SEVERITY_ORDER)
+
+
+@dataclass
+class Finding:
+    """One thing the audit found. ``id`` is stable across runs (e.g. ``performance.weak-class.3``)."""
+
+    id: str
+    severity: Severity
+    title: str
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    recommendation: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["severity"] = self.severity.value
+        d["evidence"] = jsonable(self.evidence)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(
+            id=d["id"],
+            severity=Severity.parse(d["severity"]),
+            title=d["title"],
+            detail=d["detail"],
+            evidence=dict(d.get("evidence", {})),
+            recommendation=d.get("recommendation", ""),
+        )
+
+
+@dataclass
+class Figure:
+    """An inlined image: ``data`` is base64 of an SVG or PNG; ``mime`` says which."""
+
+    id: str
+    title: str
+    mime: Literal["image/svg+xml", "image/png"]
+    data: str
+    caption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Figure:
+        return cls(id=d["id"], title=d["title"], mime=d["mime"], data=d["data"],
+                   caption=d.get("caption", ""))
+
+
+Cell = str | int | float | bool | None
+
+
+@dataclass
+class Table:
+    """A small table shown in the report (per-class metrics, per-group rates, ...)."""
+
+    id: str
+    title: str
+    columns: list[str]
+    rows: list[list[Cell]]
+    caption: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "title": self.title, "columns": list(self.columns),
+                "rows": [[jsonable(c) for c in row] for row in self.rows], "caption": self.caption}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Table:
+        return cls(id=d["id"], title=d["title"], columns=list(d["columns"]),
+                   rows=[list(r) for r in d["rows"]], caption=d.get("caption", ""))
+
+
+@dataclass
+class Section:
+    """What one check produced. ``metrics`` is a flat map of name to number."""
+
+    check: str
+    title: str
+    status: SectionStatus = "pass"
+    summary: str = ""
+    reading: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "title": self.title,
+            "status": self.status,
+            "summary": self.summary,
+            "reading": self.reading,
+            "metrics": {k: _finite(v) for k, v in self.metrics.items()},
+            "findings": [f.to_dict() for f in self.findings],
+            "figures": [f.to_dict() for f in self.figures],
+            "tables": [t.to_dict() for t in self.tables],
+            "params": jsonable(self.params),
+            "duration_s": round(self.duration_s, 3),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Section:
+        return cls(
+            check=d["check"], title=d.get("title", d["check"]), status=d["status"],
+            summary=d.get("summary", ""), reading=d.get("reading", ""),
+            metrics={k: (math.nan if v is None else float(v)) for k, v in d["metrics"].items()},
+            findings=[Finding.from_dict(f) for f in d["findings"]],
+            figures=[Figure.from_dict(f) for f in d["figures"]],
+            tables=[Table.from_dict(t) for t in d.get("tables", [])],
+            params=dict(d.get("params", {})), duration_s=float(d.get("duration_s", 0.0)),
+            error=d.get("error"),
+        )
+
+
+@dataclass
+class AuditResult:
+    """The whole audit. ``to_dict()`` is the JSON document described by the published schema."""
+
+    tool: dict[str, str]
+    model: dict[str, Any]
+    data: dict[str, Any]
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    sections: list[Section]
+    card: dict[str, Any] = field(default_factory=dict)
+    run: dict[str, Any] = field(default_factory=dict)
+    schema_version: str = SCHEMA_VERSION
+
+    def findings(self) -> Iterator[tuple[Section, Finding]]:
+        """Every finding with its section, in report order."""
+        for s in self.sections:
+            for f in s.findings:
+                yield s, f
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": self.schema_version,
+            "tool": dict(self.tool),
+            "model": jsonable(self.model),
+            "data": jsonable(self.data),
+            "config": jsonable(self.config),
+            "summary": jsonable(self.summary),
+            "card": jsonable(self.card),
+            "run": jsonable(self.run),
+            "sections": [s.to_dict() for s in self.sections],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AuditResult:
+        return cls(
+            schema_version=d["schema_version"], tool=d["tool"], model=d["model"], data=d["data"],
+            config=d["config"], summary=d["summary"], card=d.get("card", {}),
+            run=d.get("run", {}), sections=[Section.from_dict(s) for s in d["sections"]],
+        )
+
+
+def summarize(sections: list[Section], fail_on: Severity, duration_s: float) -> dict[str, Any]:
+    """The ``summary`` block: verdict, counts by severity and by section status."""
+    counts = {s.value: 0 for s in SEVERITIES}
+    failing = 0
+    for sec in sections:
+        for f in sec.findings:
+            counts[f.severity.value] += 1
+            if f.severity.rank >= fail_on.rank:
+                failing += 1
+    statuses: dict[str, int] = {}
+    for sec in sections:
+        statuses[sec.status] = statuses.get(sec.status, 0) + 1
+    return {
+        "status": "fail" if failing else "pass",
+        "fail_on": fail_on.value,
+        "failing_findings": failing,
+        "counts": counts,
+        "sections": statuses,
+        "duration_s": round(duration_s, 3),
+    }
+
+
+def section_status(section: Section, fail_on: Severity) -> SectionStatus:
+    """pass (no findings above info), warn (findings below fail_on), fail (at or above)."""
+    if section.status in ("error", "skipped"):
+        return section.status
+    ranks = [f.severity.rank for f in section.findings]
+    if any(r >= fail_on.rank for r in ranks):
+        return "fail"
+    if any(r > Severity.INFO.rank for r in ranks):
+        return "warn"
+    return "pass"
+
+
+def _finite(v: float) -> float | None:
+    f = float(v)
+    return f if math.isfinite(f) else None
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert numpy/torch scalars, tuples and enums into plain JSON types; NaN becomes None."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return _finite(float(obj))
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, torch.Tensor):
+        return jsonable(obj.detach().cpu().tolist())
+    return obj
+
+
+def sha256_bytes(*chunks: bytes) -> str:
+    """sha256 hex digest of the concatenated chunks."""
+    h = hashlib.sha256()
+    for c in chunks:
+        h.update(c)
+    return h.hexdigest()
+
+
+@dataclass
+class AuditData:
+    """Data for an audit, in the model's input space.
+
+    ``x`` is float32 ``(N, *input_shape)``, ``y`` int64 class indices ``(N,)``. ``extras`` holds
+    what some checks need: ``masks`` (N, H, W) object masks, ``frame`` (a pandas DataFrame of raw
+    tabular columns), ``sensitive`` (names of sensitive columns in ``frame``), ``encoder``.
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    kind: Literal["image", "tabular"]
+    classes: list[str]
+    feature_names: list[str] | None = None
+    source: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hash of the exact tensors audited (x as float32 bytes, then y as int64 bytes)."""
+        x = self.x.detach().cpu().contiguous().to(torch.float32).numpy().tobytes()
+        y = self.y.detach().cpu().contiguous().to(torch.int64).numpy().tobytes()
+        return sha256_bytes(x, y)
+
+    def info(self) -> dict[str, Any]:
+        """The ``data`` block of the result."""
+        return {"name": self.name, "size": len(self), "sha256": self.sha256, "kind": self.kind,
+                "source": self.source, "shape": list(self.x.shape[1:]),
+                "feature_names": self.feature_names}
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> AuditData:
+        """A new AuditData holding the rows in ``index`` (extras with N rows are subset too)."""
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        n = len(self)
+        extras: dict[str, Any] = {}
+        for k, v in self.extras.items():
+            if isinstance(v, torch.Tensor) and v.shape[:1] == (n,):
+                extras[k] = v[idx]
+            elif isinstance(v, np.ndarray) and v.shape[:1] == (n,):
+                extras[k] = v[idx.numpy()]
+            elif hasattr(v, "iloc") and len(v) == n:
+                extras[k] = v.iloc[idx.numpy()].reset_index(drop=True)
+            else:
+                extras[k] = v
+        return AuditData(name=self.name, x=self.x[idx], y=self.y[idx], kind=self.kind,
+                         classes=self.classes, feature_names=self.feature_names,
+                         source=self.source, extras=extras)
+
+
+@dataclass
+class Subject:
+    """What is audited: a model in eval mode, its card, the data, and run settings."""
+
+    model: torch.nn.Module
+    card: ModelCard
+    data: AuditData
+    model_info: dict[str, Any]
+    seed: int = 0
+    quick: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    batch_size: int = 256
+
+    def logits(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Model outputs for ``x`` in batches, without gradients, on the CPU.
+
+        Raises :class:`ModelError` when the forward fails or returns NaN/inf.
+        """
+        bs = batch_size or self.batch_size
+        outs = []
+        with torch.no_grad():
+            for i in range(0, int(x.shape[0]), bs):
+                xb = x[i : i + bs].to(self.device)
+                try:
+                    out = self.model(xb)
+                except Exception as e:  # the user's model failed; say so in one line
+                    raise ModelError(
+                        f"the model's forward raised {type(e).__name__}: {e}".splitlines()[0]
+                    ) from e
+                if not isinstance(out, torch.Tensor):
+                    raise ModelError(
+                        f"the model's forward returned {type(out).__name__}, expected a tensor "
+                        "of logits (N, classes)"
+                    )
+                outs.append(out.detach().float().cpu())
+        logits = torch.cat(outs) if outs else torch.empty(0, len(self.card.classes))
+        if not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
+            raise ModelError(f"the model returned NaN or inf logits for {bad} of "
+                             f"{logits.shape[0]} inputs; check its weights and input range")
+        return logits
+
+    @cached_property
+    def data_logits(self) -> torch.Tensor:
+        """Logits on the audit data, computed once and shared by checks."""
+        return self.logits(self.data.x)
+
+    @property
+    def data_pred(self) -> torch.Tensor:
+        """Predicted class index per audit sample."""
+        return self.data_logits.argmax(dim=1)
+
+    @property
+    def data_proba(self) -> torch.Tensor:
+        """Softmax probabilities on the audit data."""
+        return torch.softmax(self.data_logits, dim=1)
+
+    def generator(self, salt: str) -> torch.Generator:
+        """A torch Generator seeded from the run seed and ``salt`` (e.g. a check name)."""
+        return torch.Generator().manual_seed(derive_seed(self.seed, salt))
+
+    def rng(self, salt: str) -> np.random.Generator:
+        """A numpy Generator seeded from the run seed and ``salt``."""
+        return np.random.default_rng(derive_seed(self.seed, salt))
+
+
+def derive_seed(seed: int, salt: str) -> int:
+    """A stable 63-bit seed from a base seed and a string (independent of PYTHONHASHSEED)."""
+    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

@@ -1,0 +1,151 @@
+"""User data files: ``.npz`` with arrays ``x`` and ``y``; ``.csv`` with a target column.
+
+Every loader checks the data against the model's card (per-sample shape, value range, finite
+values, label range) and raises :class:`DataError` with a one-line message naming the problem.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from audit.card import ModelCard
+from audit.core import AuditData
+from audit.errors import DataError
+
+CsvLoader = Callable[[Path, ModelCard, str | None, list[str] | None], AuditData]
+# Tabular loaders that know a card's encoding register here (keyed by card.dataset or "*").
+CSV_LOADERS: dict[str, CsvLoader] = {}
+
+
+def load_data_file(path: Path, card: ModelCard, target: str | None = None,
+                   sensitive: list[str] | None = None) -> AuditData:
+    """Load and validate a user data file for ``card``'s model."""
+    if not path.exists():
+        raise DataError(f"data file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"--data {path} is a directory; pass a .npz or .csv file or a bundled "
+                        "dataset name")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        data = _load_npz(path, card)
+    elif suffix == ".csv":
+        loader = CSV_LOADERS.get(card.dataset or "", CSV_LOADERS.get("*", load_numeric_csv))
+        data = loader(path, card, target or card.target, sensitive)
+    else:
+        raise DataError(f"unsupported data file {path.name}; use .npz (arrays x, y) or .csv "
+                        "with --target COLUMN")
+    validate_against_card(data, card)
+    return data
+
+
+def _load_npz(path: Path, card: ModelCard) -> AuditData:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            keys = set(npz.files)
+            missing = {"x", "y"} - keys
+            if missing:
+                raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}; save with "
+                                "np.savez(path, x=inputs, y=labels)")
+            x, y = npz["x"], npz["y"]
+    except DataError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"{path} is not a readable .npz file ({str(e)[:120]}); object arrays "
+                        "are refused because they need pickle") from None
+    if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
+        raise DataError(f"{path}: x and y must be numeric arrays (got {x.dtype}, {y.dtype})")
+    if y.ndim != 1:
+        raise DataError(f"{path}: y must be 1-D class indices, got shape {y.shape}")
+    if x.shape[:1] != y.shape:
+        raise DataError(f"{path}: x has {x.shape[0] if x.ndim else 0} rows but y has {len(y)}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+            raise DataError(f"{path}: y must hold integer class indices (found non-integers, "
+                            "NaN or inf)")
+    return AuditData(name=path.stem, x=torch.from_numpy(np.ascontiguousarray(x, np.float32)),
+                     y=torch.from_numpy(y.astype(np.int64)), kind=card.input.kind,
+                     classes=list(card.classes), feature_names=card.input.feature_names,
+                     source=str(path))
+
+
+def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
+                     sensitive: list[str] | None) -> AuditData:
+    """A CSV of numeric feature columns (the card's ``feature_names``, or all but the target)
+    and an integer or class-name target column."""
+    import pandas as pd
+
+    if not target:
+        raise DataError(f"{path}: pass --target COLUMN naming the label column")
+    try:
+        frame = pd.read_csv(path)
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not a readable CSV file ({str(e).splitlines()[0][:120]})") \
+            from None
+    if target not in frame.columns:
+        raise DataError(f"{path}: target column {target!r} not found; columns are "
+                        f"{', '.join(map(str, frame.columns[:20]))}")
+    features = card.input.feature_names or [c for c in frame.columns
+                                            if c != target and c not in (sensitive or [])]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise DataError(f"{path}: missing feature column(s) {', '.join(missing[:10])}")
+    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if non_numeric:
+        raise DataError(f"{path}: non-numeric column(s) {', '.join(non_numeric[:10])}; this "
+                        "model takes numeric features only")
+    y = _labels(frame[target].to_numpy(), card.classes, path, target)
+    x = frame[features].to_numpy(dtype=np.float32)
+    return AuditData(name=path.stem, x=torch.from_numpy(x), y=torch.from_numpy(y),
+                     kind="tabular", classes=list(card.classes), feature_names=list(features),
+                     source=str(path), extras={"frame": frame, "sensitive": sensitive or []})
+
+
+def _labels(values: np.ndarray, classes: list[str], path: Path, column: str) -> np.ndarray:
+    """Map class names or integer indices in ``column`` to indices into ``classes``."""
+    as_text = [str(v).strip() for v in values]
+    if all(v in classes for v in as_text):
+        lookup = {c: i for i, c in enumerate(classes)}
+        return np.array([lookup[v] for v in as_text], dtype=np.int64)
+    try:
+        num = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        unknown = sorted({v for v in as_text if v not in classes})[:5]
+        raise DataError(f"{path}: column {column!r} holds unknown label(s) "
+                        f"{', '.join(unknown)}; expected one of {', '.join(classes)}") from None
+    if not np.all(np.isfinite(num)) or not np.all(num == np.round(num)):
+        raise DataError(f"{path}: column {column!r} must hold class indices or names")
+    return num.astype(np.int64)
+
+
+def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4) -> None:
+    """Shape, range, finiteness and label checks; one-line :class:`DataError` on failure."""
+    where = data.source or data.name
+    if len(data) == 0:
+        raise DataError(f"{where} holds no samples")
+    shape = tuple(data.x.shape[1:])
+    if shape != tuple(card.input.shape):
+        raise DataError(f"{where}: samples have shape {shape} but the model's card expects "
+                        f"{tuple(card.input.shape)}; reshape the data or fix the card's "
+                        "input.shape")
+    finite = torch.isfinite(data.x)
+    if not bool(finite.all()):
+        bad = int((~finite).reshape(len(data), -1).any(dim=1).sum())
+        raise DataError(f"{where}: {bad} sample(s) contain NaN or inf; clean or drop them")
+    lo, hi = card.input.range
+    xmin, xmax = float(data.x.min()), float(data.x.max())
+    if xmin < lo - tol or xmax > hi + tol:
+        raise DataError(f"{where}: values span [{xmin:.4g}, {xmax:.4g}] but the card's "
+                        f"input.range is [{lo:g}, {hi:g}]; scale the data (e.g. divide pixels "
+                        "by 255) or fix the card")
+    n_cls = len(card.classes)
+    if len(data.y) != len(data):
+        raise DataError(f"{where}: {len(data)} samples but {len(data.y)} labels")
+    ymin, ymax = int(data.y.min()), int(data.y.max())
+    if ymin < 0 or ymax >= n_cls:
+        raise DataError(f"{where}: labels span {ymin}..{ymax} but the model has {n_cls} classes "
+                        f"(0..{n_cls - 1})")

@@ -1,0 +1,238 @@
+"""The performance check: accuracy, per-class precision/recall, confusion matrix, calibration.
+
+Findings: classes whose recall or precision falls below thresholds, accuracy well below what
+the card claims, and poor calibration (expected calibration error above thresholds).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from audit.checks import Check, register
+from audit.core import Finding, Section, Severity, Subject, Table
+from audit.report.plots import new_figure, to_figure
+
+
+@dataclass
+class PerformanceParams:
+    """Thresholds of the performance check."""
+
+    weak_recall_medium: float = 0.85
+    weak_recall_high: float = 0.5
+    weak_precision_medium: float = 0.85
+    min_support: int = 5
+    ece_bins: int = 15
+    ece_medium: float = 0.05
+    ece_high: float = 0.15
+    card_gap_medium: float = 0.02
+
+
+def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = 15
+                               ) -> tuple[float, float, list[dict[str, float]]]:
+    """ECE and MCE over equal-width confidence bins of the top-class probability.
+
+    ECE = sum_b (n_b / N) |acc_b - conf_b|; MCE = max_b |acc_b - conf_b| (Guo et al. 2017).
+    Returns (ece, mce, bins) where each bin has lo, hi, count, accuracy, confidence.
+    """
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, bins - 1)
+    ece, mce, out = 0.0, 0.0, []
+    n = len(conf)
+    for b in range(bins):
+        m = idx == b
+        cnt = int(m.sum())
+        acc_b = float(correct[m].mean()) if cnt else math.nan
+        conf_b = float(conf[m].mean()) if cnt else math.nan
+        if cnt:
+            gap = abs(acc_b - conf_b)
+            ece += cnt / n * gap
+            mce = max(mce, gap)
+        out.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": cnt,
+                    "accuracy": acc_b, "confidence": conf_b})
+    return float(ece), float(mce), out
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """Wilson score 95% interval for a proportion."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@register
+class PerformanceCheck(Check):
+    """Accuracy, per-class metrics, confusion matrix, and calibration."""
+
+    name = "performance"
+    title = "Performance and calibration"
+    description = "accuracy, per-class precision/recall, confusion matrix, calibration (ECE)"
+    Params = PerformanceParams
+
+    def run(self, subject: Subject) -> Section:
+        p: PerformanceParams = self.params
+        y = subject.data.y.numpy()
+        logits = subject.data_logits
+        proba = torch.softmax(logits, dim=1).numpy().astype(np.float64)
+        pred = proba.argmax(axis=1)
+        classes = subject.card.classes
+        k = len(classes)
+        n = len(y)
+        correct = int((pred == y).sum())
+        acc = correct / n
+        lo, hi = wilson_interval(correct, n)
+        prec, rec, f1, support = precision_recall_fscore_support(
+            y, pred, labels=list(range(k)), zero_division=0)
+        present = support > 0
+        ece, mce, bins = expected_calibration_error(proba, y, p.ece_bins)
+        nll = float(torch.nn.functional.cross_entropy(logits, subject.data.y))
+        onehot = np.eye(k)[y]
+        brier = float(((proba - onehot) ** 2).sum(axis=1).mean())
+        mean_conf = float(proba.max(axis=1).mean())
+        metrics = {
+            "accuracy": acc, "accuracy_ci_low": lo, "accuracy_ci_high": hi,
+            "balanced_accuracy": float(rec[present].mean()),
+            "macro_f1": float(f1[present].mean()),
+            "ece": ece, "mce": mce, "nll": nll, "brier": brier,
+            "mean_confidence": mean_conf, "overconfidence": mean_conf - acc,
+            "samples": float(n),
+        }
+        findings = self._findings(p, classes, prec, rec, support, acc, lo, hi, ece, mce,
+                                  mean_conf, subject)
+        table = Table(
+            id="per-class", title="Per-class metrics",
+            columns=["class", "support", "precision", "recall", "F1"],
+            rows=[[classes[i], int(support[i]), round(float(prec[i]), 4),
+                   round(float(rec[i]), 4), round(float(f1[i]), 4)] for i in range(k)],
+            caption="Precision: of the samples predicted as this class, the share that are. "
+                    "Recall: of the samples of this class, the share found.")
+        cm = confusion_matrix(y, pred, labels=list(range(k)))
+        figures = [self._confusion_figure(cm, classes), self._reliability_figure(bins, ece)]
+        weak = [f for f in findings if ".weak-class." in f.id]
+        summary = (f"Accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}) on {n} samples; "
+                   f"ECE {ece:.3f} with mean confidence {mean_conf:.1%}. "
+                   + (f"{len(weak)} weak class(es)." if weak else "No weak classes."))
+        return self.section(
+            summary=summary,
+            reading=(
+                "Accuracy is the share of correct predictions, with a Wilson 95% interval. "
+                "The confusion matrix rows are the true classes, columns the predictions, "
+                "coloured by the share of each true class. Calibration compares confidence with "
+                "accuracy: in the reliability diagram a calibrated model's bars sit on the "
+                "diagonal. ECE is the average gap between confidence and accuracy, weighted by "
+                f"how many samples fall in each of {p.ece_bins} confidence bins; below "
+                f"{p.ece_medium} is good, above {p.ece_high} means its probabilities should not "
+                "be read as probabilities."),
+            metrics=metrics, findings=findings, tables=[table], figures=figures)
+
+    def _findings(self, p: PerformanceParams, classes: list[str], prec: np.ndarray,
+                  rec: np.ndarray, support: np.ndarray, acc: float, lo: float, hi: float,
+                  ece: float, mce: float, mean_conf: float, subject: Subject) -> list[Finding]:
+        out: list[Finding] = []
+        for i, name in enumerate(classes):
+            if support[i] < p.min_support:
+                continue
+            problems = []
+            sev = None
+            if rec[i] < p.weak_recall_high:
+                sev = Severity.HIGH
+                problems.append(f"recall {rec[i]:.1%}")
+            elif rec[i] < p.weak_recall_medium:
+                sev = Severity.MEDIUM
+                problems.append(f"recall {rec[i]:.1%}")
+            if prec[i] < p.weak_precision_medium:
+                sev = sev or Severity.MEDIUM
+                problems.append(f"precision {prec[i]:.1%}")
+            if sev is not None:
+                out.append(Finding(
+                    id=f"performance.weak-class.{i}", severity=sev,
+                    title=f"Weak class {name!s}: {', '.join(problems)}",
+                    detail=(f"Class {name} ({int(support[i])} samples) has precision "
+                            f"{prec[i]:.1%} and recall {rec[i]:.1%}, against overall accuracy "
+                            f"{acc:.1%}."),
+                    evidence={"class": name, "precision": float(prec[i]),
+                              "recall": float(rec[i]), "support": int(support[i])},
+                    recommendation="Collect more or cleaner examples of this class, check its "
+                                   "labels, or reweight it in training; the confusion matrix "
+                                   "shows which classes it is confused with."))
+        claimed = subject.card.metrics.get("test_accuracy")
+        if isinstance(claimed, int | float) and claimed - hi > p.card_gap_medium:
+            out.append(Finding(
+                id="performance.below-card", severity=Severity.MEDIUM,
+                title=f"Accuracy {acc:.1%} is below the card's {claimed:.1%}",
+                detail=(f"The card claims test accuracy {claimed:.1%}, but the audit measured "
+                        f"{acc:.1%} (95% CI {lo:.1%}-{hi:.1%}) on {subject.data.name}."),
+                evidence={"claimed": float(claimed), "measured": acc},
+                recommendation="Check that the data matches the training distribution and "
+                               "preprocessing (value range, normalisation), or correct the "
+                               "card."))
+        if ece > p.ece_medium:
+            sev = Severity.HIGH if ece > p.ece_high else Severity.MEDIUM
+            direction = "overconfident" if mean_conf > acc else "underconfident"
+            out.append(Finding(
+                id="performance.calibration", severity=sev,
+                title=f"Poor calibration: ECE {ece:.3f} ({direction})",
+                detail=(f"Mean confidence is {mean_conf:.1%} while accuracy is {acc:.1%}; the "
+                        f"largest gap in one confidence bin is {mce:.1%}."),
+                evidence={"ece": ece, "mce": mce, "mean_confidence": mean_conf,
+                          "accuracy": acc},
+                recommendation="Fit a temperature on held-out data (temperature scaling) "
+                               "before using the probabilities as confidence."))
+        return out
+
+    @staticmethod
+    def _confusion_figure(cm: np.ndarray, classes: list[str]):  # type: ignore[no-untyped-def]
+        k = len(classes)
+        size = min(1.6 + 0.42 * k, 9.0)
+        fig, ax = new_figure(size, size * 0.9)
+        rows = cm.sum(axis=1, keepdims=True)
+        share = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    if cm[i, j]:
+                        ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                                color="white" if share[i, j] > 0.5 else "black")
+        labels = [c if len(c) <= 12 else c[:11] + "…" for c in classes]
+        ax.set_xticks(range(k), labels, rotation=90 if k > 6 else 0)
+        ax.set_yticks(range(k), labels)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title("Confusion matrix (counts; colour = share of true class)")
+        return to_figure(fig, "confusion-matrix", "Confusion matrix",
+                         "Rows: true class; columns: predicted class. Off-diagonal cells are "
+                         "errors.")
+
+    @staticmethod
+    def _reliability_figure(bins: list[dict[str, float]], ece: float):  # type: ignore[no-untyped-def]
+        fig, (ax, ax2) = new_figure(6.0, 4.6, nrows=2, sharex=True,
+                                    gridspec_kw={"height_ratios": [3, 1]})
+        centres = [(b["lo"] + b["hi"]) / 2 for b in bins]
+        width = bins[0]["hi"] - bins[0]["lo"]
+        accs = [b["accuracy"] if b["count"] else 0.0 for b in bins]
+        ax.bar(centres, accs, width=width * 0.95, color="#3366cc", label="accuracy in bin")
+        ax.plot([0, 1], [0, 1], "--", color="#888888", label="perfect calibration")
+        confs = [b["confidence"] if b["count"] else np.nan for b in bins]
+        ax.plot(centres, confs, "o", color="#dc3912", markersize=3, label="mean confidence")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"Reliability diagram (ECE {ece:.3f})")
+        ax.legend(loc="upper left", fontsize=7)
+        ax2.bar(centres, [b["count"] for b in bins], width=width * 0.95, color="#999999")
+        ax2.set_ylabel("samples")
+        ax2.set_xlabel("confidence (top-class probability)")
+        ax2.set_xlim(0, 1)
+        return to_figure(fig, "reliability", "Reliability diagram",
+                         "Bars: accuracy of the samples in each confidence bin; the dashed line "
+                         "is perfect calibration. Bottom: how many samples fall in each bin.")

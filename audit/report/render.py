@@ -1,0 +1,141 @@
+"""Render the JSON result as a self-contained HTML report (Jinja2, autoescape on).
+
+The HTML makes no network request and runs no script: a Content-Security-Policy forbids both,
+figures are ``data:`` images, CSS is inlined, and every user string is escaped by Jinja2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from audit.core import SEVERITIES, AuditResult
+from audit.errors import DataError, OutputError
+from audit.io import atomic_write_text
+
+SEVERITY_LABEL = {s.value: s.value.upper() for s in SEVERITIES}
+_RANK = {s.value: s.rank for s in SEVERITIES}
+
+
+def fmt_number(v: Any, digits: int = 4) -> str:
+    """Compact number formatting for tables: ints stay ints, floats get ``digits`` significant
+    digits, None/NaN show as an en dash."""
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        if v == int(v) and abs(v) < 1e9:
+            return str(int(v))
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+@lru_cache(maxsize=1)
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("audit", "report/templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = fmt_number
+    env.filters["slug"] = lambda s: "".join(c if c.isalnum() else "-" for c in str(s)).lower()
+    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
+    return env
+
+
+@lru_cache(maxsize=1)
+def _css() -> str:
+    return (resources.files("audit") / "report" / "static" / "report.css").read_text("utf-8")
+
+
+def ranked_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """All findings, most severe first (report order breaks ties), each with its section."""
+    items = []
+    order = 0
+    for sec in result["sections"]:
+        for f in sec["findings"]:
+            items.append({**f, "section": sec["check"], "section_title": sec["title"],
+                          "_order": order})
+            order += 1
+    items.sort(key=lambda f: (-_RANK.get(f["severity"], 0), f["_order"]))
+    return items
+
+
+def render_html(result: AuditResult | dict[str, Any]) -> str:
+    """The HTML report of a result (an :class:`AuditResult` or its JSON dict)."""
+    doc = result.to_dict() if isinstance(result, AuditResult) else result
+    template = _env().get_template("report.html.j2")
+    return template.render(r=doc, css=_css(), findings=ranked_findings(doc),
+                           severities=[s.value for s in SEVERITIES], labels=SEVERITY_LABEL)
+
+
+def result_json(result: AuditResult | dict[str, Any]) -> str:
+    """The JSON text of a result (stable key order)."""
+    doc = result.to_dict() if isinstance(result, AuditResult) else result
+    return json.dumps(doc, indent=1, sort_keys=False, allow_nan=False) + "\n"
+
+
+def write_report(result: AuditResult | dict[str, Any], out: str | Path) -> tuple[Path, Path]:
+    """Write ``out`` (HTML) and the JSON result beside it (same name, ``.json``), atomically.
+
+    Returns (html_path, json_path).
+    """
+    out = Path(out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise OutputError(f"--out {out} must end in .html (the JSON result is written beside "
+                          "it)")
+    json_path = out.with_suffix(".json")
+    html = render_html(result)
+    text = result_json(result)
+    atomic_write_text(json_path, text)
+    atomic_write_text(out, html)
+    return out, json_path
+
+
+def load_result(path: str | Path) -> dict[str, Any]:
+    """Read and validate a saved JSON result against the published schema."""
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"result file not found: {p}") from None
+    except IsADirectoryError:
+        raise DataError(f"{p} is a directory; pass the .json result written by 'audit run'") \
+            from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise DataError(f"cannot read {p}: {e}") from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    validate_result(doc, str(p))
+    return doc  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1)
+def result_schema() -> dict[str, Any]:
+    """The published JSON Schema of the result (``audit/schema/result.schema.json``)."""
+    text = (resources.files("audit") / "schema" / "result.schema.json").read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+def validate_result(doc: Any, where: str = "result") -> None:
+    """Raise :class:`DataError` naming the first place where ``doc`` breaks the schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(result_schema())
+    error = next(iter(sorted(validator.iter_errors(doc), key=lambda e: list(e.path))), None)
+    if error is not None:
+        loc = "/".join(str(x) for x in error.absolute_path) or "(top level)"
+        raise DataError(f"{where} is not an audit result: at {loc}: {error.message[:200]}")

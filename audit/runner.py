@@ -1,0 +1,313 @@
+"""Running an audit: load the model and data, run the checks, assemble the result.
+
+One failing check becomes an errored section (with a high-severity finding saying the check
+could not run); it never stops the others. Every check is seeded from the run seed and its own
+name, so results do not depend on which other checks ran.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import random
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from audit import __version__
+from audit.card import ModelCard
+from audit.checks import Check, all_checks, get_check, make_params
+from audit.config import AuditConfig, load_config
+from audit.core import (
+    AuditData,
+    AuditResult,
+    Finding,
+    Section,
+    Severity,
+    Subject,
+    derive_seed,
+    section_status,
+    summarize,
+)
+from audit.datasets import dataset_names, load_dataset
+from audit.datasets.files import load_data_file, validate_against_card
+from audit.errors import DataError, UsageError
+from audit.loading import LoadedModel, infer_card, load_model
+
+ProgressFn = Callable[[str, float], None]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch global generators (LIME and sklearn use numpy's)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | None = None,
+              sensitive: Sequence[str] | None = None, seed: int = 0) -> AuditData:
+    """Data named by ``--data`` (bundled name or file), or the card's dataset's test split."""
+    sens = list(sensitive) if sensitive else None
+    if spec is None:
+        if card is None or not card.dataset:
+            raise UsageError("the model's card names no dataset; pass --data (a bundled "
+                             f"dataset: {', '.join(dataset_names())}, or a .npz/.csv file)")
+        data = load_dataset(card.dataset, "test", seed)
+    elif str(spec) in dataset_names() and not Path(spec).exists():
+        data = load_dataset(str(spec), "test", seed)
+    else:
+        if card is None:
+            raise UsageError("a data file needs the model's card to be read; pass --card "
+                             "card.json")
+        data = load_data_file(Path(spec), card, target, sens)
+    if sens:
+        frame = data.extras.get("frame")
+        if frame is None:
+            raise DataError("--sensitive needs tabular data with named columns (a .csv file "
+                            "or a bundled tabular dataset)")
+        missing = [c for c in sens if c not in frame.columns]
+        if missing:
+            raise DataError(f"sensitive column(s) {', '.join(missing)} not in the data; "
+                            f"columns are {', '.join(map(str, frame.columns[:20]))}")
+        data.extras["sensitive"] = sens
+    if card is not None:
+        validate_against_card(data, card)
+    return data
+
+
+def build_subject(
+    model: str | Path | LoadedModel,
+    *,
+    data: str | Path | AuditData | None = None,
+    target: str | None = None,
+    sensitive: Sequence[str] | None = None,
+    arch: str | None = None,
+    card: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    seed: int = 0,
+    quick: bool = False,
+    batch_size: int = 256,
+) -> Subject:
+    """Load model and data and check that the model runs on them (raises on any problem)."""
+    loaded = model if isinstance(model, LoadedModel) else load_model(
+        model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
+    model_card = loaded.card
+    if isinstance(data, AuditData):
+        audit_data = data
+        if model_card is not None:
+            validate_against_card(audit_data, model_card)
+    elif model_card is None:
+        if data is None:
+            raise UsageError(f"{loaded.path} has no card.json; pass --data (and --card to give "
+                             "class names and value range)")
+        audit_data = _load_cardless(Path(data) if Path(data).exists() else data, seed)
+    else:
+        audit_data = load_data(data, model_card, target=target, sensitive=sensitive, seed=seed)
+    if model_card is None:
+        model_card = infer_card(loaded, audit_data.x, audit_data.classes, audit_data.kind)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    loaded.model.to(device)
+    subject = Subject(model=loaded.model, card=model_card, data=audit_data,
+                      model_info=loaded.info(model_card), seed=seed, quick=quick, device=device,
+                      batch_size=batch_size)
+    logits = subject.data_logits  # fails early, with a clear message, if the model is broken
+    if logits.ndim != 2 or logits.shape[1] != model_card.num_classes:
+        raise UsageError(f"the model returns shape {tuple(logits.shape)} but the card lists "
+                         f"{model_card.num_classes} classes; fix the card's classes")
+    return subject
+
+
+def _load_cardless(spec: str | Path, seed: int) -> AuditData:
+    if isinstance(spec, Path) and spec.suffix.lower() == ".npz":
+        import numpy as _np
+
+        with _np.load(spec, allow_pickle=False) as npz:
+            if "x" not in npz.files or "y" not in npz.files:
+                raise DataError(f"{spec} lacks arrays x and y")
+            x, y = npz["x"], npz["y"]
+        kind = "image" if x.ndim >= 3 else "tabular"
+        n_cls = int(y.max()) + 1 if y.size else 2
+        return AuditData(name=spec.stem, x=torch.from_numpy(_np.asarray(x, _np.float32)),
+                         y=torch.from_numpy(_np.asarray(y, _np.int64)), kind=kind,
+                         classes=[str(i) for i in range(max(n_cls, 2))], source=str(spec))
+    if str(spec) in dataset_names():
+        return load_dataset(str(spec), "test", seed)
+    raise UsageError("without a card, --data must be a bundled dataset or a .npz file; pass "
+                     "--card card.json for CSV data")
+
+
+def select_checks(subject: Subject, config: AuditConfig,
+                  explicit: Sequence[str] | None) -> list[tuple[type[Check], bool]]:
+    """The checks to run as (class, explicitly requested)."""
+    if explicit:
+        names, forced = list(explicit), True
+    elif config.checks:
+        names, forced = list(config.checks), True
+    elif subject.card.checks:
+        names, forced = list(subject.card.checks), False
+    else:
+        names, forced = list(all_checks()), False
+    seen: list[tuple[type[Check], bool]] = []
+    for n in names:
+        cls = get_check(n)
+        if all(cls is not c for c, _ in seen):
+            seen.append((cls, forced))
+    return seen
+
+
+def run_checks(subject: Subject, config: AuditConfig,
+               checks: Sequence[tuple[type[Check], bool]],
+               progress: ProgressFn | None = None) -> list[Section]:
+    """Run each check, isolating failures; returns sections in order."""
+    sections: list[Section] = []
+    for i, (cls, forced) in enumerate(checks):
+        if progress:
+            progress(f"{cls.title}", i / max(len(checks), 1))
+        params = make_params(cls, config.params.get(cls.name), config.quick)
+        check = cls(params)
+        start = time.perf_counter()
+        reason = check.applies(subject)
+        if reason is not None:
+            sec = check.section(status="skipped", summary=f"Not run: {reason}")
+            if forced:
+                sec.findings.append(Finding(
+                    id=f"{cls.name}.skipped", severity=Severity.INFO,
+                    title=f"{cls.title} was requested but does not apply", detail=reason))
+        else:
+            seed_everything(derive_seed(subject.seed, cls.name))
+            try:
+                sec = check.run(subject)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as e:  # one failing check never kills the audit
+                sec = check.section(status="error", error=_one_line(e),
+                                    summary="This check failed to run; its results are missing.")
+                sec.findings.append(Finding(
+                    id=f"{cls.name}.error", severity=Severity.HIGH,
+                    title=f"{cls.title} could not run",
+                    detail=f"{type(e).__name__}: {_one_line(e)}",
+                    evidence={"traceback": traceback.format_exc(limit=6)[-2000:]},
+                    recommendation="Run again with --debug for the full traceback; the audit "
+                                   "is incomplete until this check runs."))
+        sec.duration_s = time.perf_counter() - start
+        sec.status = section_status(sec, config.fail_on)
+        sections.append(sec)
+    if progress:
+        progress("done", 1.0)
+    return sections
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:300] if text else type(e).__name__
+
+
+def run_audit(
+    model: str | Path | LoadedModel,
+    *,
+    data: str | Path | AuditData | None = None,
+    checks: Sequence[str] | None = None,
+    config: AuditConfig | str | Path | None = None,
+    seed: int | None = None,
+    quick: bool | None = None,
+    fail_on: str | Severity | None = None,
+    target: str | None = None,
+    sensitive: Sequence[str] | None = None,
+    arch: str | None = None,
+    card: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    params: dict[str, dict[str, Any]] | None = None,
+    progress: bool | ProgressFn = False,
+    command: str | None = None,
+) -> AuditResult:
+    """Audit a model and return the :class:`AuditResult`.
+
+    ``model`` is a bundled name (``"digits-cnn"``), a folder or a checkpoint file. ``data`` is a
+    bundled dataset name or a file; by default the card's dataset (test split). Keyword
+    arguments override ``config`` (an :class:`AuditConfig` or a path to ``audit.toml``);
+    ``params`` overrides per-check parameters, e.g. ``{"saliency": {"layer": "features.4"}}``.
+    """
+    t0 = time.perf_counter()
+    cfg = config if isinstance(config, AuditConfig) else load_config(config)
+    if seed is not None:
+        cfg.seed = seed
+    if quick is not None:
+        cfg.quick = quick
+    if fail_on is not None:
+        cfg.fail_on = Severity.parse(fail_on)
+    for name, overrides in (params or {}).items():
+        cls = get_check(name)
+        merged = {**cfg.params.get(name, {}), **overrides}
+        make_params(cls, merged, quick=False, where="command line")
+        cfg.params[name] = merged
+    if checks:
+        for name in checks:
+            get_check(name)
+    seed_everything(cfg.seed)
+    subject = build_subject(model, data=data, target=target, sensitive=sensitive, arch=arch,
+                            card=card, trust_checkpoint=trust_checkpoint, seed=cfg.seed,
+                            quick=cfg.quick, batch_size=cfg.batch_size)
+    selected = select_checks(subject, cfg, checks)
+    progress_fn: ProgressFn | None = progress if callable(progress) else None
+    ctx: Any = nullcontext()
+    if progress is True:
+        ctx = _RichProgress(len(selected))
+        progress_fn = ctx.update
+    with ctx:
+        sections = run_checks(subject, cfg, selected, progress_fn)
+    duration = time.perf_counter() - t0
+    effective = cfg.to_dict()
+    effective["checks"] = [c.name for c, _ in selected]
+    effective["params"] = {s.check: s.params for s in sections}
+    return AuditResult(
+        tool={"name": "audit", "version": __version__},
+        model=subject.model_info,
+        data=subject.data.info(),
+        config=effective,
+        summary=summarize(sections, cfg.fail_on, duration),
+        sections=sections,
+        card=subject.card.to_dict(),
+        run={
+            "command": command or "",
+            "seed": cfg.seed,
+            "quick": cfg.quick,
+            "created_at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "platform": platform.platform(terse=True),
+            "device": str(subject.device),
+        },
+    )
+
+
+class _RichProgress:
+    """A rich progress bar on stderr, one step per check."""
+
+    def __init__(self, total: int) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("[bold]audit[/] {task.description}"), BarColumn(),
+                                  TextColumn("{task.completed}/{task.total}"),
+                                  TimeElapsedColumn(), console=Console(stderr=True),
+                                  transient=False)
+        self._task = self._progress.add_task("starting", total=total)
+        self._total = total
+
+    def __enter__(self) -> _RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def update(self, description: str, fraction: float) -> None:
+        self._progress.update(self._task, description=description,
+                              completed=round(fraction * self._total))

@@ -1,0 +1,113 @@
+"""Shared pieces of the bundled models: normalisation, a plain training loop, bundle saving."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from audit.card import ModelCard
+from audit.io import atomic_save, atomic_write_text
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel; puts normalisation inside the model so its input space
+    is the data's own value range."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, mean: list[float], std: list[float], ndim: int = 3) -> None:
+        super().__init__()
+        shape = (1, -1) + (1,) * (ndim - 1)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class NormalizedModel(nn.Module):
+    """Wraps a model that expects normalised input so that it takes raw values instead."""
+
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], ndim: int) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std, ndim)
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.normalize(x))
+
+
+def set_deterministic(seed: int) -> None:
+    """Seed torch and use deterministic kernels so a recipe reproduces on CPU."""
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def train_classifier(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    sample_weight: torch.Tensor | None = None,
+    on_epoch: Callable[[int, float], None] | None = None,
+) -> nn.Module:
+    """Adam + cosine schedule + cross-entropy; deterministic for a given seed on CPU."""
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    model.train()
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            idx = perm[i : i + batch_size]
+            xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = augment(xb, gen)
+            loss_each = nn.functional.cross_entropy(model(xb), yb, reduction="none")
+            if sample_weight is not None:
+                w = sample_weight[idx]
+                loss = (loss_each * w).sum() / w.sum()
+            else:
+                loss = loss_each.mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * len(idx)
+        if on_epoch is not None:
+            on_epoch(epoch, total / len(x))
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy of ``model`` on ``(x, y)``."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += int((model(x[i : i + batch_size]).argmax(1) == y[i : i + batch_size]).sum())
+    return correct / max(len(x), 1)
+
+
+def save_bundle(model: nn.Module, card: ModelCard, out_dir: Path) -> None:
+    """Write ``model.safetensors`` and ``card.json`` into ``out_dir``, each atomically."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_save(out_dir / "model.safetensors",
+                lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    atomic_write_text(out_dir / "card.json", json.dumps(card.to_dict(), indent=2) + "\n")

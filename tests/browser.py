@@ -1,0 +1,73 @@
+"""Headless Chromium helpers for report tests (Playwright driving Debian's chromium)."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-background-networking",
+                 "--disable-gpu", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium")
+    if not path:
+        raise RuntimeError("Debian's chromium is not installed; run the README's test command "
+                           "(it installs it) or: apt-get install -y chromium")
+    return path
+
+
+@dataclass
+class PageReport:
+    """What happened while a report page loaded."""
+
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    failed_requests: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    broken_images: list[str] = field(default_factory=list)
+    broken_anchors: list[str] = field(default_factory=list)
+    text: str = ""
+    image_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def open_report(html: Path, screenshot: Path | None = None, width: int = 1200) -> PageReport:
+    """Load ``html`` from file:// in headless Chromium and record errors, requests, images,
+    anchors; optionally save a full-page screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    rep = PageReport()
+    url = html.resolve().as_uri()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS,
+                                     headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.on("console", lambda m: rep.console_errors.append(m.text)
+                    if m.type == "error" else None)
+            page.on("pageerror", lambda e: rep.page_errors.append(str(e)))
+            page.on("request", lambda r: rep.requests.append(r.url)
+                    if r.url != url else None)
+            page.on("requestfailed", lambda r: rep.failed_requests.append(r.url))
+            page.on("dialog", lambda d: (rep.dialogs.append(d.message), d.dismiss()))
+            page.goto(url, wait_until="load")
+            rep.text = page.inner_text("body")
+            rep.image_count = page.eval_on_selector_all("img", "els => els.length")
+            rep.broken_images = page.eval_on_selector_all(
+                "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
+                       ".map(e => e.alt)")
+            rep.broken_anchors = page.eval_on_selector_all(
+                "a[href^='#']", "els => els.map(e => e.getAttribute('href').slice(1))"
+                                ".filter(id => !document.getElementById(id))")
+            rep.extra["scripts"] = page.eval_on_selector_all("script", "els => els.length")
+            if screenshot is not None:
+                screenshot.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(screenshot), full_page=True)
+        finally:
+            browser.close()
+    return rep
