@@ -45,7 +45,11 @@ app = typer.Typer(
 )
 
 # Modules that add commands with a ``register(app)`` function. A new verb adds its module here.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = [
+    "audit.robustness.cli",   # audit harden
+    "audit.fairness.cli",     # audit fairness, audit mitigate
+    "audit.report.cli",       # audit diff
+]
 
 out_console = Console()
 err_console = Console(stderr=True)
@@ -213,6 +217,14 @@ def train_cmd(
                       f"wrote {target}", highlight=False)
 
 
+def _register_commands() -> None:
+    from importlib.util import find_spec
+
+    for mod in _COMMAND_MODULES:
+        if find_spec(mod.rsplit(".", 1)[0]) is not None and find_spec(mod) is not None:
+            importlib.import_module(mod).register(app)
+
+
 def _install_signal_handlers() -> None:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -228,8 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("AUDIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
-    for mod in _COMMAND_MODULES:
-        importlib.import_module(mod).register(app)
+    _register_commands()
     _install_signal_handlers()
     try:
         code = app(args=args, prog_name="audit", standalone_mode=False)

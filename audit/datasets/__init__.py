@@ -6,7 +6,6 @@ space. Bundled datasets register a loader in ``_DATASET_MODULES``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
 from audit.core import AuditData
@@ -15,6 +14,8 @@ from audit.errors import DataError
 # Modules that register bundled datasets when imported.
 _DATASET_MODULES = [
     "audit.datasets.digits",
+    "audit.datasets.shapes",
+    "audit.datasets.adult",
 ]
 
 Loader = Callable[[str, int], AuditData]
@@ -33,8 +34,9 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
 def dataset_names() -> list[str]:
     """Names of the bundled datasets."""
-    for mod in _DATASET_MODULES:
-        importlib.import_module(mod)
+    from audit.checks import import_plugins
+
+    import_plugins(_DATASET_MODULES)
     return sorted(_DATASETS)
 
 

@@ -6,7 +6,6 @@ seed and writes ``model.safetensors`` + ``card.json`` into ``models/NAME`` (or `
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,9 @@ from audit.errors import UsageError
 # Modules that register recipes when imported. A new bundled model adds its module here.
 _RECIPE_MODULES = [
     "audit.zoo.digits",
+    "audit.zoo.shapes",
+    "audit.zoo.adult",
+    "audit.zoo.robust",
 ]
 
 
@@ -42,8 +44,9 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 def recipes() -> dict[str, Recipe]:
     """All registered recipes by name."""
-    for mod in _RECIPE_MODULES:
-        importlib.import_module(mod)
+    from audit.checks import import_plugins
+
+    import_plugins(_RECIPE_MODULES)
     return dict(_RECIPES)
 
 
