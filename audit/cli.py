@@ -217,9 +217,16 @@ def train_cmd(
                       f"wrote {target}", highlight=False)
 
 
+_registered = False
+
+
 def _register_commands() -> None:
+    global _registered
     from importlib.util import find_spec
 
+    if _registered:
+        return
+    _registered = True
     for mod in _COMMAND_MODULES:
         if find_spec(mod.rsplit(".", 1)[0]) is not None and find_spec(mod) is not None:
             importlib.import_module(mod).register(app)
