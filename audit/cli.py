@@ -3,6 +3,7 @@ errors to exit codes. Users see one-line errors; ``--debug`` shows the traceback
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shlex
@@ -135,8 +136,7 @@ def run_cmd(
         model, data=data, checks=_split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=_split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
-        progress=progress and err_console.is_terminal or (progress and bool(os.environ.get(
-            "AUDIT_PROGRESS"))),
+        progress=progress and (err_console.is_terminal or bool(os.environ.get("AUDIT_PROGRESS"))),
         command=_command_line())
     target_html = out or Path("reports") / f"{_safe_name(result.model['name'])}.html"
     html, json_path = write_report(result, target_html)
@@ -236,10 +236,8 @@ def _install_signal_handlers() -> None:
     def on_term(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    try:
+    with contextlib.suppress(ValueError):  # not in the main thread
         signal.signal(signal.SIGTERM, on_term)
-    except ValueError:  # not in the main thread
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

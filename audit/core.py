@@ -10,7 +10,7 @@ import hashlib
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -27,7 +27,7 @@ SCHEMA_VERSION = "1.0"
 SectionStatus = Literal["pass", "warn", "fail", "error", "skipped"]
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """How much a finding matters, from ``info`` to ``critical``."""
 
     INFO = "info"
@@ -59,7 +59,7 @@ SEVERITIES: tuple[Severity, ...] = tuple(_SEVERITY_ORDER)
 
 @dataclass
 class Finding:
-    """One thing the audit found. ``id`` is stable across runs (e.g. ``performance.weak-class.3``)."""
+    """One thing the audit found; ``id`` is stable across runs (``performance.weak-class.3``)."""
 
     id: str
     severity: Severity

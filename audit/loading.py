@@ -179,7 +179,8 @@ def sniff(path: Path) -> str:
         except (zipfile.BadZipFile, OSError) as e:
             raise CheckpointError(f"{path} is a damaged zip archive ({e}); it may be truncated; "
                                   "save it again") from None
-        if any(n.endswith("serialized_exported_program.json") for n in names):
+        if any(n.endswith("serialized_exported_program.json") or n.endswith("/archive_format")
+               for n in names):
             return "export"
         if any(n.endswith("constants.pkl") for n in names) and any("/code/" in n for n in names):
             return "torchscript"
@@ -226,9 +227,22 @@ def pickle_globals(data: bytes) -> list[str]:
     return sorted(set(found))
 
 
-_SAFE_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
-                  "_codecs.encode", "numpy.core.multiarray._reconstruct", "numpy.dtype",
-                  "numpy.ndarray", "numpy._core.multiarray._reconstruct")
+_SAFE_GLOBALS = {"collections.OrderedDict", "builtins.set", "builtins.frozenset",
+                 "_codecs.encode", "torch.Size", "torch.device", "torch.storage.UntypedStorage",
+                 "torch.storage.TypedStorage"}
+
+
+def is_safe_global(name: str) -> bool:
+    """Whether a pickle global is one of torch's tensor-rebuilding pieces (no code runs)."""
+    if name in _SAFE_GLOBALS:
+        return True
+    if name.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
+        return True
+    module, _, attr = name.rpartition(".")
+    if module == "torch" and (attr.endswith("Storage")
+                              or isinstance(getattr(torch, attr, None), torch.dtype)):
+        return True
+    return False
 
 
 def _refuse_unsafe(path: Path, pickle_bytes: bytes) -> None:
@@ -238,7 +252,7 @@ def _refuse_unsafe(path: Path, pickle_bytes: bytes) -> None:
         names = pickle_globals(pickle_bytes)
     except CheckpointError as e:
         raise CheckpointError(f"{path} is corrupt or not a checkpoint: {e}") from None
-    unsafe = [n for n in names if not n.startswith(_SAFE_PREFIXES)]
+    unsafe = [n for n in names if not is_safe_global(n)]
     shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
     raise UnsafeCheckpointError(
         f"refused {path}: it needs full pickle to load"
@@ -265,7 +279,7 @@ def _torch_load(path: Path, trust: bool) -> Any:
     except pickle.UnpicklingError:
         if not trust:
             _refuse_unsafe(path, _pickle_payload(path))
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as e:
+    except Exception as e:  # torch raises many types on damaged files
         msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
         raise CheckpointError(f"{path} is corrupt or truncated ({msg}); save it again") from None
     # trusted: the user consented to running the checkpoint's code
@@ -351,7 +365,7 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: Pat
 
 def _load_torchscript(path: Path) -> nn.Module:
     try:
-        return torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-any-return]
+        return torch.jit.load(str(path), map_location="cpu")
     except Exception as e:
         raise CheckpointError(f"{path} is a damaged TorchScript archive: "
                               f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
@@ -367,7 +381,7 @@ class _ExportedModule(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.inner(x)
-        return out[0] if isinstance(out, tuple | list) else out  # type: ignore[no-any-return]
+        return out[0] if isinstance(out, tuple | list) else out
 
     def eval(self) -> _ExportedModule:  # exported graphs do not support .train()/.eval()
         return self
@@ -376,24 +390,39 @@ class _ExportedModule(nn.Module):
         return self
 
 
-def _load_export(path: Path, trust: bool) -> nn.Module:
-    # torch.export.load falls back to weights_only=False on its own; check every pickled member
-    # with weights_only=True first so that never happens without consent.
+def _check_archive_members(path: Path) -> None:
+    """Refuse a torch.export archive if any member would need full pickle.
+
+    ``torch.export.load`` unpickles weights, constants and example inputs with
+    ``weights_only=False`` (or falls back to it), and opaque objects with plain
+    ``pickle.loads``; so every member that is a pickle is checked here first: nested
+    ``torch.save`` archives must load with ``weights_only=True``, bare pickle streams may only
+    import torch's own rebuild functions. Members that are raw tensor bytes are not pickles
+    and pass.
+    """
     try:
         with zipfile.ZipFile(path) as zf:
             for name in zf.namelist():
-                if not name.endswith(".pt"):
-                    continue
                 blob = zf.read(name)
-                if not blob:
-                    continue
-                try:
-                    torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-                except pickle.UnpicklingError:
-                    if not trust:
+                if blob[:4] == b"PK\x03\x04":
+                    try:
+                        torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+                    except pickle.UnpicklingError:
                         _refuse_unsafe(path, _pickle_payload_from_bytes(blob))
-    except (zipfile.BadZipFile, OSError, RuntimeError) as e:
+                elif blob[:1] == b"\x80" and len(blob) > 1 and 2 <= blob[1] <= 5:
+                    try:
+                        names = pickle_globals(blob)
+                    except CheckpointError:
+                        continue  # raw tensor bytes that happen to start like a pickle
+                    if not all(is_safe_global(n) for n in names):
+                        _refuse_unsafe(path, blob)
+    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
         raise CheckpointError(f"{path} is a damaged torch.export archive ({e})") from None
+
+
+def _load_export(path: Path, trust: bool) -> nn.Module:
+    if not trust:
+        _check_archive_members(path)
     try:
         program = torch.export.load(str(path))
     except Exception as e:

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -132,7 +132,7 @@ def _load_cardless(spec: str | Path, seed: int) -> AuditData:
             if "x" not in npz.files or "y" not in npz.files:
                 raise DataError(f"{spec} lacks arrays x and y")
             x, y = npz["x"], npz["y"]
-        kind = "image" if x.ndim >= 3 else "tabular"
+        kind: Literal["image", "tabular"] = "image" if x.ndim >= 3 else "tabular"
         n_cls = int(y.max()) + 1 if y.size else 2
         return AuditData(name=spec.stem, x=torch.from_numpy(_np.asarray(x, _np.float32)),
                          y=torch.from_numpy(_np.asarray(y, _np.int64)), kind=kind,

@@ -63,8 +63,8 @@ def _load_npz(path: Path, card: ModelCard) -> AuditData:
         raise DataError(f"{path}: y must be 1-D class indices, got shape {y.shape}")
     if x.shape[:1] != y.shape:
         raise DataError(f"{path}: x has {x.shape[0] if x.ndim else 0} rows but y has {len(y)}")
-    if np.issubdtype(y.dtype, np.floating):
-        if not np.all(np.isfinite(y)) or not np.all(y == np.round(y)):
+    if np.issubdtype(y.dtype, np.floating) and (
+            not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
             raise DataError(f"{path}: y must hold integer class indices (found non-integers, "
                             "NaN or inf)")
     return AuditData(name=path.stem, x=torch.from_numpy(np.ascontiguousarray(x, np.float32)),

@@ -1,0 +1,63 @@
+"""Shared fixtures: the bundled digits model, audits run once per session, CLI runner."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from audit.core import AuditResult  # noqa: E402
+from audit.loading import LoadedModel, load_model  # noqa: E402
+from audit.runner import run_audit  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def digits_loaded() -> LoadedModel:
+    return load_model("digits-cnn")
+
+
+def with_model(loaded: LoadedModel, model: nn.Module, name: str | None = None) -> LoadedModel:
+    """A copy of ``loaded`` whose model is replaced (same card, renamed if asked)."""
+    card = dataclasses.replace(loaded.card, name=name) if name and loaded.card else loaded.card
+    return dataclasses.replace(loaded, model=model.eval(), card=card)
+
+
+@pytest.fixture(scope="session")
+def digits_performance(digits_loaded: LoadedModel) -> AuditResult:
+    """The performance check on digits-cnn, run once."""
+    return run_audit(digits_loaded, checks=["performance"], seed=0)
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run ``python -m audit ARGS`` in a subprocess (cwd = tmp_path unless given)."""
+
+    def run(*args: str, cwd: Path | None = None, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        full_env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent),
+                    "AUDIT_MODELS_DIR": str(ROOT / "models"), **(env or {})}
+        return subprocess.run([sys.executable, "-m", "audit", *args], cwd=cwd or tmp_path,
+                              capture_output=True, text=True, timeout=timeout, env=full_env)
+
+    return run
+
+
+class Scaled(nn.Module):
+    """Multiplies another model's logits by a constant (an overconfident model when > 1)."""
+
+    def __init__(self, inner: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.inner, self.scale = inner, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x) * self.scale
