@@ -52,8 +52,8 @@ _COMMAND_MODULES: list[str] = [
     "audit.report.cli",       # audit diff
 ]
 
-out_console = Console()
-err_console = Console(stderr=True)
+out_console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -149,8 +149,11 @@ def _safe_name(name: str) -> str:
     return keep or "model"
 
 
+_argv: list[str] = []
+
+
 def _command_line() -> str:
-    return "audit " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    return "audit " + " ".join(shlex.quote(a) for a in _argv)
 
 
 @app.command("models")
@@ -245,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("AUDIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
+    _argv[:] = args
     _register_commands()
     _install_signal_handlers()
     try:

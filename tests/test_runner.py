@@ -1,0 +1,123 @@
+"""The runner: failing checks are isolated, skipped checks are reported, runs are
+reproducible, and the JSON result follows the published schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from audit.checks import _REGISTRY, Check, register
+from audit.core import AuditResult, Section, Severity, Subject
+from audit.errors import DataError, UsageError
+from audit.loading import LoadedModel
+from audit.report.render import result_schema, validate_result
+from audit.runner import run_audit
+
+
+@dataclass
+class BoomParams:
+    when: str = "always"
+
+
+@pytest.fixture
+def extra_checks() -> Iterator[None]:
+    class Boom(Check):
+        name = "boom"
+        title = "Exploding check"
+        Params = BoomParams
+
+        def run(self, subject: Subject) -> Section:
+            raise ZeroDivisionError("division by zero inside the check")
+
+    class NeverApplies(Check):
+        name = "never"
+        title = "Inapplicable check"
+
+        def applies(self, subject: Subject) -> str | None:
+            return "needs something this model lacks"
+
+        def run(self, subject: Subject) -> Section:
+            raise AssertionError("must not run")
+
+    register(Boom)
+    register(NeverApplies)
+    try:
+        yield
+    finally:
+        _REGISTRY.pop("boom", None)
+        _REGISTRY.pop("never", None)
+
+
+def test_failing_check_is_an_errored_section(extra_checks: None,
+                                             digits_loaded: LoadedModel) -> None:
+    res = run_audit(digits_loaded, checks=["boom", "performance", "never"])
+    boom, perf, never = res.sections
+    assert boom.status == "error" and "division by zero" in (boom.error or "")
+    assert boom.findings[0].id == "boom.error" and boom.findings[0].severity is Severity.HIGH
+    assert perf.status == "pass" and perf.metrics["accuracy"] > 0.98
+    assert never.status == "skipped" and "lacks" in never.summary
+    assert never.findings[0].severity is Severity.INFO
+    assert res.summary["status"] == "fail"
+    assert res.summary["sections"] == {"error": 1, "pass": 1, "skipped": 1}
+    validate_result(res.to_dict())
+
+
+def _strip_volatile(doc: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(doc)
+    doc["run"].pop("created_at")
+    doc["summary"].pop("duration_s")
+    for s in doc["sections"]:
+        s.pop("duration_s")
+    return doc
+
+
+def test_same_seed_same_json(digits_loaded: LoadedModel) -> None:
+    a = run_audit(digits_loaded, checks=["performance"], seed=3).to_dict()
+    b = run_audit(digits_loaded, checks=["performance"], seed=3).to_dict()
+    assert json.dumps(_strip_volatile(a)) == json.dumps(_strip_volatile(b))
+
+
+def test_schema_accepts_result_and_rejects_broken(digits_performance: AuditResult) -> None:
+    doc = digits_performance.to_dict()
+    validate_result(doc)
+    top = set(result_schema()["required"])
+    assert {"schema_version", "tool", "model", "data", "config", "summary",
+            "sections"} <= top
+    for key in ("name", "path", "sha256", "arch", "parameters", "input", "classes"):
+        assert key in doc["model"]
+    assert doc["data"]["size"] == 360 and len(doc["data"]["sha256"]) == 64
+    broken = copy.deepcopy(doc)
+    broken["sections"][0]["metrics"]["accuracy"] = "high"
+    with pytest.raises(DataError, match="sections/0/metrics/accuracy"):
+        validate_result(broken)
+    broken = copy.deepcopy(doc)
+    del broken["summary"]
+    with pytest.raises(DataError, match="summary"):
+        validate_result(broken)
+    broken = copy.deepcopy(doc)
+    broken["sections"][0]["findings"] = [{"id": "x", "severity": "severe", "title": "",
+                                          "detail": "", "evidence": {}}]
+    with pytest.raises(DataError, match="severity"):
+        validate_result(broken)
+
+
+def test_unknown_check_and_params(digits_loaded: LoadedModel) -> None:
+    with pytest.raises(UsageError, match="unknown check 'nope'"):
+        run_audit(digits_loaded, checks=["nope"])
+    with pytest.raises(UsageError, match="unknown key 'bogus' in \\[checks.performance\\]"):
+        run_audit(digits_loaded, checks=["performance"],
+                  params={"performance": {"bogus": 1}})
+
+
+def test_params_change_thresholds(digits_loaded: LoadedModel) -> None:
+    res = run_audit(digits_loaded, checks=["performance"],
+                    params={"performance": {"weak_recall_medium": 0.99999}})
+    ids = {f.id for f in res.sections[0].findings}
+    # digits-cnn's only imperfect recall is class 9 (35/36)
+    assert ids == {"performance.weak-class.9"}
+    assert res.sections[0].params["weak_recall_medium"] == 0.99999
