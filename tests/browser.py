@@ -36,38 +36,80 @@ class PageReport:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def open_report(html: Path, screenshot: Path | None = None, width: int = 1200) -> PageReport:
-    """Load ``html`` from file:// in headless Chromium and record errors, requests, images,
-    anchors; optionally save a full-page screenshot."""
-    from playwright.sync_api import sync_playwright
+class ReportBrowser:
+    """One headless Chromium reused for many pages (start it once per test session)."""
 
-    rep = PageReport()
-    url = html.resolve().as_uri()
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS,
-                                     headless=True)
+    def __init__(self) -> None:
+        from playwright.sync_api import sync_playwright
+
+        self._pw = sync_playwright().start()
         try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            page.on("console", lambda m: rep.console_errors.append(m.text)
-                    if m.type == "error" else None)
-            page.on("pageerror", lambda e: rep.page_errors.append(str(e)))
-            page.on("request", lambda r: rep.requests.append(r.url)
-                    if r.url != url else None)
-            page.on("requestfailed", lambda r: rep.failed_requests.append(r.url))
-            page.on("dialog", lambda d: (rep.dialogs.append(d.message), d.dismiss()))
-            page.goto(url, wait_until="load")
-            rep.text = page.inner_text("body")
-            rep.image_count = page.eval_on_selector_all("img", "els => els.length")
-            rep.broken_images = page.eval_on_selector_all(
-                "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
-                       ".map(e => e.alt)")
-            rep.broken_anchors = page.eval_on_selector_all(
-                "a[href^='#']", "els => els.map(e => e.getAttribute('href').slice(1))"
-                                ".filter(id => !document.getElementById(id))")
-            rep.extra["scripts"] = page.eval_on_selector_all("script", "els => els.length")
-            if screenshot is not None:
-                screenshot.parent.mkdir(parents=True, exist_ok=True)
-                page.screenshot(path=str(screenshot), full_page=True)
+            self._browser = self._pw.chromium.launch(executable_path=chromium_path(),
+                                                     args=CHROMIUM_ARGS, headless=True)
+        except BaseException:
+            self._pw.stop()
+            raise
+
+    def close(self) -> None:
+        """Close the browser and stop Playwright."""
+        try:
+            self._browser.close()
         finally:
-            browser.close()
-    return rep
+            self._pw.stop()
+
+    def open(self, html: Path, screenshot: Path | None = None, width: int = 1200,
+             media: str | None = None, bypass_csp: bool = False) -> PageReport:
+        """Load ``html`` from file:// and record errors, requests, images and anchors;
+        optionally save a full-page screenshot (``media="print"`` emulates printing)."""
+        rep = PageReport()
+        url = html.resolve().as_uri()
+        context = self._browser.new_context(viewport={"width": width, "height": 900},
+                                            bypass_csp=bypass_csp)
+        try:
+            page = context.new_page()
+            if media:
+                page.emulate_media(media=media)  # type: ignore[arg-type]
+            _inspect(page, url, rep, screenshot)
+        finally:
+            context.close()
+        return rep
+
+
+def _inspect(page: Any, url: str, rep: PageReport, screenshot: Path | None) -> None:
+    page.on("console", lambda m: rep.console_errors.append(m.text)
+            if m.type == "error" else None)
+    page.on("pageerror", lambda e: rep.page_errors.append(str(e)))
+    page.on("request", lambda r: rep.requests.append(r.url)
+            if r.url != url else None)
+    page.on("requestfailed", lambda r: rep.failed_requests.append(r.url))
+    page.on("dialog", lambda d: (rep.dialogs.append(d.message), d.dismiss()))
+    page.goto(url, wait_until="load")
+    rep.text = page.inner_text("body")
+    rep.image_count = page.eval_on_selector_all("img", "els => els.length")
+    rep.broken_images = page.eval_on_selector_all(
+        "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0))"
+               ".map(e => e.alt)")
+    rep.broken_anchors = page.eval_on_selector_all(
+        "a[href^='#']", "els => els.map(e => e.getAttribute('href').slice(1))"
+                        ".filter(id => !document.getElementById(id))")
+    rep.extra["scripts"] = page.eval_on_selector_all("script", "els => els.length")
+    rep.extra["event_handlers"] = page.evaluate(
+        "() => Array.from(document.querySelectorAll('*')).filter(e => Array.from(e.attributes)"
+        ".some(a => a.name.toLowerCase().startsWith('on'))).length")
+    rep.extra["pwned"] = page.evaluate("() => window.__pwned === undefined ? null : "
+                                       "String(window.__pwned)")
+    rep.extra["toc_anchors"] = page.eval_on_selector_all(
+        "nav.toc a[href^='#']", "els => els.map(e => e.getAttribute('href').slice(1))")
+    if screenshot is not None:
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot), full_page=True)
+
+
+def open_report(html: Path, screenshot: Path | None = None, width: int = 1200) -> PageReport:
+    """Load ``html`` from file:// in a fresh headless Chromium and record errors, requests,
+    images, anchors; optionally save a full-page screenshot."""
+    browser = ReportBrowser()
+    try:
+        return browser.open(html, screenshot, width)
+    finally:
+        browser.close()

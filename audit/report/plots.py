@@ -13,10 +13,10 @@ from typing import Any, Literal
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from audit.core import Figure  # noqa: E402
+from audit.core import Figure
 
 plt.rcParams.update({
     "svg.hashsalt": "audit",

@@ -7,7 +7,6 @@ figures are ``data:`` images, CSS is inlined, and every user string is escaped b
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -18,27 +17,13 @@ import jinja2
 from audit.core import SEVERITIES, AuditResult
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
+from audit.report.view import SEVERITY_ORDER, build_view, fmt_number
+
+__all__ = ["fmt_number", "load_result", "ranked_findings", "render_html", "result_json",
+           "validate_result", "write_report"]
 
 SEVERITY_LABEL = {s.value: s.value.upper() for s in SEVERITIES}
 _RANK = {s.value: s.rank for s in SEVERITIES}
-
-
-def fmt_number(v: Any, digits: int = 4) -> str:
-    """Compact number formatting for tables: ints stay ints, floats get ``digits`` significant
-    digits, None/NaN show as an en dash."""
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "–"
-        if v == int(v) and abs(v) < 1e9:
-            return str(int(v))
-        return f"{v:.{digits}g}"
-    return str(v)
 
 
 @lru_cache(maxsize=1)
@@ -51,8 +36,6 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = fmt_number
-    env.filters["slug"] = lambda s: "".join(c if c.isalnum() else "-" for c in str(s)).lower()
-    env.filters["tojson_pretty"] = lambda v: json.dumps(v, indent=2, sort_keys=True)
     return env
 
 
@@ -74,12 +57,20 @@ def ranked_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
     return items
 
 
+def as_document(result: AuditResult | dict[str, Any]) -> dict[str, Any]:
+    """The JSON dict of a result (an :class:`AuditResult` or already a dict)."""
+    return result.to_dict() if isinstance(result, AuditResult) else result
+
+
 def render_html(result: AuditResult | dict[str, Any]) -> str:
-    """The HTML report of a result (an :class:`AuditResult` or its JSON dict)."""
-    doc = result.to_dict() if isinstance(result, AuditResult) else result
+    """The HTML report of a result (an :class:`AuditResult` or its JSON dict).
+
+    One self-contained file: inlined CSS and ``data:`` images, no script, and a
+    Content-Security-Policy that forbids network requests and scripts.
+    """
+    view = build_view(as_document(result))
     template = _env().get_template("report.html.j2")
-    return template.render(r=doc, css=_css(), findings=ranked_findings(doc),
-                           severities=[s.value for s in SEVERITIES], labels=SEVERITY_LABEL)
+    return template.render(v=view, css=_css(), severities=SEVERITY_ORDER)
 
 
 def result_json(result: AuditResult | dict[str, Any]) -> str:
