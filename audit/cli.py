@@ -10,6 +10,7 @@ import shlex
 import signal
 import sys
 import traceback
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("AUDIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     _argv[:] = args
+    if not debug:  # library warnings are noise on a user's terminal; --debug shows them
+        warnings.simplefilter("ignore")
     _register_commands()
     _install_signal_handlers()
     try:
@@ -262,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
             if callable(show):
                 show()
             return EXIT_USAGE
-        err_console.print(f"usage error: {e.format_message()}", highlight=False, markup=False)
         ctx = getattr(e, "ctx", None)
-        if ctx is not None:
-            err_console.print(f"see: {ctx.command_path} --help", highlight=False, markup=False)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        message = " ".join(str(e.format_message()).split())
+        err_console.print(f"usage error: {message}{hint}", highlight=False, markup=False)
         return EXIT_USAGE
     except typer.Abort:
         err_console.print("interrupted; nothing was written", highlight=False)

@@ -280,8 +280,9 @@ def _torch_load(path: Path, trust: bool) -> Any:
         if not trust:
             _refuse_unsafe(path, _pickle_payload(path))
     except Exception as e:  # torch raises many types on damaged files
-        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        raise CheckpointError(f"{path} is corrupt or truncated ({msg}); save it again") from None
+        msg = str(e).splitlines()[0][:160] if str(e) else ""
+        raise CheckpointError(f"{path} is corrupt or truncated ({type(e).__name__}: {msg}); "
+                              "save it again") from None
     # trusted: the user consented to running the checkpoint's code
     try:
         return torch.load(path, map_location="cpu", weights_only=False)

@@ -63,6 +63,12 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
     elif str(spec) in dataset_names() and not Path(spec).exists():
         data = load_dataset(str(spec), "test", seed)
     else:
+        path = Path(spec)
+        if not path.exists() and (path.suffix or len(path.parts) > 1):
+            raise DataError(f"data file not found: {spec}")
+        if not path.exists():
+            raise DataError(f"--data {spec} is neither a bundled dataset "
+                            f"({', '.join(dataset_names())}) nor an existing file")
         if card is None:
             raise UsageError("a data file needs the model's card to be read; pass --card "
                              "card.json")

@@ -62,6 +62,7 @@ def test_findings_give_exit_1(tmp_path: Path) -> None:
     (["run"], 4, "Missing argument"),
     (["run", "digits-cnn", "--out", "r.txt"], 4, "must end in .html"),
     (["run", "no-such-model"], 2, "no such file or bundled model"),
+    (["run", "digits-cnn", "--data", "mnist"], 2, "neither a bundled dataset"),
     (["train", "nope"], 4, "no recipe named 'nope'"),
     (["report", "missing.json", "--out", "x.html"], 2, "result file not found"),
 ])

@@ -38,3 +38,14 @@ class ReturnsNaN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(x.flatten(1)) * float("nan")
+
+
+class TinyTabular(nn.Module):
+    """Logistic regression on three features."""
+
+    def __init__(self, features: int = 3) -> None:
+        super().__init__()
+        self.fc = nn.Linear(features, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x)
