@@ -26,6 +26,7 @@ from audit.errors import (
     EXIT_OK,
     EXIT_USAGE,
     AuditError,
+    Interrupted,
     UsageError,
 )
 
@@ -222,6 +223,7 @@ def train_cmd(
 
 
 _registered = False
+_INTERRUPTED = "nothing new was written; previous reports and checkpoints are intact"
 
 
 def _register_commands() -> None:
@@ -236,12 +238,18 @@ def _register_commands() -> None:
             importlib.import_module(mod).register(app)
 
 
-def _install_signal_handlers() -> None:
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+def _install_signal_handlers() -> dict[int, Any]:
+    """Turn SIGINT/SIGTERM into :class:`Interrupted`; returns the previous handlers."""
 
+    def on_signal(signum: int, frame: Any) -> None:
+        # our own error type: typer would swallow a KeyboardInterrupt into a silent exit 130
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous: dict[int, Any] = {}
     with contextlib.suppress(ValueError):  # not in the main thread
-        signal.signal(signal.SIGTERM, on_term)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            previous[sig] = signal.signal(sig, on_signal)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -250,10 +258,15 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args or os.environ.get("AUDIT_DEBUG") == "1"
     args = [a for a in args if a != "--debug"]
     _argv[:] = args
-    if not debug:  # library warnings are noise on a user's terminal; --debug shows them
-        warnings.simplefilter("ignore")
     _register_commands()
-    _install_signal_handlers()
+    with warnings.catch_warnings():
+        if not debug:  # library warnings are noise on a user's terminal; --debug shows them
+            warnings.simplefilter("ignore")
+        return _main(args, debug)
+
+
+def _main(args: list[str], debug: bool) -> int:
+    previous_handlers = _install_signal_handlers()
     try:
         code = app(args=args, prog_name="audit", standalone_mode=False)
         return int(code or 0)
@@ -273,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         err_console.print("interrupted; nothing was written", highlight=False)
         return EXIT_INTERRUPTED
+    except Interrupted as e:
+        if debug:
+            traceback.print_exc()
+        err_console.print(f"interrupted by {e.message}: {_INTERRUPTED}", highlight=False,
+                          markup=False)
+        return e.exit_code
     except AuditError as e:
         if debug:
             traceback.print_exc()
@@ -281,8 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         if debug:
             traceback.print_exc()
-        err_console.print("interrupted; previous reports and checkpoints were left intact",
-                          highlight=False)
+        err_console.print(f"interrupted: {_INTERRUPTED}", highlight=False)
         return EXIT_INTERRUPTED
     except Exception as e:
         if debug:
@@ -292,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
                           "for the traceback, and please report it)", highlight=False,
                           markup=False)
         return EXIT_ERROR
+    finally:
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
 
 
 def entry() -> None:

@@ -239,10 +239,8 @@ def is_safe_global(name: str) -> bool:
     if name.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
         return True
     module, _, attr = name.rpartition(".")
-    if module == "torch" and (attr.endswith("Storage")
-                              or isinstance(getattr(torch, attr, None), torch.dtype)):
-        return True
-    return False
+    return module == "torch" and (attr.endswith("Storage")
+                                  or isinstance(getattr(torch, attr, None), torch.dtype))
 
 
 def _refuse_unsafe(path: Path, pickle_bytes: bytes) -> None:

@@ -38,7 +38,7 @@ from audit.core import (
 )
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
-from audit.errors import DataError, UsageError
+from audit.errors import DataError, Interrupted, UsageError
 from audit.loading import LoadedModel, infer_card, load_model
 
 ProgressFn = Callable[[str, float], None]
@@ -190,7 +190,7 @@ def run_checks(subject: Subject, config: AuditConfig,
             seed_everything(derive_seed(subject.seed, cls.name))
             try:
                 sec = check.run(subject)
-            except (KeyboardInterrupt, SystemExit):
+            except (KeyboardInterrupt, SystemExit, Interrupted):
                 raise
             except Exception as e:  # one failing check never kills the audit
                 sec = check.section(status="error", error=_one_line(e),

@@ -213,7 +213,7 @@ CASES: dict[str, Case] = {
                              "ece_high must be a number"),
     "config file missing": Case(lambda t: ["run", "digits-cnn", "--config", str(t / "a.toml")],
                                 4, "config file not found"),
-    "unknown check name": Case(lambda t: _digits_run(t)[:2] + ["--checks", "salience"], 4,
+    "unknown check name": Case(lambda t: ["run", "digits-cnn", "--checks", "salience"], 4,
                                "unknown check 'salience'; available checks: performance"),
     "unknown severity": Case(lambda t: _digits_run(t, "--fail-on", "urgent"), 4,
                              "unknown severity 'urgent'"),
