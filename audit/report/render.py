@@ -111,14 +111,14 @@ def load_result(path: str | Path) -> dict[str, Any]:
     except json.JSONDecodeError as e:
         raise DataError(f"{p} is not valid JSON (line {e.lineno}: {e.msg})") from None
     validate_result(doc, str(p))
-    return doc  # type: ignore[no-any-return]
+    return doc
 
 
 @lru_cache(maxsize=1)
 def result_schema() -> dict[str, Any]:
     """The published JSON Schema of the result (``audit/schema/result.schema.json``)."""
     text = (resources.files("audit") / "schema" / "result.schema.json").read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return json.loads(text)
 
 
 def validate_result(doc: Any, where: str = "result") -> None:

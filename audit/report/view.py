@@ -186,6 +186,7 @@ class SectionView:
     params: list[KV]
     duration: str
     counts: dict[str, int]
+    seconds: float = 0.0
 
 
 @dataclass
@@ -330,7 +331,8 @@ def build_view(doc: dict[str, Any]) -> ReportView:
             summary=text(raw.get("summary", "")), reading=text(raw.get("reading", "")),
             error=text(raw.get("error", "")), findings=sec_findings, metrics=metrics,
             tables=tables, figures=figures, params=_kvs(raw.get("params")),
-            duration=f"{duration:.2f} s" if duration is not None else "–", counts=counts))
+            duration=f"{duration:.2f} s" if duration is not None else "–", counts=counts,
+            seconds=max(duration or 0.0, 0.0)))
         findings.extend(sec_findings)
     ranked = sorted(findings, key=lambda f: (-severity_rank(f.severity), f.order))
     counts = dict.fromkeys(SEVERITY_ORDER, 0)

@@ -1,0 +1,319 @@
+"""Compare two audit results: verdicts, severity counts, new and fixed findings (matched by
+finding id), severity changes, and metric deltas per check; rendered as HTML and Markdown.
+
+``audit diff A.json B.json --out D.html`` writes ``D.html`` and ``D.md``. A is the baseline
+("before"), B the candidate ("after"): a *new* finding is in B but not in A, a *fixed* one in A
+but not in B.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.core import AuditResult, Severity
+from audit.io import atomic_write_text
+from audit.report.view import (
+    SEVERITY_ORDER,
+    FindingView,
+    ReportView,
+    build_view,
+    fmt_number,
+    severity_rank,
+    slug,
+)
+
+
+@dataclass
+class MetricDelta:
+    """One metric in A and B; ``delta`` is B - A when both are finite."""
+
+    name: str
+    a: float | None
+    b: float | None
+    a_text: str
+    b_text: str
+    delta: float | None
+    delta_text: str
+    changed: bool
+
+
+@dataclass
+class FindingChange:
+    """A finding id in A, B or both. ``kind``: new, fixed, worse, better or same."""
+
+    kind: str
+    id: str
+    check: str
+    section_title: str
+    a: FindingView | None
+    b: FindingView | None
+
+    @property
+    def current(self) -> FindingView:
+        """The finding as it is now (B), or as it was (A) when fixed."""
+        found = self.b or self.a
+        assert found is not None
+        return found
+
+
+@dataclass
+class SectionDiff:
+    """One check in A and/or B: statuses and metric deltas."""
+
+    check: str
+    title: str
+    anchor: str
+    status_a: str
+    status_b: str
+    metrics: list[MetricDelta]
+
+    @property
+    def changed_metrics(self) -> list[MetricDelta]:
+        return [m for m in self.metrics if m.changed]
+
+
+@dataclass
+class ResultDiff:
+    """Everything the comparison shows."""
+
+    a: ReportView
+    b: ReportView
+    label_a: str
+    label_b: str
+    new: list[FindingChange]
+    fixed: list[FindingChange]
+    worse: list[FindingChange]
+    better: list[FindingChange]
+    same: list[FindingChange]
+    sections: list[SectionDiff]
+    notes: list[str] = field(default_factory=list)
+    identity: list[tuple[str, str, str]] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        """One sentence: verdicts and what changed."""
+        parts = [f"{len(self.new)} new", f"{len(self.fixed)} fixed"]
+        if self.worse:
+            parts.append(f"{len(self.worse)} more severe")
+        if self.better:
+            parts.append(f"{len(self.better)} less severe")
+        parts.append(f"{len(self.same)} unchanged")
+        changed = sum(len(s.changed_metrics) for s in self.sections)
+        return (f"{self.label_a} {self.a.status.upper()} → {self.label_b} "
+                f"{self.b.status.upper()}. Findings: {', '.join(parts)}. "
+                f"{changed} metric{'s' if changed != 1 else ''} changed.")
+
+    def regressions(self, at_least: str | Severity) -> list[FindingChange]:
+        """New or more severe findings in B at or above ``at_least``."""
+        rank = severity_rank(Severity.parse(at_least).value)
+        return [c for c in (*self.new, *self.worse)
+                if c.b is not None and severity_rank(c.b.severity) >= rank]
+
+
+def _doc(result: AuditResult | dict[str, Any]) -> dict[str, Any]:
+    return result.to_dict() if isinstance(result, AuditResult) else result
+
+
+def _delta_text(d: float | None) -> str:
+    if d is None:
+        return "–"
+    if d == 0:
+        return "0"
+    return ("+" if d > 0 else "−") + fmt_number(abs(d))
+
+
+def _metric_deltas(a: dict[str, float | None], b: dict[str, float | None],
+                   texts_a: dict[str, str], texts_b: dict[str, str]) -> list[MetricDelta]:
+    names = list(b) + [n for n in a if n not in b]
+    out = []
+    for n in names:
+        va, vb = a.get(n), b.get(n)
+        delta = vb - va if va is not None and vb is not None else None
+        present_a, present_b = n in a, n in b
+        changed = (present_a != present_b or (va is None) != (vb is None)
+                   or (delta is not None and not math.isclose(va or 0.0, vb or 0.0,
+                                                              rel_tol=1e-9, abs_tol=1e-12)))
+        out.append(MetricDelta(n, va, vb, texts_a.get(n, "absent") if present_a else "absent",
+                               texts_b.get(n, "absent") if present_b else "absent", delta,
+                               _delta_text(delta if changed or delta is None else 0.0),
+                               changed))
+    return out
+
+
+def diff_results(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any],
+                 labels: tuple[str, str] = ("A", "B")) -> ResultDiff:
+    """Compare result ``a`` (baseline) with ``b`` (candidate)."""
+    da, db = _doc(a), _doc(b)
+    va, vb = build_view(da), build_view(db)
+    by_id_a: dict[str, list[FindingView]] = defaultdict(list)
+    for f in sorted(va.findings, key=lambda f: f.order):
+        by_id_a[f.id].append(f)
+    changes: dict[str, list[FindingChange]] = defaultdict(list)
+    for fb in sorted(vb.findings, key=lambda f: f.order):
+        fa = by_id_a[fb.id].pop(0) if by_id_a.get(fb.id) else None
+        if fa is None:
+            kind = "new"
+        elif severity_rank(fb.severity) > severity_rank(fa.severity):
+            kind = "worse"
+        elif severity_rank(fb.severity) < severity_rank(fa.severity):
+            kind = "better"
+        else:
+            kind = "same"
+        changes[kind].append(FindingChange(kind, fb.id, fb.check, fb.section_title, fa, fb))
+    for left in by_id_a.values():
+        for fa in left:
+            changes["fixed"].append(FindingChange("fixed", fa.id, fa.check, fa.section_title,
+                                                  fa, None))
+    for kind in changes:
+        changes[kind].sort(key=lambda c: (-severity_rank(c.current.severity), c.current.order))
+
+    secs_a = {s.check: s for s in va.sections}
+    secs_b = {s.check: s for s in vb.sections}
+    sections = []
+    used: set[str] = set()
+    for check in list(secs_b) + [c for c in secs_a if c not in secs_b]:
+        sa, sb = secs_a.get(check), secs_b.get(check)
+        ref = sb or sa
+        assert ref is not None
+        anchor = f"d-{slug(check)}"
+        while anchor in used:
+            anchor += "-x"
+        used.add(anchor)
+        metrics = _metric_deltas({m.name: m.raw for m in sa.metrics} if sa else {},
+                                 {m.name: m.raw for m in sb.metrics} if sb else {},
+                                 {m.name: m.value for m in sa.metrics} if sa else {},
+                                 {m.name: m.value for m in sb.metrics} if sb else {})
+        sections.append(SectionDiff(check, ref.title, anchor, sa.status if sa else "absent",
+                                    sb.status if sb else "absent", metrics))
+    return ResultDiff(a=va, b=vb, label_a=labels[0], label_b=labels[1],
+                      new=changes["new"], fixed=changes["fixed"], worse=changes["worse"],
+                      better=changes["better"], same=changes["same"], sections=sections,
+                      notes=_notes(da, db, va, vb, labels), identity=_identity(da, db, va, vb))
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
+
+
+def _notes(da: dict[str, Any], db: dict[str, Any], va: ReportView, vb: ReportView,
+           labels: tuple[str, str]) -> list[str]:
+    notes = []
+    if va.data.get("sha256") != vb.data.get("sha256"):
+        notes.append(f"{labels[0]} and {labels[1]} were audited on different data "
+                     f"({va.data.get('name')} vs {vb.data.get('name')}): metric changes mix "
+                     "model and data effects.")
+    if va.model.get("sha256") and va.model.get("sha256") == vb.model.get("sha256"):
+        notes.append("Both results audit the same model weights (same sha256); differences "
+                     "come from data, settings or the tool version.")
+    for key, label in (("seed", "seed"), ("fail_on", "fail-on threshold"), ("quick", "quick "
+                                                                                   "mode")):
+        x, y = _get(da, "config", key), _get(db, "config", key)
+        if x != y:
+            notes.append(f"Different {label}: {fmt_number(x)} vs {fmt_number(y)}.")
+    if _get(da, "config", "params") != _get(db, "config", "params"):
+        notes.append("Check parameters differ; compare the effective configurations in the "
+                     "two reports.")
+    ta, tb = _get(da, "tool", "version"), _get(db, "tool", "version")
+    if ta != tb:
+        notes.append(f"Different tool versions: {ta} vs {tb}.")
+    only_a = [s.title for s in va.sections if s.check not in {t.check for t in vb.sections}]
+    only_b = [s.title for s in vb.sections if s.check not in {t.check for t in va.sections}]
+    if only_a:
+        notes.append(f"Checks only in {labels[0]}: {', '.join(only_a)}.")
+    if only_b:
+        notes.append(f"Checks only in {labels[1]}: {', '.join(only_b)}.")
+    return notes
+
+
+def _identity(da: dict[str, Any], db: dict[str, Any], va: ReportView, vb: ReportView
+              ) -> list[tuple[str, str, str]]:
+    def run(d: dict[str, Any], key: str) -> str:
+        v = _get(d, "run", key)
+        return "" if v is None else str(v)
+
+    return [
+        ("Model", va.model["name"], vb.model["name"]),
+        ("Model sha256", va.model["sha256"], vb.model["sha256"]),
+        ("Architecture", va.model["arch"], vb.model["arch"]),
+        ("Parameters", va.model["parameters"], vb.model["parameters"]),
+        ("Data", va.data["name"], vb.data["name"]),
+        ("Data sha256", va.data["sha256"], vb.data["sha256"]),
+        ("Verdict", f"{va.status} (fail on {va.fail_on})", f"{vb.status} (fail on {vb.fail_on})"),
+        ("Seed", run(da, "seed"), run(db, "seed")),
+        ("Command", run(da, "command"), run(db, "command")),
+        ("Created", va.created, vb.created),
+        ("Tool", va.tool, vb.tool),
+    ]
+
+
+def render_diff_html(diff: ResultDiff) -> str:
+    """The comparison as one self-contained HTML page (same CSP and CSS as the report)."""
+    from audit.report.render import _css, _env
+
+    template = _env().get_template("diff.html.j2")
+    return template.render(d=diff, css=_css(), severities=SEVERITY_ORDER)
+
+
+def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
+    """The comparison as compact Markdown for a pull request."""
+    from audit.report.markdown import STATUS_ICON, code_id, md
+
+    a, b = diff.a, diff.b
+    out = [f"## Audit comparison: {md(diff.label_a)} {STATUS_ICON.get(a.status, '')} → "
+           f"{md(diff.label_b)} {STATUS_ICON.get(b.status, '')}", "", f"**{md(diff.headline)}**",
+           ""]
+    for note in diff.notes:
+        out.append(f"> {md(note)}")
+    if diff.notes:
+        out.append("")
+    out += ["| | " + " | ".join(SEVERITY_ORDER) + " |", "|---|" + "---:|" * len(SEVERITY_ORDER)]
+    out.append(f"| {md(diff.label_a)} | " + " | ".join(str(a.counts[s]) for s in SEVERITY_ORDER)
+               + " |")
+    out.append(f"| {md(diff.label_b)} | " + " | ".join(str(b.counts[s]) for s in SEVERITY_ORDER)
+               + " |")
+    out.append("")
+    for title, items in (("New findings", diff.new), ("Fixed findings", diff.fixed),
+                         ("More severe", diff.worse), ("Less severe", diff.better)):
+        if not items:
+            continue
+        out += [f"### {title} ({len(items)})", "", "| Severity | Finding | Check |",
+                "|---|---|---|"]
+        for c in items[:limit]:
+            f = c.current
+            sev = (f"{c.a.severity} → {c.b.severity}" if c.a and c.b and c.kind != "same"
+                   else f.severity)
+            out.append(f"| {sev.upper()} | {md(f.title, 160)}<br>{code_id(f.id)} | "
+                       f"{md(c.section_title, 60)} |")
+        if len(items) > limit:
+            out.append(f"| | …{len(items) - limit} more in the HTML comparison | |")
+        out.append("")
+    changed = [(s, m) for s in diff.sections for m in s.changed_metrics]
+    if changed:
+        out += [f"### Metric changes ({len(changed)})", "", "| Check | Metric | "
+                f"{md(diff.label_a)} | {md(diff.label_b)} | Δ |", "|---|---|---:|---:|---:|"]
+        for s, m in changed[: limit * 2]:
+            out.append(f"| {md(s.title, 50)} | {md(m.name, 80)} | {md(m.a_text)} | "
+                       f"{md(m.b_text)} | {md(m.delta_text)} |")
+        if len(changed) > limit * 2:
+            out.append(f"| | …{len(changed) - limit * 2} more in the HTML comparison | | | |")
+        out.append("")
+    else:
+        out += ["No metric changed.", ""]
+    return "\n".join(out) + "\n"
+
+
+def write_diff(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any],
+               out: str | Path, labels: tuple[str, str] = ("A", "B")) -> tuple[Path, Path]:
+    """Write the comparison as ``out`` (HTML) and the Markdown beside it (``.md``)."""
+    out = Path(out)
+    diff = diff_results(a, b, labels)
+    md_path = out.with_suffix(".md")
+    atomic_write_text(md_path, render_diff_markdown(diff))
+    atomic_write_text(out, render_diff_html(diff))
+    return out, md_path
