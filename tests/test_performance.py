@@ -20,7 +20,7 @@ def test_ece_known_answer() -> None:
     # 4 samples, 2 classes; bins of width 0.5: confidences 0.6, 0.6 (bin 1), 0.9, 0.9 (bin 1)
     proba = np.array([[0.6, 0.4], [0.6, 0.4], [0.1, 0.9], [0.1, 0.9]])
     labels = np.array([0, 1, 1, 1])
-    ece, mce, bins = expected_calibration_error(proba, labels, bins=2)
+    ece, _mce, bins = expected_calibration_error(proba, labels, bins=2)
     # all in bin [0.5, 1]: accuracy 3/4, mean confidence 0.75 -> ECE 0
     assert ece == pytest.approx(0.0)
     ece10, mce10, _ = expected_calibration_error(proba, labels, bins=10)
@@ -56,7 +56,7 @@ def test_metrics_agree_with_sklearn(digits_performance: AuditResult,
         pred = digits_loaded.model(data.x).argmax(1).numpy()
     sec = digits_performance.sections[0]
     assert sec.metrics["accuracy"] == pytest.approx(accuracy_score(data.y.numpy(), pred))
-    p, r, _, s = precision_recall_fscore_support(data.y.numpy(), pred, zero_division=0)
+    _p, r, _, s = precision_recall_fscore_support(data.y.numpy(), pred, zero_division=0)
     table = sec.tables[0]
     assert [row[1] for row in table.rows] == s.tolist()
     assert [row[3] for row in table.rows] == pytest.approx(r.round(4).tolist())

@@ -35,7 +35,9 @@ def test_torch_pinned_and_no_torchvision() -> None:
     constraints = (ROOT / "constraints.txt").read_text()
     assert re.search(r"^torch==2\.13\.0$", constraints, re.M)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    deps = project["dependencies"] + sum(project["optional-dependencies"].values(), [])
+    deps = list(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        deps += extra
     assert "torch==2.13.0" in deps
     banned = ("torchvision", "torchattacks", "grad-cam", "pytorch-grad-cam")
     for text in (constraints, (ROOT / "pyproject.toml").read_text()):
