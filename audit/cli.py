@@ -117,11 +117,17 @@ def run_cmd(
         "--trust-checkpoint", help="Allow full pickle loading, which can run code from the "
                                    "checkpoint. Only for files you trust.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    md: Annotated[Path | None, typer.Option("--md", help="Also write a Markdown summary "
+                                                         "(for pull requests) here.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML here "
+                                                               "(one testcase per finding; "
+                                                               "failures at or above "
+                                                               "--fail-on).")] = None,
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""
     from audit.core import Severity
     from audit.io import check_writable
-    from audit.report.render import write_report
+    from audit.report.render import write_outputs, write_report
     from audit.runner import run_audit
 
     if fail_on is not None:
@@ -131,6 +137,9 @@ def run_cmd(
             raise UsageError(f"--out {out} must end in .html (the JSON result is written "
                              "beside it)")
         check_writable(out)
+    for extra in (md, junit):
+        if extra is not None:
+            check_writable(extra)
     params: dict[str, dict[str, Any]] = {}
     if layer:
         params["saliency"] = {"layer": layer}
@@ -142,6 +151,8 @@ def run_cmd(
         command=_command_line())
     target_html = out or Path("reports") / f"{_safe_name(result.model['name'])}.html"
     html, json_path = write_report(result, target_html)
+    for path in write_outputs(result, md=md, junit=junit):
+        out_console.print(f"{'junit' if path == junit else 'markdown'}: {path}", highlight=False)
     print_summary(result, html, json_path)
     raise typer.Exit(EXIT_FINDINGS if result.summary["status"] == "fail" else EXIT_OK)
 
@@ -186,18 +197,33 @@ def models_cmd() -> None:
 @app.command("report")
 def report_cmd(
     result: Annotated[Path, typer.Argument(help="A JSON result written by 'audit run'.")],
-    out: Annotated[Path, typer.Option(help="HTML file to write.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    md: Annotated[Path | None, typer.Option("--md", help="Markdown summary to write.")] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="JUnit XML to write.")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Severity at or above which findings are JUnit failures (default: "
+                          "the threshold the audit ran with).")] = None,
 ) -> None:
-    """Re-render a saved JSON result as HTML."""
+    """Re-render a saved JSON result as HTML, Markdown and/or JUnit XML."""
+    from audit.core import Severity
     from audit.io import atomic_write_text, check_writable
-    from audit.report.render import load_result, render_html
+    from audit.report.render import load_result, render_html, write_outputs
 
-    if out.suffix.lower() not in (".html", ".htm"):
+    if out is None and md is None and junit is None:
+        raise UsageError("nothing to write: pass --out X.html, --md X.md and/or --junit X.xml")
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out} must end in .html")
-    check_writable(out)
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    for path in (out, md, junit):
+        if path is not None:
+            check_writable(path)
     doc = load_result(result)
-    atomic_write_text(out, render_html(doc))
-    out_console.print(f"report: {out}", highlight=False)
+    if out is not None:
+        atomic_write_text(out, render_html(doc))
+        out_console.print(f"report: {out}", highlight=False)
+    for path in write_outputs(doc, md=md, junit=junit, fail_on=fail_on):
+        out_console.print(f"{'junit' if path == junit else 'markdown'}: {path}", highlight=False)
 
 
 @app.command("train")

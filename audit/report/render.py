@@ -19,8 +19,8 @@ from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
 from audit.report.view import SEVERITY_ORDER, build_view, fmt_number
 
-__all__ = ["fmt_number", "load_result", "ranked_findings", "render_html", "result_json",
-           "validate_result", "write_report"]
+__all__ = ["as_document", "fmt_number", "load_result", "ranked_findings", "render_html",
+           "result_json", "validate_result", "write_outputs", "write_report"]
 
 SEVERITY_LABEL = {s.value: s.value.upper() for s in SEVERITIES}
 _RANK = {s.value: s.rank for s in SEVERITIES}
@@ -130,3 +130,23 @@ def validate_result(doc: Any, where: str = "result") -> None:
     if error is not None:
         loc = "/".join(str(x) for x in error.absolute_path) or "(top level)"
         raise DataError(f"{where} is not an audit result: at {loc}: {error.message[:200]}")
+
+
+def write_outputs(result: AuditResult | dict[str, Any], *, md: str | Path | None = None,
+                  junit: str | Path | None = None, fail_on: str | None = None) -> list[Path]:
+    """Write the Markdown summary and/or JUnit XML of a result (atomically); returns paths.
+
+    ``fail_on`` sets which findings are JUnit failures (default: the audit's own threshold).
+    """
+    from audit.report.junit import render_junit
+    from audit.report.markdown import render_markdown
+
+    doc = as_document(result)
+    written = []
+    if md is not None:
+        atomic_write_text(Path(md), render_markdown(doc))
+        written.append(Path(md))
+    if junit is not None:
+        atomic_write_text(Path(junit), render_junit(doc, fail_on))
+        written.append(Path(junit))
+    return written

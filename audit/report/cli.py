@@ -1,0 +1,131 @@
+"""Report commands: ``audit diff``, ``audit examples`` and ``audit config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audit.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
+
+
+def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
+    from audit.cli import err_console, out_console
+
+    return err_console if stderr else out_console
+
+
+def diff_cmd(
+    a: Annotated[Path, typer.Argument(metavar="A.json", help="Baseline JSON result (before).")],
+    b: Annotated[Path, typer.Argument(metavar="B.json", help="Candidate JSON result (after).")],
+    out: Annotated[Path, typer.Option(help="HTML file to write; the Markdown is written beside "
+                                           "it (.md).")] = Path("audit-diff.html"),
+    labels: Annotated[str, typer.Option(help="Names of A and B in the comparison, "
+                                             "comma-separated.")] = "A,B",
+    fail_on_new: Annotated[str | None, typer.Option(
+        "--fail-on-new", help="Exit 1 when B has a new or more severe finding at or above this "
+                              "severity (a regression gate for CI).")] = None,
+) -> None:
+    """Compare two results side by side: new and fixed findings, severity changes, metric
+    deltas (HTML and Markdown)."""
+    from audit.core import Severity
+    from audit.io import check_writable
+    from audit.report.diff import diff_results, render_diff_html, render_diff_markdown
+    from audit.report.render import load_result
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out} must end in .html (the Markdown is written beside it)")
+    parts = [p.strip() for p in labels.split(",")]
+    if len(parts) != 2 or not all(parts):
+        raise UsageError(f"--labels needs two names separated by a comma, got {labels!r}")
+    if fail_on_new is not None:
+        Severity.parse(fail_on_new)
+    check_writable(out)
+    doc_a, doc_b = load_result(a), load_result(b)
+    d = diff_results(doc_a, doc_b, (parts[0], parts[1]))
+    from audit.io import atomic_write_text
+
+    md_path = out.with_suffix(".md")
+    atomic_write_text(md_path, render_diff_markdown(d))
+    atomic_write_text(out, render_diff_html(d))
+    _console().print(f"{d.headline}\ndiff: {out}\nmarkdown: {md_path}", highlight=False,
+                     markup=False)
+    if fail_on_new is not None and d.regressions(fail_on_new):
+        raise typer.Exit(EXIT_FINDINGS)
+    raise typer.Exit(EXIT_OK)
+
+
+def examples_cmd(
+    out: Annotated[Path, typer.Option(help="Folder to write the example reports into.")
+                   ] = Path("reports"),
+    only: Annotated[str | None, typer.Option(help="Comma-separated examples to regenerate "
+                                                  "(default: all).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every audit.")] = 0,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets (not for the "
+                                                        "committed examples).")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+) -> None:
+    """Regenerate the example report of every bundled model (and the registered extra
+    examples) under reports/: HTML, JSON and Markdown, plus reports/README.md."""
+    from audit.io import check_writable
+    from audit.report.examples import regenerate_examples
+
+    check_writable(out / "README.md")
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    outcomes = regenerate_examples(out, only=names, seed=seed, quick=quick,
+                                   show_progress=progress, console=_console(stderr=True))
+    failed = [o for o in outcomes if o.error]
+    _console().print(f"wrote {len(outcomes) - len(failed)} example(s) to {out} "
+                     f"(index: {out / 'README.md'})", highlight=False, markup=False)
+    if failed:
+        _console(stderr=True).print(f"error: {len(failed)} example(s) failed: "
+                                    f"{', '.join(o.name for o in failed)}", highlight=False,
+                                    markup=False)
+        raise typer.Exit(EXIT_ERROR)
+
+
+def config_cmd(
+    file: Annotated[Path | None, typer.Argument(
+        metavar="[FILE]", help="An audit.toml to validate (default: print every default).")
+                    ] = None,
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the reference as "
+                                                              "Markdown tables.")] = False,
+) -> None:
+    """Print an audit.toml holding every check's settings at their defaults (or the Markdown
+    reference with --markdown); with FILE, validate it and print the effective settings."""
+    from audit.report.configdoc import defaults_markdown, defaults_toml
+
+    if file is None:
+        text = defaults_markdown() if markdown else defaults_toml()
+        _console().print(text, highlight=False, markup=False, end="", soft_wrap=True)
+        return
+    if markdown:
+        raise UsageError("--markdown prints the defaults reference; drop FILE or --markdown")
+    from audit.checks import make_params
+    from audit.config import load_config
+    from audit.report.configdoc import check_docs
+    from audit.report.view import config_toml
+
+    cfg = load_config(file)
+    doc = cfg.to_dict()
+    from audit.checks import get_check
+
+    doc["params"] = {d.name: _asdict(make_params(get_check(d.name), cfg.params.get(d.name),
+                                                 cfg.quick, str(file)))
+                     for d in check_docs()}
+    _console().print(f"# {file} is valid; effective settings:\n" + config_toml(doc),
+                     highlight=False, markup=False, end="", soft_wrap=True)
+
+
+def _asdict(params: object) -> dict[str, object]:
+    import dataclasses
+
+    return dataclasses.asdict(params)  # type: ignore[call-overload]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``diff``, ``examples`` and ``config`` to the ``audit`` command line."""
+    app.command("diff")(diff_cmd)
+    app.command("examples")(examples_cmd)
+    app.command("config")(config_cmd)
