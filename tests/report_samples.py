@@ -104,7 +104,7 @@ def _grid_figure(tag: str) -> Any:
 def synthetic_sections(hostile: bool = False) -> list[Section]:
     """Three sections covering every kind of content; with ``hostile`` every string carries
     markup, quotes and ``</script>``."""
-    t = f" {SCRIPT} {IMG}" if hostile else ""
+    t = " " + " ".join(HOSTILE) if hostile else ""
     sev = [Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO]
     findings = [Finding(
         id=f"demo.{s.value}{'.' + IMG if hostile else ''}", severity=s,

@@ -1,0 +1,147 @@
+"""``audit diff``: new and fixed findings matched by id, severity changes, metric deltas."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_samples import HOSTILE, hostile_result, rich_result
+from test_markdown import ALLOWED_TAGS, Tags, to_html
+from test_report import Page, assert_self_contained
+
+from audit.cli import main
+from audit.core import AuditResult
+from audit.report.diff import diff_results, render_diff_html, render_diff_markdown
+
+
+@pytest.fixture(scope="session")
+def before(digits_performance: AuditResult) -> dict[str, Any]:
+    return rich_result(digits_performance).to_dict()
+
+
+def _finding(doc: dict[str, Any], fid: str) -> dict[str, Any]:
+    return next(f for s in doc["sections"] for f in s["findings"] if f["id"] == fid)
+
+
+@pytest.fixture(scope="session")
+def after(before: dict[str, Any]) -> dict[str, Any]:
+    doc = copy.deepcopy(before)
+    demo = doc["sections"][1]
+    demo["findings"] = [f for f in demo["findings"] if f["id"] != "demo.critical"]  # fixed
+    _finding(doc, "demo.high")["severity"] = "medium"                             # better
+    _finding(doc, "demo.low")["severity"] = "critical"                            # worse
+    demo["findings"].append(dict(_finding(doc, "demo.info"), id="demo.new", severity="high"))
+    doc["sections"][0]["metrics"]["accuracy"] = 0.9
+    doc["sections"][0]["metrics"]["only_after"] = 1.0
+    del demo["metrics"]["clean_accuracy"]
+    return doc
+
+
+def test_findings_are_matched_by_id(before: dict[str, Any], after: dict[str, Any]) -> None:
+    d = diff_results(before, after, ("before", "after"))
+    assert [c.id for c in d.new] == ["demo.new"]
+    assert [c.id for c in d.fixed] == ["demo.critical"]
+    assert [(c.id, c.a and c.a.severity, c.b and c.b.severity) for c in d.worse] == \
+        [("demo.low", "low", "critical")]
+    assert [(c.id, c.a and c.a.severity, c.b and c.b.severity) for c in d.better] == \
+        [("demo.high", "high", "medium")]
+    assert sorted(c.id for c in d.same) == ["broken.error", "demo.info", "demo.medium"]
+    assert [c.id for c in d.regressions("high")] == ["demo.new", "demo.low"]
+    assert [c.id for c in d.regressions("critical")] == ["demo.low"]
+    assert "1 new, 1 fixed, 1 more severe, 1 less severe, 3 unchanged" in d.headline
+
+
+def test_metric_deltas(before: dict[str, Any], after: dict[str, Any]) -> None:
+    d = diff_results(before, after)
+    perf = next(s for s in d.sections if s.check == "performance")
+    acc = next(m for m in perf.metrics if m.name == "accuracy")
+    assert acc.a == before["sections"][0]["metrics"]["accuracy"] and acc.b == 0.9
+    assert acc.delta == pytest.approx(0.9 - acc.a) and acc.changed
+    assert acc.delta_text.startswith("−")
+    new = next(m for m in perf.metrics if m.name == "only_after")
+    assert new.a_text == "absent" and new.changed and new.delta is None
+    gone = next(m for s in d.sections if s.check == "demo" for m in s.metrics
+                if m.name == "clean_accuracy")
+    assert gone.b_text == "absent" and gone.changed
+    missing = next(m for s in d.sections if s.check == "demo" for m in s.metrics
+                   if m.name == "missing")  # NaN in both: not a change
+    assert not missing.changed and missing.delta_text == "–"
+    unchanged = [m for m in perf.metrics if not m.changed]
+    assert all(m.delta_text == "0" for m in unchanged)
+    assert {m.name for s in d.sections for m in s.changed_metrics} == \
+        {"accuracy", "only_after", "clean_accuracy"}
+
+
+def test_identical_results_have_no_changes(before: dict[str, Any]) -> None:
+    d = diff_results(before, copy.deepcopy(before))
+    assert not d.new and not d.fixed and not d.worse and not d.better
+    assert all(not s.changed_metrics for s in d.sections)
+    assert any("same model weights" in n for n in d.notes)
+
+
+def test_duplicate_ids_pair_in_order(before: dict[str, Any]) -> None:
+    a = copy.deepcopy(before)
+    dup = _finding(a, "demo.info")
+    a["sections"][1]["findings"].append(dict(dup))
+    b = copy.deepcopy(before)  # one demo.info fewer than a
+    d = diff_results(a, b)
+    assert [c.id for c in d.fixed] == ["demo.info"] and not d.new
+
+
+def test_notes_warn_about_different_data_and_settings(before: dict[str, Any]) -> None:
+    b = copy.deepcopy(before)
+    b["data"]["sha256"] = "f" * 64
+    b["config"]["seed"] = 7
+    b["sections"] = b["sections"][:2]
+    notes = " ".join(diff_results(before, b, ("base", "new")).notes)
+    assert "different data" in notes and "Different seed: 0 vs 7" in notes
+    assert "Checks only in base: Broken check, Skipped check." in notes
+
+
+def test_html_and_markdown(before: dict[str, Any], after: dict[str, Any]) -> None:
+    d = diff_results(before, after, ("before", "after"))
+    page = Page(render_diff_html(d))
+    assert_self_contained(page)
+    assert all(h[1:] in page.ids for h in page.links if h.startswith("#"))
+    assert len(page.ids) == len(set(page.ids))
+    text = page.text
+    assert text.index("New findings") < text.index("A info finding")  # demo.new's title
+    assert "FAIL → FAIL" in text
+    md = render_diff_markdown(d)
+    assert "### New findings (1)" in md and "### Fixed findings (1)" in md
+    assert "| Performance and calibration | accuracy |" in md
+    assert "LOW → CRITICAL" in md
+    tags = Tags(to_html(md))
+    assert {t for t, _ in tags.tags} <= ALLOWED_TAGS
+
+
+def test_hostile_diff_is_text() -> None:
+    a = hostile_result().to_dict()
+    b = copy.deepcopy(a)
+    b["sections"][1]["findings"] = b["sections"][1]["findings"][1:]
+    d = diff_results(a, b, (HOSTILE[0], HOSTILE[2]))
+    page = Page(render_diff_html(d))
+    assert_self_contained(page)
+    for s in HOSTILE:
+        assert s in page.text
+    tags = Tags(to_html(render_diff_markdown(d)))
+    assert {t for t, _ in tags.tags} <= ALLOWED_TAGS
+
+
+def test_diff_command(tmp_path: Path, before: dict[str, Any], after: dict[str, Any]) -> None:
+    pa, pb = tmp_path / "a.json", tmp_path / "b.json"
+    pa.write_text(json.dumps(before))
+    pb.write_text(json.dumps(after))
+    out = tmp_path / "d" / "diff.html"
+    assert main(["diff", str(pa), str(pb), "--out", str(out), "--labels", "old,new"]) == 0
+    assert out.is_file() and out.with_suffix(".md").is_file()
+    assert "old" in out.with_suffix(".md").read_text()
+    assert main(["diff", str(pa), str(pb), "--out", str(out), "--fail-on-new", "high"]) == 1
+    assert main(["diff", str(pb), str(pa), "--out", str(out), "--fail-on-new", "high"]) == 1
+    assert main(["diff", str(pa), str(pa), "--out", str(out), "--fail-on-new", "info"]) == 0
+    assert main(["diff", str(pa), str(pb), "--out", str(tmp_path / "x.txt")]) == 4
+    assert main(["diff", str(pa), str(pb), "--labels", "one"]) == 4
+    assert main(["diff", str(pa), str(tmp_path / "missing.json")]) == 2

@@ -1,0 +1,95 @@
+"""``audit examples``: one command regenerates a report per bundled model, the registered
+extra examples (the hook for the hardening before/after), and the index."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from audit.errors import UsageError
+from audit.report import examples as ex
+from audit.report.examples import Example, ExampleContext, regenerate_examples
+from audit.report.render import load_result, render_html
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Two small 'bundled' models (digits-cnn's weights; the card limits the checks)."""
+    root = tmp_path / "models"
+    for name in ("tiny-a", "tiny-b"):
+        shutil.copytree(ROOT / "models" / "digits-cnn", root / name)
+        card = json.loads((root / name / "card.json").read_text())
+        card.update(name=name, checks=["performance"])
+        (root / name / "card.json").write_text(json.dumps(card))
+    monkeypatch.setenv("AUDIT_MODELS_DIR", str(root))
+    return root
+
+
+def test_regenerates_every_bundled_model_and_extra_examples(
+        models: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+
+    def compare(ctx: ExampleContext) -> list[Path]:
+        calls.append("compare")
+        before = ctx.audit("tiny-a", "tiny-a")  # cached: already audited above
+        after = ctx.audit(models / "tiny-b", "tiny-b")
+        return ctx.diff(before, after, "tiny-compare", ("before", "after"))
+
+    monkeypatch.setattr(ex, "_EXTRA", {"tiny-compare": Example("tiny-compare",
+                                                               "before/after", compare)})
+    out = tmp_path / "reports"
+    console = Console(file=open(os.devnull, "w"), force_terminal=False)  # noqa: SIM115
+    outcomes = regenerate_examples(out, seed=0, console=console)
+    assert [o.name for o in outcomes] == ["tiny-a", "tiny-b", "tiny-compare"]
+    assert calls == ["compare"] and not any(o.error for o in outcomes)
+    for name in ("tiny-a", "tiny-b"):
+        doc = load_result(out / f"{name}.json")
+        assert (out / f"{name}.html").read_text() == render_html(doc)
+        assert (out / f"{name}.md").read_text().startswith("## ")
+        assert doc["run"]["command"] == \
+            f"audit run {name} --seed 0 --out {out.as_posix()}/{name}.html"
+        assert [s["check"] for s in doc["sections"]] == ["performance"]
+    assert (out / "tiny-compare.html").is_file() and (out / "tiny-compare.md").is_file()
+    index = (out / "README.md").read_text()
+    assert "`audit examples`" in index
+    for name in ("tiny-a", "tiny-b", "tiny-compare"):
+        assert f"[html]({name}.html)" in index
+    assert "PASS (fail on high)" in index
+
+
+def test_only_and_failures(models: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    outcomes = regenerate_examples(out, only=["tiny-b"], console=console, show_progress=False)
+    assert [o.name for o in outcomes] == ["tiny-b"] and not (out / "tiny-a.html").exists()
+    with pytest.raises(UsageError, match="unknown example 'nope'"):
+        regenerate_examples(out, only=["nope"], console=console)
+    (models / "tiny-a" / "model.safetensors").write_bytes(b"garbage")
+    outcomes = regenerate_examples(out, console=console, show_progress=False)
+    assert outcomes[0].error and not outcomes[1].error  # one broken model, the rest still run
+    assert "| tiny-a | failed |" in (out / "README.md").read_text()
+
+
+def test_examples_command_shows_progress_lines(models: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "AUDIT_MODELS_DIR": str(models)}
+    proc = subprocess.run([sys.executable, "-m", "audit", "examples", "--out",
+                           str(tmp_path / "out"), "--only", "tiny-a"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "tiny-a: PASS no findings -> " in proc.stderr
+    assert "wrote 1 example(s)" in proc.stdout
+    (models / "tiny-a" / "model.safetensors").write_bytes(b"garbage")
+    proc = subprocess.run([sys.executable, "-m", "audit", "examples", "--out",
+                           str(tmp_path / "out"), "--only", "tiny-a"],
+                          capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 2 and "1 example(s) failed: tiny-a" in proc.stderr
+    assert "Traceback" not in proc.stderr
