@@ -1,0 +1,113 @@
+"""Reports in headless Chromium (Playwright driving Debian's chromium, one browser per session):
+every example report and the diff load with no console error, no request leaving the page,
+every image decoded and every contents link resolving; hostile names show as text and run
+nothing, even with the Content-Security-Policy switched off. Full-page screenshots go to
+tests/artifacts/ (gitignored) for a person to look at."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from browser import PageReport, ReportBrowser
+from report_samples import HOSTILE, hostile_result, rich_result
+
+from audit.core import AuditResult
+from audit.report.diff import write_diff
+from audit.report.render import render_html, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+EXAMPLES = sorted((ROOT / "reports").glob("*.html"))
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[ReportBrowser]:
+    b = ReportBrowser()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+def assert_clean(rep: PageReport, images: int | None = None) -> None:
+    assert rep.console_errors == [] and rep.page_errors == []
+    assert rep.requests == [], rep.requests  # nothing but the file itself
+    assert rep.failed_requests == []
+    assert rep.broken_images == [], rep.broken_images
+    if images is not None:
+        assert rep.image_count == images
+    assert rep.extra["toc_anchors"], "the page has a table of contents"
+    assert rep.broken_anchors == [], rep.broken_anchors
+    assert rep.dialogs == [] and rep.extra["scripts"] == 0
+    assert rep.extra["event_handlers"] == 0 and rep.extra["pwned"] is None
+
+
+@pytest.mark.parametrize("html", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_report_loads_clean(browser: ReportBrowser, html: Path) -> None:
+    rep = browser.open(html, ARTIFACTS / f"example-{html.stem}.png")
+    assert_clean(rep)
+    assert "Top findings" in rep.text and "Reproducibility" in rep.text
+
+
+def test_example_reports_exist() -> None:
+    assert any(p.stem == "digits-cnn" for p in EXAMPLES)
+
+
+@pytest.fixture(scope="session")
+def rich_html(digits_performance: AuditResult, tmp_path_factory: pytest.TempPathFactory
+              ) -> tuple[Path, AuditResult]:
+    result = rich_result(digits_performance)
+    html, _ = write_report(result, tmp_path_factory.mktemp("rich") / "rich.html")
+    return html, result
+
+
+def test_rich_report_screenshots(browser: ReportBrowser, rich_html: tuple[Path, AuditResult]
+                                 ) -> None:
+    html, result = rich_html
+    figures = sum(len(s.figures) for s in result.sections)
+    rep = browser.open(html, ARTIFACTS / "rich.png")
+    assert_clean(rep, images=figures)
+    assert rep.text.index("FAIL") < rep.text.index("Top findings") < rep.text.index(
+        "Performance and calibration")
+    narrow = browser.open(html, ARTIFACTS / "rich-narrow.png", width=420)
+    assert_clean(narrow, images=figures)
+    printed = browser.open(html, ARTIFACTS / "rich-print.png", media="print")
+    assert_clean(printed, images=figures)
+
+
+@pytest.mark.parametrize("bypass_csp", [False, True], ids=["csp", "no-csp"])
+def test_hostile_names_are_text_and_run_nothing(browser: ReportBrowser, tmp_path: Path,
+                                                bypass_csp: bool) -> None:
+    """Even without the CSP (as if a viewer ignored it), escaping alone keeps it inert."""
+    result = hostile_result()
+    html = tmp_path / "hostile.html"
+    html.write_text(render_html(result), encoding="utf-8")
+    shot = ARTIFACTS / f"hostile{'-no-csp' if bypass_csp else ''}.png"
+    rep = browser.open(html, shot, bypass_csp=bypass_csp)
+    assert_clean(rep, images=sum(len(s.figures) for s in result.sections))
+    for s in HOSTILE:
+        assert " ".join(s.split()) in " ".join(rep.text.split())
+
+
+def test_diff_page_loads_clean(browser: ReportBrowser, rich_html: tuple[Path, AuditResult],
+                               tmp_path: Path) -> None:
+    _, result = rich_html
+    before = result.to_dict()
+    after = copy.deepcopy(before)
+    after["sections"][1]["findings"] = after["sections"][1]["findings"][1:]
+    after["sections"][0]["metrics"]["accuracy"] = 0.9
+    html, _ = write_diff(before, after, tmp_path / "diff.html", ("before", "after"))
+    rep = browser.open(html, ARTIFACTS / "diff.png")
+    assert_clean(rep, images=0)
+    assert "Fixed findings" in rep.text and "A critical finding" in rep.text
+    hostile = hostile_result().to_dict()
+    html, _ = write_diff(hostile, before, tmp_path / "hostile-diff.html", (HOSTILE[0],
+                                                                           HOSTILE[2]))
+    rep = browser.open(html, ARTIFACTS / "diff-hostile.png", bypass_csp=True)
+    assert_clean(rep, images=0)
+    assert HOSTILE[0] in rep.text and HOSTILE[2] in rep.text
