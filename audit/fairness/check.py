@@ -1,0 +1,96 @@
+"""The ``fairness`` check: group metrics of a model's decisions on data with sensitive columns.
+
+It applies when the data names sensitive attributes (``--sensitive``, the dataset's own, or the
+card's ``sensitive``) and holds them as columns of ``extras["frame"]`` (tabular data); it is
+skipped with a reason otherwise. Decisions are the model's argmax; the favourable outcome is the
+card's second class of a binary model, or ``positive_class`` (one class against the rest).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from audit.checks import Check, register
+from audit.core import Section, Subject
+from audit.errors import ConfigError, DataError
+from audit.fairness.groups import sensitive_frame
+from audit.fairness.metrics import assess_fairness
+from audit.fairness.section import QUICK, FairnessParams, fairness_section
+
+
+def sensitive_columns(subject: Subject, params: FairnessParams) -> list[str]:
+    """The sensitive columns to assess: the check's setting, else the data's, else the card's."""
+    if params.sensitive:
+        return list(params.sensitive)
+    from_data = subject.data.extras.get("sensitive")
+    if from_data:
+        return [str(c) for c in from_data]
+    return list(subject.card.sensitive or [])
+
+
+def positive_index(classes: list[str], positive_class: str) -> int | None:
+    """Index of the favourable class; ``None`` when it cannot be decided (multi-class, unset).
+
+    Raises :class:`ConfigError` when ``positive_class`` names no class."""
+    if positive_class:
+        if positive_class in classes:
+            return classes.index(positive_class)
+        if positive_class.isdigit() and int(positive_class) < len(classes):
+            return int(positive_class)
+        raise ConfigError(f"[checks.fairness] positive_class {positive_class!r} is not a class; "
+                          f"classes are {', '.join(classes)}")
+    return 1 if len(classes) == 2 else None
+
+
+@register
+class FairnessCheck(Check):
+    """Selection rates, error rates and calibration across sensitive groups, with intervals."""
+
+    name = "fairness"
+    title = "Fairness across groups"
+    description = ("group metrics (selection rate, TPR, FPR, precision, accuracy, calibration), "
+                   "demographic parity and equalized odds with bootstrap intervals, "
+                   "intersectional groups")
+    Params = FairnessParams
+    quick = QUICK
+
+    def applies(self, subject: Subject) -> str | None:
+        p: FairnessParams = self.params
+        cols = sensitive_columns(subject, p)
+        if not cols:
+            return ("the data has no sensitive attributes; name them with --sensitive COL[,COL] "
+                    "(tabular data) or in the card's 'sensitive'")
+        if subject.data.extras.get("frame") is None:
+            return (f"sensitive attributes ({', '.join(cols)}) need tabular data with named "
+                    "columns (a .csv file or a bundled tabular dataset)")
+        if positive_index(subject.card.classes, p.positive_class) is None:
+            return (f"the model has {len(subject.card.classes)} classes; set [checks.fairness] "
+                    "positive_class to the favourable one")
+        return None
+
+    def run(self, subject: Subject) -> Section:
+        p: FairnessParams = self.params
+        cols = sensitive_columns(subject, p)
+        frame = subject.data.extras["frame"]
+        if len(frame) != len(subject.data):
+            raise DataError(f"the data's frame has {len(frame)} rows but the data has "
+                            f"{len(subject.data)}")
+        sens = sensitive_frame(frame, cols, where=subject.data.name)
+        classes = subject.card.classes
+        pos = positive_index(classes, p.positive_class)
+        assert pos is not None
+        y = (subject.data.y.numpy() == pos).astype(np.int64)
+        pred = (subject.data_pred.numpy() == pos).astype(np.int64)
+        score = subject.data_proba[:, pos].numpy().astype(np.float64)
+        res = assess_fairness(y, pred, sens, score=score, intersectional=p.intersectional,
+                              min_group_size=p.min_group_size, max_groups=p.max_groups,
+                              n_boot=p.n_boot, ci_level=p.ci_level,
+                              random_state=int(subject.rng("fairness").integers(2**31)),
+                              calibration_bins=p.calibration_bins)
+        params = dataclasses.asdict(p)
+        params["sensitive"] = cols
+        params["positive_class"] = classes[pos]
+        return fairness_section(res, p, check=self.name, title=self.title,
+                                positive=classes[pos], params=params)
