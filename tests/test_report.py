@@ -19,7 +19,13 @@ from audit.checks import all_checks, make_params
 from audit.config import parse_config
 from audit.core import AuditResult
 from audit.loading import bundled_models
-from audit.report.render import load_result, render_html, validate_result, write_outputs
+from audit.report.render import (
+    load_result,
+    render_html,
+    validate_result,
+    word_breaks,
+    write_outputs,
+)
 from audit.report.view import build_view, config_toml, slug
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +42,7 @@ class Page(HTMLParser):
         self.links: list[str] = []
         self.text_parts: list[str] = []
         self._in_style = False
-        self.feed(text)
+        self.feed(text.replace("<wbr>", ""))  # a break opportunity, not a word boundary
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         d = dict(attrs)
@@ -118,7 +124,7 @@ def test_every_section_says_what_was_measured_and_what_to_do(rich: AuditResult) 
             assert "What to do:" in body
             assert escape(f.recommendation) in body
         for m in sec.metrics:
-            assert f"<code>{escape(m)}</code>" in body
+            assert f"<code>{word_breaks(m)}</code>" in body
         assert len(sec.figures) == body.count("<figure")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup, escape
 
 from audit.core import SEVERITIES, AuditResult
 from audit.errors import DataError, OutputError
@@ -36,7 +37,17 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["num"] = fmt_number
+    env.filters["wbr"] = word_breaks
     return env
+
+
+def word_breaks(value: Any) -> Markup:
+    """Escaped text with break opportunities after ``.``, ``_`` and ``/`` (long metric names
+    wrap at their parts instead of mid-word)."""
+    text = str(escape(value))
+    for ch in "._/":
+        text = text.replace(ch, ch + "<wbr>")
+    return Markup(text)
 
 
 @lru_cache(maxsize=1)

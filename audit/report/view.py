@@ -402,7 +402,9 @@ def _headline(status: str, fail_on: str, failing: int, counts: dict[str, int],
         head = "The audit failed"
     else:
         head = f"No finding at or above {fail_on}"
-    tail = f"; {n_below} more below {fail_on} ({', '.join(below)})" if n_below else ""
+    more = "more " if failing else ""
+    tail = (f"; {n_below} {more}finding{'s' if n_below != 1 else ''} below {fail_on} "
+            f"({', '.join(below)})") if n_below else ""
     return f"{head}{tail}. {checks[0].upper()}{checks[1:]}."
 
 
