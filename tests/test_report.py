@@ -289,3 +289,21 @@ def test_fresh_default_digits_audit_report_is_under_5_mb(tmp_path: Path) -> None
 
     html, _ = write_report(run_audit("digits-cnn", seed=0), tmp_path / "d.html")
     assert html.stat().st_size < 5 * 1024 * 1024
+
+
+def test_run_writes_markdown_and_junit(tmp_path: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    from audit.cli import main
+
+    out, md, xml = tmp_path / "r.html", tmp_path / "pr" / "r.md", tmp_path / "ci" / "r.xml"
+    code = main(["run", "digits-cnn", "--checks", "performance", "--out", str(out), "--md",
+                 str(md), "--junit", str(xml), "--no-progress"])
+    assert code == 0
+    doc = load_result(out.with_suffix(".json"))
+    from audit.report.junit import render_junit
+    from audit.report.markdown import render_markdown
+
+    assert md.read_text() == render_markdown(doc)
+    assert xml.read_text() == render_junit(doc)
+    assert ET.fromstring(xml.read_bytes()).get("failures") == "0"
