@@ -29,6 +29,8 @@ def models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         shutil.copytree(ROOT / "models" / "digits-cnn", root / name)
         card = json.loads((root / name / "card.json").read_text())
         card.update(name=name, checks=["performance"])
+        if name == "tiny-b":  # as a model made by `audit harden` from tiny-a
+            card["parent"] = {"name": "tiny-a", "recipe": "audit harden tiny-a"}
         (root / name / "card.json").write_text(json.dumps(card))
     monkeypatch.setenv("AUDIT_MODELS_DIR", str(root))
     return root
@@ -49,7 +51,8 @@ def test_regenerates_every_bundled_model_and_extra_examples(
     out = tmp_path / "reports"
     console = Console(file=open(os.devnull, "w"), force_terminal=False)  # noqa: SIM115
     outcomes = regenerate_examples(out, seed=0, console=console)
-    assert [o.name for o in outcomes] == ["tiny-a", "tiny-b", "tiny-compare"]
+    assert [o.name for o in outcomes] == ["tiny-a", "tiny-b", "tiny-a-vs-tiny-b",
+                                          "tiny-compare"]
     assert calls == ["compare"] and not any(o.error for o in outcomes)
     for name in ("tiny-a", "tiny-b"):
         doc = load_result(out / f"{name}.json")
@@ -59,9 +62,12 @@ def test_regenerates_every_bundled_model_and_extra_examples(
             f"audit run {name} --seed 0 --out {out.as_posix()}/{name}.html"
         assert [s["check"] for s in doc["sections"]] == ["performance"]
     assert (out / "tiny-compare.html").is_file() and (out / "tiny-compare.md").is_file()
+    before_after = (out / "tiny-a-vs-tiny-b.md").read_text()  # from the card's parent
+    assert before_after.splitlines()[0].startswith("## Audit comparison: tiny-a ")
+    assert "0 new, 0 fixed" in before_after  # same weights: nothing changes
     index = (out / "README.md").read_text()
     assert "`audit examples`" in index
-    for name in ("tiny-a", "tiny-b", "tiny-compare"):
+    for name in ("tiny-a", "tiny-b", "tiny-a-vs-tiny-b", "tiny-compare"):
         assert f"[html]({name}.html)" in index
     assert "PASS (fail on high)" in index
 
@@ -76,6 +82,7 @@ def test_only_and_failures(models: Path, tmp_path: Path) -> None:
     (models / "tiny-a" / "model.safetensors").write_bytes(b"garbage")
     outcomes = regenerate_examples(out, console=console, show_progress=False)
     assert outcomes[0].error and not outcomes[1].error  # one broken model, the rest still run
+    assert outcomes[2].name == "tiny-a-vs-tiny-b" and outcomes[2].error
     assert "| tiny-a | failed |" in (out / "README.md").read_text()
 
 

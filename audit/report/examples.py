@@ -1,12 +1,14 @@
 """Regenerate the example reports in ``reports/`` with one command: ``audit examples``.
 
 Every bundled model (``audit.loading.bundled_models()``) is audited with the default checks and
-the given seed, and written as ``reports/<name>.html`` + ``.json`` + ``.md``; then each
-registered extra example runs (for instance the hardening before/after comparison), and
-``reports/README.md`` indexes them all. Progress is shown with rich on stderr.
+the given seed, and written as ``reports/<name>.html`` + ``.json`` + ``.md``. Every bundled
+model whose card names a bundled ``parent`` (a hardened model made by ``audit harden`` from
+``digits-cnn`` says ``"parent": {"name": "digits-cnn", ...}``) also gets a before/after
+comparison, ``reports/<parent>-vs-<name>.html`` + ``.md``, with no extra code. Then each
+registered extra example runs, and ``reports/README.md`` indexes them all. Progress is shown
+with rich on stderr.
 
-Adding an example (the hook for ``audit harden``'s before/after report): in a module listed in
-``_EXAMPLE_MODULES``, call::
+Adding any other example: in a module listed in ``_EXAMPLE_MODULES``, call::
 
     from audit.report.examples import Example, ExampleContext, register_example
 
@@ -22,6 +24,7 @@ Adding an example (the hook for ``audit harden``'s before/after report): in a mo
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -132,6 +135,18 @@ class ExampleOutcome:
     error: str = ""
 
 
+def parent_name(card_path: Path) -> str | None:
+    """The name of the model a bundled model was derived from (its card's ``parent``), if
+    any: ``"parent": {"name": "digits-cnn", ...}`` or ``"parent": "digits-cnn"``."""
+    try:
+        parent = json.loads(card_path.read_text(encoding="utf-8")).get("parent")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(parent, dict):
+        parent = parent.get("name")
+    return parent if isinstance(parent, str) and parent else None
+
+
 def planned_examples(only: list[str] | None = None) -> list[tuple[str, str, Callable[[
         ExampleContext], list[Path]]]]:
     """(name, description, make) for every example, bundled models first."""
@@ -147,6 +162,17 @@ def planned_examples(only: list[str] | None = None) -> list[tuple[str, str, Call
             ctx.audit(name, name)
             return ctx.written[name]
         items.append((name, f"bundled model {name}", make))
+    bundled = bundled_models()
+    for name, folder in bundled.items():
+        parent = parent_name(folder / "card.json")
+        if parent and parent in bundled and parent != name:
+            def compare(ctx: ExampleContext, name: str = name, parent: str = parent
+                        ) -> list[Path]:
+                before = ctx.audit(parent, parent)
+                after = ctx.audit(name, name)
+                return ctx.diff(before, after, f"{parent}-vs-{name}", (parent, name))
+            items.append((f"{parent}-vs-{name}", f"before/after: {parent} → {name}",
+                          compare))
     for ex in extras.values():
         if ex.after_models:
             items.append((ex.name, ex.description, ex.make))
