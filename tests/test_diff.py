@@ -114,6 +114,7 @@ def test_html_and_markdown(before: dict[str, Any], after: dict[str, Any]) -> Non
     assert "### New findings (1)" in md and "### Fixed findings (1)" in md
     assert "| Performance and calibration | accuracy |" in md
     assert "LOW → CRITICAL" in md
+    assert "| change | 0 | 0 | +1 | −1 | 0 |" in md
     tags = Tags(to_html(md))
     assert {t for t, _ in tags.tags} <= ALLOWED_TAGS
 

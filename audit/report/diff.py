@@ -126,6 +126,10 @@ def _delta_text(d: float | None) -> str:
     return ("+" if d > 0 else "−") + fmt_number(abs(d))
 
 
+def _signed(n: int) -> str:
+    return f"+{n}" if n > 0 else (f"−{-n}" if n < 0 else "0")
+
+
 def _metric_deltas(a: dict[str, float | None], b: dict[str, float | None],
                    texts_a: dict[str, str], texts_b: dict[str, str]) -> list[MetricDelta]:
     names = list(b) + [n for n in a if n not in b]
@@ -277,6 +281,8 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
                + " |")
     out.append(f"| {md(diff.label_b)} | " + " | ".join(str(b.counts[s]) for s in SEVERITY_ORDER)
                + " |")
+    out.append("| change | " + " | ".join(_signed(b.counts[s] - a.counts[s])
+                                         for s in SEVERITY_ORDER) + " |")
     out.append("")
     for title, items in (("New findings", diff.new), ("Fixed findings", diff.fixed),
                          ("More severe", diff.worse), ("Less severe", diff.better)):
