@@ -58,9 +58,11 @@ class ReportBrowser:
             self._pw.stop()
 
     def open(self, html: Path, screenshot: Path | None = None, width: int = 1200,
-             media: str | None = None, bypass_csp: bool = False) -> PageReport:
+             media: str | None = None, bypass_csp: bool = False,
+             probes: dict[str, str] | None = None, pdf: Path | None = None) -> PageReport:
         """Load ``html`` from file:// and record errors, requests, images and anchors;
-        optionally save a full-page screenshot (``media="print"`` emulates printing)."""
+        optionally save a full-page screenshot (``media="print"`` emulates printing), run
+        ``probes`` (name -> JS function source; results in ``extra``) and print to ``pdf``."""
         rep = PageReport()
         url = html.resolve().as_uri()
         context = self._browser.new_context(viewport={"width": width, "height": 900},
@@ -70,6 +72,11 @@ class ReportBrowser:
             if media:
                 page.emulate_media(media=media)  # type: ignore[arg-type]
             _inspect(page, url, rep, screenshot)
+            for name, js in (probes or {}).items():
+                rep.extra[name] = page.evaluate(js)
+            if pdf is not None:
+                pdf.parent.mkdir(parents=True, exist_ok=True)
+                page.pdf(path=str(pdf), print_background=True)
         finally:
             context.close()
         return rep

@@ -76,8 +76,19 @@ def test_rich_report_screenshots(browser: ReportBrowser, rich_html: tuple[Path, 
         "Performance and calibration")
     narrow = browser.open(html, ARTIFACTS / "rich-narrow.png", width=420)
     assert_clean(narrow, images=figures)
-    printed = browser.open(html, ARTIFACTS / "rich-print.png", media="print")
+    evidence_visible = ("() => Array.from(document.querySelectorAll('details table'))"
+                        ".map(e => e.checkVisibility())")
+    nav_visible = "() => document.querySelector('nav.toc').checkVisibility()"
+    screen = browser.open(html, probes={"evidence": evidence_visible, "nav": nav_visible})
+    assert screen.extra["evidence"] and not any(screen.extra["evidence"])  # folded on screen
+    assert screen.extra["nav"]
+    printed = browser.open(html, ARTIFACTS / "rich-print.png", media="print",
+                           probes={"evidence": evidence_visible, "nav": nav_visible},
+                           pdf=ARTIFACTS / "rich.pdf")
     assert_clean(printed, images=figures)
+    assert all(printed.extra["evidence"])  # printing unfolds evidence and settings
+    assert not printed.extra["nav"]  # and drops the contents sidebar
+    assert (ARTIFACTS / "rich.pdf").read_bytes().startswith(b"%PDF")
 
 
 @pytest.mark.parametrize("bypass_csp", [False, True], ids=["csp", "no-csp"])
