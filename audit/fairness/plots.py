@@ -131,35 +131,47 @@ def _bars(ax: Any, rows: Sequence[tuple[str, str, Any]], colours: dict[str, str]
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
 
 
-def tradeoff_figure(points: Sequence[dict[str, Any]], gap_keys: Sequence[tuple[str, str]]
+def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str, str]]
                     ) -> Figure:
-    """Accuracy against fairness gap, one panel per gap, one marker style per method.
+    """Accuracy against fairness gap, one panel per gap, one colour and marker per method.
 
-    ``points`` are rows with ``method``, ``setting`` (e.g. ``λ=1``), ``accuracy`` and each key
-    of ``gap_keys`` (pairs of key and axis label)."""
-    fig, axes = new_figure(4.2 * len(gap_keys), 3.9, ncols=len(gap_keys), squeeze=False)
+    ``points`` are rows with ``method``, ``setting`` (e.g. ``λ=1``), ``accuracy`` and, for each
+    panel key, the gap (and optionally ``KEY.ci``, its interval, drawn as a bar)."""
+    ncols = min(2, len(panels))
+    nrows = (len(panels) + ncols - 1) // ncols
+    fig, axes = new_figure(4.6 * ncols, 3.6 * nrows, nrows=nrows, ncols=ncols, squeeze=False)
     methods = list(dict.fromkeys(str(p["method"]) for p in points))
-    markers = ["o", "s", "^", "D", "v", "P", "X"]
-    for ax, (key, label) in zip(axes[0], gap_keys, strict=True):
+    markers = ["*", "o", "s", "^", "D", "v", "P", "X"]
+    for ax, (key, label) in zip(axes.flat, panels, strict=False):
         for i, m in enumerate(methods):
             pts = [p for p in points if p["method"] == m and math.isfinite(float(p[key]))]
             if not pts:
                 continue
             xs = [float(p[key]) for p in pts]
             ys = [float(p["accuracy"]) for p in pts]
-            colour = PALETTE[i % len(PALETTE)]
-            ax.plot(xs, ys, marker=markers[i % len(markers)], color=colour, linestyle="-"
-                    if len(pts) > 1 else "none", linewidth=0.8, markersize=5, label=m)
+            colour = "#222222" if m == "baseline" else PALETTE[i % len(PALETTE)]
+            ax.plot(xs, ys, color=colour, linestyle="-" if len(pts) > 1 else "none",
+                    linewidth=0.8, alpha=0.6)
             for p, x, y in zip(pts, xs, ys, strict=True):
+                lo, hi = p.get(f"{key}.ci", (math.nan, math.nan))
+                ax.errorbar([x], [y], xerr=_err(x, lo, hi), fmt=markers[i % len(markers)],
+                            color=colour, markersize=7 if m == "baseline" else 5, capsize=2,
+                            elinewidth=0.7, label=m if p is pts[0] else None)
                 if p.get("setting"):
                     ax.annotate(str(p["setting"]), (x, y), textcoords="offset points",
                                 xytext=(3, 3), fontsize=6, color=colour)
-        ax.set_xlabel(f"{label} (lower is fairer)")
+        ax.set_xlabel(f"{label} (lower is fairer)", fontsize=8)
         ax.set_ylabel("accuracy")
+        ax.set_xlim(left=0)
         ax.grid(color="#eeeeee", linewidth=0.6)
-    axes[0, 0].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=7,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     return to_figure(fig, "mitigation-tradeoff", "Fairness gap against accuracy",
-                     "Each point is one mitigated model (method and strength); up and to the "
-                     "left is better. The distance to the baseline shows what fairness costs "
+                     "Each point is one variant (method and strength) measured on held-out "
+                     "data, with the bootstrap interval of its gap; up and to the left is "
+                     "better. The distance from the baseline (star) shows what fairness costs "
                      "in accuracy.")

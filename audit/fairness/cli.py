@@ -1,0 +1,193 @@
+"""Fairness commands: ``audit fairness`` (a predictions file, no model) and ``audit mitigate``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from audit.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+
+
+def _split(value: str | None) -> list[str]:
+    return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+
+def _floats(value: str | None, option: str) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        out = [float(v) for v in _split(value)]
+    except ValueError:
+        raise UsageError(f"{option} takes comma-separated numbers, got {value!r}") from None
+    if not out or any(v < 0 for v in out):
+        raise UsageError(f"{option} takes non-negative numbers, got {value!r}")
+    return out
+
+
+def _check_out(out: Path | None) -> None:
+    from audit.io import check_writable
+
+    if out is not None:
+        if out.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"--out {out} must end in .html (the JSON result is written "
+                             "beside it)")
+        check_writable(out)
+
+
+def fairness_cmd(
+    predictions: Annotated[Path, typer.Argument(metavar="PREDICTIONS.csv", help=(
+        "CSV with one row per decision: true label, prediction, optional score, sensitive "
+        "columns."))],
+    y_true: Annotated[str, typer.Option("--y-true", help="Column of true labels (0/1, or "
+                                                         "any values with --pos-label).")],
+    y_pred: Annotated[str, typer.Option("--y-pred", help="Column of predicted labels.")],
+    sensitive: Annotated[str, typer.Option(help="Comma-separated sensitive columns; their "
+                                                "intersection is assessed too.")],
+    score: Annotated[str | None, typer.Option(help="Column of scores: probability of the "
+                                                   "favourable outcome (for calibration).")
+                     ] = None,
+    pos_label: Annotated[str | None, typer.Option("--pos-label", help=(
+        "Value of the label columns that is the favourable outcome (default: labels are "
+        "0/1 and 1 is favourable)."))] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML report path; the JSON result is "
+                                                  "written beside it (default: reports/"
+                                                  "<file>-fairness.html).")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding is at or above this severity (default "
+                          "high).")] = None,
+    config: Annotated[Path | None, typer.Option(help="audit.toml; [checks.fairness] sets "
+                                                     "thresholds and bootstrap size.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (default 0).")
+                    ] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Fewer bootstrap resamples.")
+                     ] = False,
+    md: Annotated[Path | None, typer.Option("--md", help="Also write a Markdown summary.")
+                  ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML.")
+                     ] = None,
+) -> None:
+    """Audit the fairness of predictions you already have (no model needed): group metrics,
+    disparities with intervals, findings; writes the same HTML and JSON as 'audit run'."""
+    from audit.cli import _command_line, _safe_name, print_summary
+    from audit.core import Severity
+    from audit.fairness.predictions import audit_predictions
+    from audit.io import check_writable
+    from audit.report.render import write_outputs, write_report
+
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    cols = _split(sensitive)
+    if not cols:
+        raise UsageError("--sensitive needs at least one column name")
+    _check_out(out)
+    for extra in (md, junit):
+        if extra is not None:
+            check_writable(extra)
+    result = audit_predictions(predictions, y_true=y_true, y_pred=y_pred, sensitive=cols,
+                               score=score, pos_label=pos_label, config=config, seed=seed,
+                               quick=quick or None, fail_on=fail_on, command=_command_line())
+    target = out or Path("reports") / f"{_safe_name(predictions.stem)}-fairness.html"
+    html, json_path = write_report(result, target)
+    write_outputs(result, md=md, junit=junit)
+    print_summary(result, html, json_path)
+    raise typer.Exit(EXIT_FINDINGS if result.summary["status"] == "fail" else EXIT_OK)
+
+
+def mitigate_cmd(
+    model: Annotated[str, typer.Argument(help="Bundled model name or model folder (its card "
+                                              "must name the architecture).")],
+    data: Annotated[str | None, typer.Option(help="Bundled dataset: trains on its train "
+                                                  "split, measures on its test split "
+                                                  "(default: the card's dataset).")] = None,
+    train: Annotated[str | None, typer.Option(help="Training CSV (with --eval) instead of a "
+                                                   "bundled dataset.")] = None,
+    evaluate: Annotated[str | None, typer.Option("--eval", help="Held-out CSV to measure "
+                                                                "on.")] = None,
+    target: Annotated[str | None, typer.Option(help="Label column of the CSV files.")
+                      ] = None,
+    sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive columns to "
+                                                       "measure (default: the data's or "
+                                                       "card's).")] = None,
+    groups: Annotated[str | None, typer.Option(help="Columns whose intersection the "
+                                                    "mitigations act on (default: all "
+                                                    "sensitive columns).")] = None,
+    methods: Annotated[str | None, typer.Option(help=(
+        "Comma-separated: reweighing, penalty-dp, penalty-eo, thresholds-dp, thresholds-eo "
+        "(default: all)."))] = None,
+    lambdas: Annotated[str | None, typer.Option(help="Penalty weights λ (default "
+                                                     "0.1,0.3,1,3).")] = None,
+    tols: Annotated[str | None, typer.Option(help="Threshold tolerances (default 0,0.05).")
+                    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the recipe's).")
+                      ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the recipe's).")] = None,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples per variant.")
+                      ] = 200,
+    out: Annotated[Path | None, typer.Option(help="HTML report (JSON and the table as CSV are "
+                                                  "written beside it; default reports/"
+                                                  "<model>-mitigation.html).")] = None,
+    config: Annotated[Path | None, typer.Option(help="audit.toml ([checks.fairness]).")
+                      ] = None,
+    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Severity that fails "
+                                                                  "(default high).")] = None,
+) -> None:
+    """Retrain or post-process a model with each bias mitigation (reweighing, fairness
+    penalty for each λ, group thresholds) and report fairness gap against accuracy: a table,
+    a trade-off plot and the baseline's fairness audit."""
+    from audit.cli import _command_line, _safe_name, err_console, out_console
+    from audit.core import Severity
+    from audit.fairness.experiment import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
+    from audit.io import atomic_write_text
+    from audit.report.render import write_report
+
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    _check_out(out)
+    if n_boot < 0:
+        raise UsageError("--n-boot must be 0 or more")
+    if epochs is not None and epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    chosen = _split(methods) or list(METHODS)
+    unknown = [m for m in chosen if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}")
+
+    def progress(text: str) -> None:
+        err_console.print(f"mitigate: {text}", highlight=False, markup=False)
+
+    result = mitigate(model, data=data, train=train, evaluate=evaluate, target=target,
+                      sensitive=_split(sensitive) or None, groups=_split(groups) or None,
+                      methods=chosen, lambdas=_floats(lambdas, "--lambdas") or DEFAULT_LAMBDAS,
+                      tols=_floats(tols, "--tols") or DEFAULT_TOLS, epochs=epochs, seed=seed,
+                      n_boot=n_boot, config=str(config) if config else None, fail_on=fail_on,
+                      command=_command_line(), progress=progress)
+    target_html = out or Path("reports") / f"{_safe_name(result.model['name'])}-mitigation.html"
+    html, json_path = write_report(result, target_html)
+    table = next(t for s in result.sections if s.check == "mitigation" for t in s.tables)
+    csv_path = html.with_suffix(".csv")
+    atomic_write_text(csv_path, _csv(table.columns, table.rows))
+    mit = next(s for s in result.sections if s.check == "mitigation")
+    out_console.print(mit.summary, highlight=False, markup=False)
+    out_console.print(f"report: {html}\nresult: {json_path}\ntable: {csv_path}",
+                      highlight=False, markup=False)
+    raise typer.Exit(EXIT_FINDINGS if result.summary["status"] == "fail" else EXIT_OK)
+
+
+def _csv(columns: list[str], rows: Sequence[Sequence[object]]) -> str:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    w.writerows(["" if c is None else c for c in row] for row in rows)
+    return buf.getvalue()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fairness`` and ``mitigate`` to the ``audit`` command line."""
+    app.command("fairness")(fairness_cmd)
+    app.command("mitigate")(mitigate_cmd)
