@@ -24,6 +24,7 @@ from audit.surrogate import (
     RegionView,
     TabularView,
     bootstrap_fidelity,
+    imitation_set,
     linear_estimator,
     r2_proba,
     recommend,
@@ -331,6 +332,29 @@ def test_same_seed_same_section_and_seed_matters() -> None:
 
     assert strip(a) == strip(b)
     assert strip(a) != strip(c)
+
+
+def test_constant_model_gets_a_constant_surrogate() -> None:
+    loaded, data = audit_subject(lambda t: torch.zeros(len(t)), grid_data(300), ["0", "1"])
+    sec = surrogate_section(loaded, data, min_fit_samples=300)
+    assert sec.metrics["tree_agreement"] == 1.0 and sec.metrics["tree_depth"] == 0
+    assert sec.metrics["baseline_agreement"] == 1.0
+    assert not any(f.id.startswith("surrogate.unfaithful") for f in sec.findings)
+
+
+def test_imitation_set_labels_perturbed_samples_with_the_model() -> None:
+    x = torch.from_numpy(grid_data(100))
+    view = TabularView(["a", "b", "c", "d"])
+    calls: list[int] = []
+
+    def predict(t: torch.Tensor) -> np.ndarray:
+        calls.append(len(t))
+        return tree_fn(t).numpy()
+
+    feats, labels = imitation_set(predict, x, view, perturbed=250, p=0.3,
+                                  rng=np.random.default_rng(0))
+    assert feats.shape == (350, 4) and calls == [100, 250]
+    assert np.array_equal(labels, tree_fn(torch.from_numpy(feats.astype(np.float32))).numpy())
 
 
 def test_linear_estimator_is_sparse_l1() -> None:

@@ -6,7 +6,14 @@ complexity; ``tree_rules``/``tree_text`` turn a tree into readable rules. The ``
 (``audit.surrogate.check``) runs all of it in an audit.
 """
 
-from audit.surrogate.features import FeatureView, RegionView, Split, TabularView, view_for
+from audit.surrogate.features import (
+    FeatureView,
+    RegionView,
+    Split,
+    TabularView,
+    imitation_set,
+    view_for,
+)
 from audit.surrogate.model import (
     Fidelity,
     GlobalSurrogate,
@@ -21,7 +28,7 @@ from audit.surrogate.sweep import Sweep, SweepPoint, recommend, sweep_linear, sw
 
 __all__ = [
     "FeatureView", "Fidelity", "GlobalSurrogate", "RegionView", "Rule", "Split", "Sweep",
-    "SweepPoint", "TabularView", "bootstrap_fidelity", "linear_coef", "linear_estimator",
-    "plot_surrogate_tree", "r2_proba", "recommend", "sweep_linear", "sweep_tree",
-    "tree_estimator", "tree_rules", "tree_text", "view_for",
+    "SweepPoint", "TabularView", "bootstrap_fidelity", "imitation_set", "linear_coef",
+    "linear_estimator", "plot_surrogate_tree", "r2_proba", "recommend", "sweep_linear",
+    "sweep_tree", "tree_estimator", "tree_rules", "tree_text", "view_for",
 ]

@@ -25,7 +25,7 @@ from audit.checks import Check, register
 from audit.core import Figure, Finding, Section, Severity, Subject, Table
 from audit.datasets.tabular import TabularEncoder, card_encoder
 from audit.report.plots import PALETTE, new_figure, to_figure
-from audit.surrogate.features import FeatureView, RegionView, view_for
+from audit.surrogate.features import FeatureView, RegionView, imitation_set, view_for
 from audit.surrogate.model import linear_coef
 from audit.surrogate.rules import plot_surrogate_tree, rules_table_rows, tree_rules
 from audit.surrogate.sweep import Family, Sweep, SweepPoint, sweep_linear, sweep_tree
@@ -101,15 +101,10 @@ class SurrogateCheck(Check):
             encoder = card_encoder(subject.card) if data.kind == "tabular" else None
         view = view_for(x, data.kind, data.feature_names or subject.card.input.feature_names,
                         encoder, p.grid)
-        x_fit = x[torch.from_numpy(fit)]
         n_pert = max(round(p.perturbed_ratio * len(fit)), p.min_fit_samples - len(fit))
-        if n_pert > 0:
-            x_pert = view.perturb(x_fit, n_pert, p.perturb_prob, rng)
-            y_pert = subject.logits(x_pert.to(torch.float32)).argmax(1).numpy()
-            X_fit = np.concatenate([view.transform(x_fit), view.transform(x_pert)])
-            y_fit = np.concatenate([labels[fit], y_pert])
-        else:
-            X_fit, y_fit = view.transform(x_fit), labels[fit]
+        X_fit, y_fit = imitation_set(
+            lambda v: subject.logits(v).argmax(1).numpy(), x[torch.from_numpy(fit)], view,
+            perturbed=n_pert, p=p.perturb_prob, rng=rng, labels=labels[fit])
         X_hold, y_hold, p_hold = view.transform(x[torch.from_numpy(hold)]), labels[hold], \
             proba[hold]
         k = len(subject.card.classes)

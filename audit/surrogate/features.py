@@ -19,6 +19,7 @@ the model's behaviour, not just the data's.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -210,3 +211,19 @@ def view_for(x: torch.Tensor, kind: str, feature_names: list[str] | None,
     names = list(feature_names) if feature_names and len(feature_names) == n_features \
         else [f"x{j}" for j in range(n_features)]
     return TabularView(names, encoder)
+
+
+def imitation_set(predict: Callable[[torch.Tensor], np.ndarray], x: torch.Tensor,
+                  view: FeatureView, *, perturbed: int, p: float, rng: np.random.Generator,
+                  labels: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Readable features and the model's labels for ``x`` plus ``perturbed`` perturbed samples.
+
+    ``predict`` maps model inputs to predicted class indices; ``labels`` (the model's labels on
+    ``x``, when already known) saves one pass over ``x``. This is what a surrogate is fitted on.
+    """
+    y = labels if labels is not None else predict(x)
+    if perturbed <= 0:
+        return view.transform(x), np.asarray(y)
+    x_pert = view.perturb(x, perturbed, p, rng).to(torch.float32)
+    return (np.concatenate([view.transform(x), view.transform(x_pert)]),
+            np.concatenate([np.asarray(y), predict(x_pert)]))
