@@ -59,10 +59,10 @@ class FeatureInfo:
         if self.kind == "onehot" and 0.0 <= threshold < 1.0:
             return f"{self.column} {'==' if above else '!='} {self.category}"
         raw = self.to_raw(threshold) if self.kind == "numeric" else threshold
-        return f"{self.column} {'>' if above else '<='} {_fmt(raw, digits)}"
+        return f"{self.column} {'>' if above else '<='} {format_number(raw, digits)}"
 
 
-def _fmt(value: float, digits: int = 4) -> str:
+def format_number(value: float, digits: int = 4) -> str:
     """A number with ``digits`` significant digits, without scientific notation for usual sizes."""
     if value == 0 or not math.isfinite(value):
         return f"{value:g}"
