@@ -100,6 +100,13 @@ class Variant:
     def key(self) -> str:
         return self.method + (f"[{self.setting}]" if self.setting else "")
 
+    @property
+    def constant(self) -> bool:
+        """Whether the variant (almost) always predicts the same class: a collapsed model
+        whose zero gaps mean nothing."""
+        rate = self.result.overall["selection_rate"]
+        return rate < 0.005 or rate > 0.995
+
 
 def fresh_model(card: ModelCard, seed: int) -> nn.Module:
     """A newly initialised model of the card's architecture (seeded like the recipes)."""
@@ -218,13 +225,15 @@ def run_mitigation(
                             ("thresholds-eo", "equalized_odds")):
         if key not in methods:
             continue
-        for tol in tols:
+        # Fairlearn relaxes only demographic parity; equalized odds is always exact
+        for tol in (tols if constraint == "demographic_parity" else [0.0]):
             say(f"{key} tol={tol:g}")
             t0 = time.perf_counter()
             thr = GroupThresholds(constraint, tol=tol or None)  # type: ignore[arg-type]
             thr.fit(train_scores, ytr.numpy(), tr_sens)
             pred = thr.predict(test_scores, te_target, random_state=st.seed)
-            measure(key, f"tol={tol:g}", pred, None, t0)
+            measure(key, f"tol={tol:g}" if constraint == "demographic_parity" else "exact",
+                    pred, None, t0)
     return variants
 
 
@@ -242,14 +251,15 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
     cols = ["method", "setting", "accuracy"]
     for gname in groupings:
         cols += [f"{label} ({gname})" for _, label in GAPS]
-    cols.append("seconds")
+    cols += ["seconds", "note"]
     rows: list[list[Any]] = []
     for v in variants:
         row: list[Any] = [v.method, v.setting, round(v.accuracy, 4)]
         for gname in groupings:
             g = next(x for x in v.result.groupings if x.name == gname)
             row += [_r(g.disparities[k].value) for k, _ in GAPS]
-        row.append(round(v.seconds, 1))
+        row += [round(v.seconds, 1), "collapsed: predicts one class for everyone"
+                if v.constant else ""]
         rows.append(row)
     table = Table(id="mitigation", title="Mitigation: accuracy and fairness gaps per method",
                   columns=cols, rows=rows,
@@ -265,28 +275,30 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
                 p[f"{g.key}.{k}"] = d.value
                 p[f"{g.key}.{k}.ci"] = (d.ci_low, d.ci_high)
         points.append(p)
-    shown = [gname for gname in groupings if gname == target_name or gname in target]
-    panels = [(f"{keys[gname]}.{k}", f"{label} by {gname}") for gname in shown[-2:]
+    # the first sensitive column alone and the groups the mitigations act on
+    shown = list(dict.fromkeys(g for g in (groupings[0], target_name) if g in keys))
+    panels = [(f"{keys[gname]}.{k}", f"{label} by {gname}") for gname in shown
               for k, label in GAPS]
     figure = tradeoff_figure(points, panels)
     base = variants[0]
     metrics: dict[str, float] = {}
     for v in variants:
         metrics[f"{v.key}.accuracy"] = v.accuracy
-        for g in v.result.groupings:
-            if g.name in shown:
-                for k, _ in GAPS:
-                    metrics[f"{v.key}.{g.key}.{k}"] = g.disparities[k].value
+        for k, _ in GAPS:
+            metrics[f"{v.key}.{keys[shown[-1]]}.{k}"] = _gap(v, keys[shown[-1]], k)
     findings = [_method_finding(method, [v for v in variants if v.method == method], base,
                                 shown[-1])
                 for method in dict.fromkeys(v.method for v in variants[1:])]
     tkey = keys[shown[-1]]
-    best = min(variants, key=lambda v: _gap(v, tkey, "demographic_parity_difference"))
+    usable = [v for v in variants if not v.constant] or variants
+    best = min(usable, key=lambda v: _gap(v, tkey, "demographic_parity_difference"))
     summary = (f"{len(variants)} variants on {variants[0].result.n} held-out rows. Baseline: "
                f"accuracy {base.accuracy:.1%}, DP diff {_gap(base, tkey, GAPS[0][0]):.3f} and EO "
                f"diff {_gap(base, tkey, GAPS[1][0]):.3f} by {shown[-1]}. Smallest DP diff: "
                f"{_gap(best, tkey, GAPS[0][0]):.3f} ({best.key}) at accuracy "
-               f"{best.accuracy:.1%}.")
+               f"{best.accuracy:.1%}."
+               + (f" {sum(v.constant for v in variants)} variant(s) collapsed to predicting "
+                  "one class." if any(v.constant for v in variants) else ""))
     reading = (
         "Each mitigation is run from the same seed with the model's own training settings "
         f"(epochs {settings.epochs}, lr {settings.lr:g}, batch {settings.batch_size}, weight "
@@ -302,10 +314,7 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
     return Section(check="mitigation", title="Bias mitigation: fairness against accuracy",
                    summary=summary, reading=reading, metrics=metrics, findings=findings,
                    figures=[figure], tables=[table],
-                   params={"methods": sorted({v.method for v in variants}), "sensitive":
-                           list(sensitive), "target": list(target),
-                           "training": settings.__dict__.copy(),
-                           "n_boot": variants[0].result.n_boot})
+                   duration_s=sum(v.seconds for v in variants))
 
 
 def _r(v: float) -> float | None:
@@ -324,7 +333,7 @@ def _method_finding(method: str, runs: list[Variant], base: Variant, gname: str)
               else "demographic_parity_difference")
     label = "EO diff" if metric.startswith("equalized") else "DP diff"
     b = _gap(base, key, metric)
-    best = min(runs, key=lambda v: _gap(v, key, metric))
+    best = min([v for v in runs if not v.constant] or runs, key=lambda v: _gap(v, key, metric))
     g = _gap(best, key, metric)
     return Finding(
         id=f"mitigation.{method}", severity=Severity.INFO,
@@ -411,7 +420,6 @@ def mitigate(
                               lambdas=lambdas, tols=tols, settings=settings,
                               target=target_cols, n_boot=n_boot, progress=progress)
     result.sections.append(mitigation_section(variants, settings, cols, target_cols))
-    result.config["checks"] = [*result.config.get("checks", []), "mitigation"]
     fail = Severity.parse(result.summary["fail_on"])
     result.summary = summarize(result.sections, fail, result.summary["duration_s"]
                                + sum(v.seconds for v in variants))

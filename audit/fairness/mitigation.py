@@ -214,12 +214,16 @@ class GroupThresholds:
     ``constraint`` is ``demographic_parity`` or ``equalized_odds``; ``tol`` relaxes it (the
     largest allowed violation, ``None`` for exact). Predictions are randomised between two
     thresholds per group, as the method requires; pass ``random_state`` for repeatability.
+    Fairlearn relaxes only demographic parity: ``tol`` must be ``None`` for equalized odds.
     """
 
     def __init__(self, constraint: Constraint = "demographic_parity", tol: float | None = None,
                  grid_size: int = 1000) -> None:
         if constraint not in CONSTRAINTS:
             raise ValueError(f"constraint must be one of {', '.join(CONSTRAINTS)}")
+        if tol is not None and constraint != "demographic_parity":
+            raise ValueError("Fairlearn's ThresholdOptimizer relaxes only demographic parity; "
+                             "use tol=None with equalized odds")
         self.constraint = constraint
         self.tol = tol
         self.grid_size = grid_size
