@@ -75,7 +75,7 @@ class LimeImage:
     def __init__(self, model: nn.Module, samples: int = 500,
                  segmentation: Literal["grid", "slic"] = "grid", cells: int = 8,
                  hide: torch.Tensor | None = None, seed: int = 0, images_per_batch: int = 8,
-                 predict_batch: int = 1024) -> None:
+                 predict_batch: int = 256) -> None:
         self.model = model
         self.samples = samples
         self.segmentation = segmentation
