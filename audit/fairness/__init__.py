@@ -1,0 +1,42 @@
+"""Fairness: group metrics with bootstrap intervals (Fairlearn's definitions), intersectional
+groups, findings, and bias mitigation (reweighing, a fairness penalty, group thresholds).
+
+Library use::
+
+    from audit.fairness import assess_fairness
+    res = assess_fairness(y_true, y_pred, frame[["sex", "race"]], score=proba)
+    res.groupings[0].disparities["demographic_parity_difference"].value
+
+Commands: ``audit run MODEL --sensitive COL[,COL]`` (the ``fairness`` check), ``audit fairness
+predictions.csv ...`` (no model) and ``audit mitigate MODEL``.
+"""
+
+from audit.fairness.metrics import (
+    DISPARITIES,
+    RATES,
+    Disparity,
+    FairnessResult,
+    GroupingResult,
+    assess_fairness,
+    bootstrap_indices,
+)
+from audit.fairness.mitigation import (
+    FairnessPenalty,
+    GroupThresholds,
+    Reweighing,
+    train_with_penalty,
+)
+
+__all__ = [
+    "DISPARITIES",
+    "RATES",
+    "Disparity",
+    "FairnessPenalty",
+    "FairnessResult",
+    "GroupThresholds",
+    "GroupingResult",
+    "Reweighing",
+    "assess_fairness",
+    "bootstrap_indices",
+    "train_with_penalty",
+]

@@ -1,0 +1,42 @@
+"""The mitigation example of ``audit examples``: ``reports/adult-mlp-mitigation.html`` (+ .json,
+.md, .csv), the output of ``audit mitigate adult-mlp``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.report.examples import (
+    Example,
+    ExampleContext,
+    _relative_model_path,
+    register_example,
+)
+
+
+def make(ctx: ExampleContext) -> list[Path]:
+    """Run ``audit mitigate adult-mlp`` and write its report under ``ctx.out_dir``."""
+    from audit.fairness.cli import _csv
+    from audit.fairness.experiment import mitigate
+    from audit.io import atomic_write_text
+    from audit.report.markdown import render_markdown
+    from audit.report.render import write_report
+
+    name = "adult-mlp-mitigation"
+    html_path = ctx.out_dir / f"{name}.html"
+    result = mitigate("adult-mlp", seed=ctx.seed, n_boot=50 if ctx.quick else 200,
+                      command=f"audit mitigate adult-mlp --seed {ctx.seed} --out "
+                              f"{html_path.as_posix()}")
+    _relative_model_path(result)
+    html, json_path = write_report(result, html_path)
+    md_path = html.with_suffix(".md")
+    atomic_write_text(md_path, render_markdown(result))
+    table = next(t for s in result.sections if s.check == "mitigation" for t in s.tables)
+    csv_path = html.with_suffix(".csv")
+    atomic_write_text(csv_path, _csv(table.columns, table.rows))
+    ctx.results[name] = result
+    return [html, json_path, md_path, csv_path]
+
+
+register_example(Example(name="adult-mlp-mitigation",
+                         description="adult-mlp: bias mitigation, fairness gap against accuracy",
+                         make=make))
