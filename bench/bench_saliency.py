@@ -118,8 +118,9 @@ def bench_lime(model_name: str, dataset: str, images: int) -> None:
     gen = torch.Generator().manual_seed(0)
     rand = faithfulness(proba, x, target, random_maps((len(x), *x.shape[-2:]), gen), base, 16,
                         gen)
+    cells = int(grid_segments(*x.shape[-2:]).max()) + 1
     print(f"LIME, {model_name}, {images} images (lime's quickshift found "
-          f"{statistics.mean(segments):.1f} segments per image; our grid {int(grid_segments(*x.shape[-2:]).max()) + 1}):")
+          f"{statistics.mean(segments):.1f} segments per image; our grid {cells}):")
     for name, t, maps in rows:
         f = faithfulness(proba, x, target, maps, base, 16, gen)
         print(f"  {name:23s} {t:6.2f} s  {t / len(x) * 1e3:7.1f} ms/image  speed-up "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -90,8 +90,8 @@ METRIC_READING = [
     ["insertion AUC", "The same when the most salient pixels are revealed on the baseline.",
      "Higher is better; compare with the random order's."],
     ["gain over random", "(insertion - deletion) of the method minus that of a random order.",
-     f"Above 0 the map ranks what matters to the model; near or below 0 it is no better than "
-     f"chance."],
+     "Above 0 the map ranks what matters to the model; near or below 0 it is no better than "
+     "chance."],
     ["sanity ρ", "Spearman rank correlation between maps of the trained model and of a copy "
      "with random weights (Adebayo et al., 2018).",
      "Near 0 is good: the map depends on what the model learned. Near 1 the map reflects the "
@@ -130,10 +130,10 @@ class SaliencyCheck(Check):
     description = ("Grad-CAM, Grad-CAM++, LIME, Integrated Gradients, SmoothGrad; faithfulness, "
                    "sanity and localisation metrics; shortcut detection; feature visualisation")
     Params = SaliencyParams
-    quick = {"samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
-             "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6,
-             "gallery": 3, "featvis_steps": 48, "shortcut_samples": 300,
-             "occlusion_windows": 8}
+    quick: ClassVar[dict[str, Any]] = {
+        "samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
+        "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6, "gallery": 3,
+        "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8}
 
     def applies(self, subject: Subject) -> str | None:
         x = subject.data.x
@@ -149,8 +149,9 @@ class SaliencyCheck(Check):
         known = IMAGE_METHODS if subject.data.kind == "image" else TABULAR_METHODS
         unknown = [m for m in p.methods if m not in IMAGE_METHODS]
         if unknown or not p.methods:
-            raise ConfigError(f"[checks.saliency] methods: unknown {', '.join(unknown) or '(empty)'}"
-                              f"; choose from {', '.join(IMAGE_METHODS)}")
+            bad = ", ".join(unknown) or "(empty)"
+            raise ConfigError(f"[checks.saliency] methods: unknown {bad}; choose from "
+                              f"{', '.join(IMAGE_METHODS)}")
         if p.samples < 2 or p.deletion_steps < 2:
             raise ConfigError("[checks.saliency] samples and deletion_steps must be >= 2")
         if subject.data.kind == "tabular":
@@ -273,8 +274,9 @@ class SaliencyCheck(Check):
             if m in rho:
                 metrics[f"{m}.sanity_spearman"] = rho[m]
         table = self._quality_table(run, loc_rows, "pixel")
-        layer_text = (f" Grad-CAM target layer: {layer.name} (output {'x'.join(map(str, layer.shape))}"
-                      f"{', chosen automatically' if p.layer is None else ', set by --layer'})."
+        shape = "x".join(map(str, layer.shape)) if layer is not None else ""
+        how = "chosen automatically" if p.layer is None else "set by --layer"
+        layer_text = (f" Grad-CAM target layer: {layer.name} (output {shape}, {how})."
                       if layer is not None and any(m.startswith("gradcam") for m in methods)
                       else "")
         best = max(methods, key=lambda m: faith[m].score)
@@ -305,7 +307,7 @@ class SaliencyCheck(Check):
                               samples=p.smoothgrad_samples, batch_size=bs)
         if p.lime_segmentation not in ("grid", "slic"):
             raise ConfigError("[checks.saliency] lime_segmentation must be 'grid' or 'slic'")
-        seg = "grid" if p.lime_segmentation == "grid" else "slic"
+        seg: Literal["grid", "slic"] = "grid" if p.lime_segmentation == "grid" else "slic"
         return LimeImage(model, samples=p.lime_samples, segmentation=seg, cells=p.lime_cells,
                          hide=baseline, seed=derive_seed(subject.seed, "saliency.lime"))
 
@@ -667,7 +669,7 @@ def _r(v: float, digits: int = 4) -> float | None:
 
 
 def _reading_table(tabular: bool = False) -> Table:
-    rows = METRIC_READING[:4] if tabular else METRIC_READING
+    rows: list[list[Any]] = [list(r) for r in (METRIC_READING[:4] if tabular else METRIC_READING)]
     if tabular:
         rows = [[r[0], r[1].replace("pixels", "features"), r[2]] for r in rows]
     return Table(id="how-to-read", title="How to read the metrics",

@@ -3,10 +3,11 @@
 
 For each class an input is optimised, from a flat mid-range start, to maximise the class's
 pre-softmax logit plus its log-softmax (the logit alone can be raised by features shared with
-other classes; the log-softmax term keeps the image specific to the class). Unregularised, this yields high-frequency adversarial noise; the regularisers
-of the article keep the image interpretable: *jitter* (a random shift every step, transformation
-robustness), an L2 penalty pulling pixels to the middle of the range, a total-variation penalty
-against high frequencies, and a periodic Gaussian blur. Pixels are parameterised through a
+other classes; the log-softmax term keeps the image specific to the class). Unregularised, this
+yields high-frequency adversarial noise; the regularisers of the article keep the image
+interpretable: *jitter* (a random shift every step, transformation robustness), an L2 penalty
+pulling pixels to the middle of the range, a total-variation penalty against high frequencies,
+and a periodic Gaussian blur. Pixels are parameterised through a
 sigmoid so they stay inside the model's input range. All classes are optimised in one batch.
 """
 

@@ -25,8 +25,8 @@ def compact_png(fig: Any, id: str, title: str, caption: str, dpi: int = 80) -> F
     figure = to_figure(fig, id, title, caption, fmt="png", dpi=dpi)
     img = Image.open(io.BytesIO(base64.b64decode(figure.data))).convert("RGB")
     buf = io.BytesIO()
-    img.quantize(colors=256, method=Image.Quantize.MEDIANCUT,
-                 dither=Image.Dither.NONE).save(buf, format="PNG", optimize=True)
+    img.quantize(colors=256, method=Image.Quantize.FASTOCTREE,
+                 dither=Image.Dither.NONE).save(buf, format="PNG")
     if buf.tell() < len(figure.data) * 3 // 4:
         figure.data = base64.b64encode(buf.getvalue()).decode("ascii")
     return figure
@@ -47,14 +47,72 @@ def _show(ax: object, img: np.ndarray) -> None:
     ax.imshow(img, interpolation="nearest", **kw)  # type: ignore[attr-defined]
 
 
-def _overlay(ax: object, img: np.ndarray, sal: np.ndarray, mask: np.ndarray | None) -> None:
-    grey = img if img.ndim == 2 else img.mean(axis=2)
-    ax.imshow(grey, cmap="gray", vmin=0, vmax=1, interpolation="nearest")  # type: ignore[attr-defined]
-    ax.imshow(sal, cmap="jet", vmin=0, vmax=1, alpha=0.5,  # type: ignore[attr-defined]
-              interpolation="bilinear" if sal.shape[0] >= 16 else "nearest")
+_CELL = 72  # pixels per image cell in mosaics
+_PAD = 4
+
+
+def _rgb(img: np.ndarray) -> np.ndarray:
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def _upscale(img: np.ndarray) -> np.ndarray:
+    k = max(1, _CELL // img.shape[0])
+    return np.repeat(np.repeat(img, k, axis=0), k, axis=1)
+
+
+def heat_rgb(sal: np.ndarray) -> np.ndarray:
+    """A map in [0, 1] as RGB with the ``jet`` colour map."""
+    from matplotlib import colormaps
+
+    return np.asarray(colormaps["jet"](np.clip(sal, 0, 1))[..., :3])
+
+
+def overlay_rgb(img: np.ndarray, sal: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """The input in grey with the map blended on top (and the mask's outline in white),
+    upscaled to the mosaic cell size."""
+    grey = _rgb(img if img.ndim == 2 else img.mean(axis=2))
+    out = _upscale(0.5 * grey + 0.5 * heat_rgb(sal))
     if mask is not None and mask.any():
-        ax.contour(mask.astype(float), levels=[0.5], colors="white",  # type: ignore[attr-defined]
-                   linewidths=0.7)
+        m = _upscale(mask.astype(bool))
+        inner = m.copy()
+        inner[1:, :] &= m[:-1, :]
+        inner[:-1, :] &= m[1:, :]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        out[m & ~inner] = 1.0
+    return out
+
+
+def _mosaic(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Cells (RGB, any size up to ``_CELL``) placed on a white grid."""
+    ncols = max(len(r) for r in rows)
+    step = _CELL + _PAD
+    canvas = np.ones((len(rows) * step - _PAD, ncols * step - _PAD, 3))
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(row):
+            c = _upscale(_rgb(cell)) if cell.shape[0] < _CELL else _rgb(cell)
+            h, w = min(c.shape[0], _CELL), min(c.shape[1], _CELL)
+            canvas[i * step:i * step + h, j * step:j * step + w] = c[:h, :w]
+    return canvas
+
+
+def _mosaic_figure(rows: list[list[np.ndarray]], col_titles: Sequence[str],
+                   col_colours: Sequence[str], row_labels: Sequence[str]) -> Any:
+    """One axes showing the mosaic at one screen pixel per image pixel, with text labels."""
+    canvas = _mosaic(rows)
+    h, w = canvas.shape[:2]
+    dpi = 100
+    fig, ax = new_figure((w + 90) / dpi, (h + 34) / dpi)
+    fig.subplots_adjust(left=80 / (w + 90), right=1 - 10 / (w + 90), top=1 - 30 / (h + 34),
+                        bottom=4 / (h + 34))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.axis("off")
+    step = _CELL + _PAD
+    for j, (t, c) in enumerate(zip(col_titles, col_colours, strict=True)):
+        ax.text(j * step + _CELL / 2, -4, t, ha="center", va="bottom", fontsize=7, color=c)
+    for i, label in enumerate(row_labels):
+        ax.text(-6, i * step + _CELL / 2, label, ha="right", va="center", fontsize=7)
+    return fig
 
 
 def gallery(method: str, title: str, images: np.ndarray, maps: torch.Tensor,
@@ -63,22 +121,12 @@ def gallery(method: str, title: str, images: np.ndarray, maps: torch.Tensor,
     """Input (top row) and saliency overlay (bottom row) per sample; the first ``n_correct``
     columns are correctly classified, the rest misclassified."""
     g = len(images)
-    fig, axes = new_figure(1.15 * g + 0.6, 2.75, nrows=2, ncols=g, squeeze=False)
-    for j in range(g):
-        ok = j < n_correct
-        a0, a1 = axes[0][j], axes[1][j]
-        _show(a0, images[j])
-        _overlay(a1, images[j], maps[j].numpy(), None if masks is None else masks[j].numpy())
-        a0.set_title(f"true {_short(true[j])}\npred {_short(pred[j])}", fontsize=7,
-                     color=_OK if ok else _BAD)
-        for a in (a0, a1):
-            a.set_xticks([])
-            a.set_yticks([])
-            for side in a.spines.values():
-                side.set_visible(False)
-    axes[0][0].set_ylabel("input", fontsize=8)
-    axes[1][0].set_ylabel(title, fontsize=8)
-    fig.tight_layout(pad=0.3)
+    overlays = [overlay_rgb(images[j], maps[j].numpy(),
+                            None if masks is None else masks[j].numpy()) for j in range(g)]
+    fig = _mosaic_figure(
+        [list(images), overlays],
+        [f"true {_short(true[j])}\npred {_short(pred[j])}" for j in range(g)],
+        [_OK if j < n_correct else _BAD for j in range(g)], ["input", title.replace(" ", "\n")])
     wrong = g - n_correct
     caption = (f"{title} for {n_correct} correctly classified (green titles) and {wrong} "
                "misclassified (red titles) samples; each map explains the predicted class. "
@@ -158,30 +206,17 @@ def sanity_figure(images: np.ndarray, trained: dict[str, torch.Tensor],
                   rho: dict[str, float]) -> Figure:
     """Per method (rows) and sample: the input, the trained model's map, the random model's."""
     k = len(images)
-    methods = list(trained)
-    fig, axes = new_figure(1.0 * 3 * k + 0.8, 1.05 * len(methods) + 0.4,
-                           nrows=len(methods), ncols=3 * k, squeeze=False)
-    for i, m in enumerate(methods):
-        for j in range(k):
-            _show(axes[i][3 * j], images[j])
-            for off, maps, label in ((1, trained, "trained"), (2, randomized, "random weights")):
-                axes[i][3 * j + off].imshow(maps[m][j].numpy(), cmap="jet", vmin=0, vmax=1,
-                                            interpolation="nearest")
-                if i == 0:
-                    axes[i][3 * j + off].set_title(label, fontsize=7)
-            if i == 0:
-                axes[i][3 * j].set_title(f"input #{j + 1}", fontsize=7)
-        axes[i][0].set_ylabel(f"{titles[m]}\nρ={rho.get(m, float('nan')):.2f}", fontsize=7)
-    for row in axes:
-        for a in row:
-            a.set_xticks([])
-            a.set_yticks([])
-    fig.tight_layout(pad=0.3)
+    rows = [[cell for j in range(k) for cell in (images[j], heat_rgb(trained[m][j].numpy()),
+                                                  heat_rgb(randomized[m][j].numpy()))]
+            for m in trained]
+    heads = [t for j in range(k) for t in (f"input #{j + 1}", "trained", "random weights")]
+    labels = [f"{titles[m]}\nρ={rho.get(m, float('nan')):.2f}" for m in trained]
+    fig = _mosaic_figure(rows, heads, ["black"] * len(heads), labels)
     return compact_png(fig, "sanity", "Sanity check: trained vs randomised weights",
-                     "For each method (rows) and input: the map of the trained model and of the "
-                     "same architecture with random weights. A method that explains the model "
-                     "gives different maps; ρ is the mean Spearman rank correlation over the "
-                     "sanity samples.")
+                       "For each method (rows) and input: the map of the trained model and of "
+                       "the same architecture with random weights. A method that explains the "
+                       "model gives different maps; ρ is the mean Spearman rank correlation over "
+                       "the sanity samples.")
 
 
 def featvis_figure(images: np.ndarray, names: Sequence[str], probs: Sequence[float]) -> Figure:

@@ -56,9 +56,9 @@ class GradCAM(_CAM):
     title = "Grad-CAM"
 
     def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        attr = LayerGradCam(self.model, self.layer).attribute(x, target=target,
-                                                              relu_attributions=True)
-        return attr  # type: ignore[no-any-return]
+        attr: torch.Tensor = LayerGradCam(self.model, self.layer).attribute(
+            x, target=target, relu_attributions=True)
+        return attr
 
 
 class GradCAMPlusPlus(_CAM):
