@@ -72,6 +72,22 @@ def test_regenerates_every_bundled_model_and_extra_examples(
     assert "PASS (fail on high)" in index
 
 
+def test_render_only_reuses_saved_results(models: Path, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    regenerate_examples(out, only=["tiny-a"], console=console, show_progress=False)
+    saved = json.loads((out / "tiny-a.json").read_text())
+    saved["sections"][0]["summary"] = "edited by hand"
+    (out / "tiny-a.json").write_text(json.dumps(saved))
+    (out / "tiny-a.html").write_text("stale")
+    (models / "tiny-a" / "model.safetensors").write_bytes(b"garbage")  # no audit possible
+    outcomes = regenerate_examples(out, only=["tiny-a"], console=console,
+                                   show_progress=False, render_only=True)
+    assert not outcomes[0].error
+    html = (out / "tiny-a.html").read_text()
+    assert "edited by hand" in html and html == render_html(load_result(out / "tiny-a.json"))
+
+
 def test_only_and_failures(models: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115

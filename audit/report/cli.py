@@ -65,6 +65,9 @@ def examples_cmd(
     quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets (not for the "
                                                         "committed examples).")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    render_only: Annotated[bool, typer.Option(
+        "--render-only", help="Re-render from the JSON results already there (after a "
+                              "renderer change); audit only models that have none.")] = False,
 ) -> None:
     """Regenerate the example report of every bundled model (and the registered extra
     examples) under reports/: HTML, JSON and Markdown, plus reports/README.md."""
@@ -74,7 +77,8 @@ def examples_cmd(
     check_writable(out / "README.md")
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     outcomes = regenerate_examples(out, only=names, seed=seed, quick=quick,
-                                   show_progress=progress, console=_console(stderr=True))
+                                   show_progress=progress, console=_console(stderr=True),
+                                   render_only=render_only)
     failed = [o for o in outcomes if o.error]
     _console().print(f"wrote {len(outcomes) - len(failed)} example(s) to {out} "
                      f"(index: {out / 'README.md'})", highlight=False, markup=False)

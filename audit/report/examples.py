@@ -56,6 +56,7 @@ class ExampleContext:
     seed: int = 0
     quick: bool = False
     progress: ProgressFn | None = None
+    render_only: bool = False
     results: dict[str, AuditResult] = field(default_factory=dict)
     written: dict[str, list[Path]] = field(default_factory=dict)
 
@@ -64,6 +65,11 @@ class ExampleContext:
         ``<out>/<name>.html``, ``.json`` and ``.md``; results are cached by ``name``."""
         if name in self.results:
             return self.results[name]
+        saved = self.out_dir / f"{name}.json"
+        if self.render_only and saved.is_file():
+            from audit.report.render import load_result
+
+            return self._write(AuditResult.from_dict(load_result(saved)), name)
         from audit.runner import run_audit
 
         command = f"audit run {model if isinstance(model, str | Path) else name} " \
@@ -72,6 +78,9 @@ class ExampleContext:
         result = run_audit(model, seed=self.seed, quick=self.quick or None,
                            progress=self.progress or False, command=command, **kwargs)
         _relative_model_path(result)
+        return self._write(result, name)
+
+    def _write(self, result: AuditResult, name: str) -> AuditResult:
         html, json_path = write_report(result, self.out_dir / f"{name}.html")
         md_path = self.out_dir / f"{name}.md"
         atomic_write_text(md_path, render_markdown(result))
@@ -188,10 +197,12 @@ def planned_examples(only: list[str] | None = None) -> list[tuple[str, str, Call
 
 def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | None = None,
                         seed: int = 0, quick: bool = False, show_progress: bool = True,
-                        console: Any = None) -> list[ExampleOutcome]:
+                        console: Any = None, render_only: bool = False) -> list[ExampleOutcome]:
     """Regenerate every example report under ``out_dir`` and its ``README.md`` index.
 
-    One failing example is reported and the others still run.
+    One failing example is reported and the others still run. ``render_only`` re-renders
+    from the JSON results already in ``out_dir`` (after a change to the renderers) and audits
+    only the models that have none.
     """
     from rich.console import Console
     from rich.progress import (
@@ -220,7 +231,8 @@ def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | No
             progress.update(checks, description=f"  {description}",
                             completed=round(fraction * 100), visible=True)
 
-        ctx = ExampleContext(out_dir=out, seed=seed, quick=quick, progress=on_check)
+        ctx = ExampleContext(out_dir=out, seed=seed, quick=quick, progress=on_check,
+                             render_only=render_only)
         for name, description, make in items:
             progress.update(overall, description=f"examples: {name}")
             progress.update(checks, completed=0, description="  starting")
