@@ -39,25 +39,30 @@ def shape_masks(cls: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray,
     centre ``(cx, cy)`` in pixels, half-extent ``r`` and rotation ``theta`` (radians)."""
     n = len(cls)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
-    dx = xx[None] - cx[:, None, None]
-    dy = yy[None] - cy[:, None, None]
-    c, s = np.cos(theta)[:, None, None], np.sin(theta)[:, None, None]
-    u, v = c * dx + s * dy, -s * dx + c * dy
-    rr = r[:, None, None]
     masks = np.zeros((n, size, size), dtype=bool)
-    circle = dx**2 + dy**2 <= rr**2
-    square = (np.abs(u) <= 0.82 * rr) & (np.abs(v) <= 0.82 * rr)
-    # equilateral triangle with circumradius r: three half-planes at 120 degrees
-    tri = np.ones_like(circle)
-    for k in range(3):
-        a = theta[:, None, None] * 0 + (np.pi / 2 + 2 * np.pi * k / 3)
-        nx, ny = np.cos(a), np.sin(a)
-        tri &= (u * nx + v * ny) <= 0.5 * rr
-    arm = rr / 3.0
-    cross = ((np.abs(u) <= rr) & (np.abs(v) <= arm)) | ((np.abs(v) <= rr) & (np.abs(u) <= arm))
-    for k, m in enumerate((circle, square, tri, cross)):
-        sel = cls == k
-        masks[sel] = m[sel]
+    for k in range(4):
+        sel = np.flatnonzero(cls == k)
+        if not len(sel):
+            continue
+        dx = xx[None] - cx[sel, None, None]
+        dy = yy[None] - cy[sel, None, None]
+        c, s = np.cos(theta[sel])[:, None, None], np.sin(theta[sel])[:, None, None]
+        u, v = c * dx + s * dy, -s * dx + c * dy
+        rr = r[sel, None, None]
+        if k == 0:  # circle
+            m = dx**2 + dy**2 <= rr**2
+        elif k == 1:  # square
+            m = (np.abs(u) <= 0.82 * rr) & (np.abs(v) <= 0.82 * rr)
+        elif k == 2:  # equilateral triangle with circumradius r: three half-planes
+            m = np.ones(u.shape, dtype=bool)
+            for j in range(3):
+                a = np.pi / 2 + 2 * np.pi * j / 3
+                m &= (u * np.cos(a) + v * np.sin(a)) <= 0.5 * rr
+        else:  # cross with arms of width 2r/3
+            arm = rr / 3.0
+            m = (((np.abs(u) <= rr) & (np.abs(v) <= arm))
+                 | ((np.abs(v) <= rr) & (np.abs(u) <= arm)))
+        masks[sel] = m
     return masks
 
 
