@@ -119,7 +119,8 @@ def mitigate_cmd(
         "(default: all)."))] = None,
     lambdas: Annotated[str | None, typer.Option(help="Penalty weights λ (default "
                                                      "0.1,0.3,1,3).")] = None,
-    tols: Annotated[str | None, typer.Option(help="Threshold tolerances (default 0,0.05).")
+    tols: Annotated[str | None, typer.Option(help="Tolerances of thresholds-dp (default 0,0.05; "
+                                                  "equalized odds is always exact).")
                     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (default: the recipe's).")
                       ] = None,

@@ -341,7 +341,10 @@ def _method_finding(method: str, runs: list[Variant], base: Variant, gname: str)
                f"{best.accuracy:.1%} (baseline {base.accuracy:.1%})"),
         detail=(f"By {gname}, {METHODS[method]} ({best.setting or 'default'}) changes the "
                 f"{label} from {b:.3f} to {g:.3f} and accuracy from {base.accuracy:.1%} to "
-                f"{best.accuracy:.1%}."),
+                f"{best.accuracy:.1%}. Every grouping: "
+                + "; ".join(f"{x.name} {label} {_gap(base, x.key, metric):.3f} → "
+                            f"{_gap(best, x.key, metric):.3f}"
+                            for x in base.result.groupings) + "."),
         evidence={"method": method, "setting": best.setting, "grouping": gname,
                   "metric": metric, "baseline_gap": b, "gap": g,
                   "baseline_accuracy": base.accuracy, "accuracy": best.accuracy},

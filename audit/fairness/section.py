@@ -40,12 +40,15 @@ class FairnessParams:
     n_boot: int = 1000
     """Bootstrap resamples for the confidence intervals (0: none)."""
     ci_level: float = 0.95
+    """Confidence level of the bootstrap intervals."""
     alpha: float = 0.05
     """A gap is distinguishable from zero when the test of equal rates gives p < alpha."""
     gap_low: float = 0.05
+    """Demographic-parity, equalized-odds or accuracy difference at or above: low."""
     gap_medium: float = 0.10
+    """... at or above: medium (accuracy gaps stay at most medium)."""
     gap_high: float = 0.20
-    """Thresholds on demographic-parity, equalized-odds and accuracy differences."""
+    """... at or above: high."""
     four_fifths: float = 0.8
     """Demographic-parity ratio below this fails the four-fifths rule (medium)."""
     ratio_high: float = 0.5
@@ -53,6 +56,7 @@ class FairnessParams:
     calibration_medium: float = 0.05
     """Calibration difference (spread of mean score − observed rate) at or above: medium."""
     calibration_bins: int = 10
+    """Equal-width score bins of the per-group expected calibration error (ECE)."""
 
 
 QUICK = {"n_boot": 200}
