@@ -1,0 +1,223 @@
+"""``audit harden``: adversarially train a model, write the hardened bundle, and compare the
+audits before and after.
+
+Distributed: ``torchrun --nproc_per_node=K -m audit harden ...`` trains with
+DistributedDataParallel (gloo on CPU, NCCL with CUDA); ``--batch-size`` is the global batch.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from audit.errors import Interrupted, UsageError
+
+
+def _consoles() -> tuple[Any, Any]:
+    from audit.cli import err_console, out_console
+
+    return out_console, err_console
+
+
+class _EpochProgress:
+    """A rich progress bar over all training batches with the last epoch's validation numbers;
+    one line per epoch is printed above it (and alone when stderr is not a terminal)."""
+
+    def __init__(self, console: Any, epochs: int, show_bar: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.console = console
+        self.epochs = epochs
+        self.progress = Progress(
+            TextColumn("[bold]harden[/] {task.description}"), BarColumn(),
+            MofNCompleteColumn(), TextColumn("{task.fields[val]}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=console, transient=True, disable=not show_bar)
+        self.task = self.progress.add_task("epoch 1", total=None, val="")
+
+    def __enter__(self) -> _EpochProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def on_batch(self, epoch: int, batch: int, batches: int) -> None:
+        self.progress.update(self.task, total=self.epochs * batches,
+                             completed=epoch * batches + batch,
+                             description=f"epoch {epoch + 1}/{self.epochs}")
+
+    def on_epoch(self, s: Any) -> None:
+        val = f"val clean {s.val_clean_accuracy:.1%} robust {s.val_robust_accuracy:.1%}"
+        self.progress.update(self.task, val=val)
+        best = " [green](best)[/]" if s.best else ""
+        self.console.print(
+            f"epoch {s.epoch}/{self.epochs} {s.method} eps {s.eps:.4g}: loss {s.train_loss:.3f}"
+            f", train robust {s.train_robust_accuracy:.1%}, {val} ({s.seconds:.1f} s){best}",
+            highlight=False)
+        for event in s.events:
+            self.console.print(f"[yellow]warning:[/] {event}", highlight=False)
+
+
+def harden_cmd(
+    model: Annotated[str, typer.Argument(help="Model to harden: bundled name, folder with "
+                                              "card.json, or checkpoint file (with --card).")],
+    out: Annotated[Path, typer.Option(help="Folder for the hardened model (model.safetensors, "
+                                           "card.json, and training/checkpoint.pt while it "
+                                           "runs).")],
+    eps: Annotated[float, typer.Option(help="Perturbation budget in input units (pixels in "
+                                            "[0, 1] for images), e.g. 0.1.")],
+    method: Annotated[str, typer.Option(help="pgd (Madry), trades (Zhang) or fast (FGSM with "
+                                             "random start, Wong et al.).")] = "pgd",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    data: Annotated[str | None, typer.Option(help="Training data: bundled dataset name or a "
+                                                  ".npz/.csv file (default: the card's "
+                                                  "dataset, train split).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its "
+                                                          "last finished epoch.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed (shuffling, random starts, validation "
+                                           "split).")] = 0,
+    norm: Annotated[str, typer.Option(help="Threat model: linf or l2.")] = "linf",
+    batch_size: Annotated[int, typer.Option(help="Global batch size (split over processes "
+                                                 "under torchrun).")] = 64,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, one-cycle).")] = 1e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.0,
+    steps: Annotated[int, typer.Option(help="PGD/TRADES attack steps while training.")] = 10,
+    beta: Annotated[float, typer.Option(help="TRADES: weight of the robustness (KL) term.")
+                    ] = 6.0,
+    warmup_epochs: Annotated[float, typer.Option(help="Ramp eps linearly from 0 over this "
+                                                      "many epochs.")] = 0.0,
+    augment: Annotated[str, typer.Option(help="Data augmentation for images: none or shift "
+                                              "(random translation by 1 pixel).")] = "none",
+    val_fraction: Annotated[float, typer.Option(help="Share of the training data held out to "
+                                                     "pick the best robust epoch.")] = 0.1,
+    co_action: Annotated[str, typer.Option(
+        "--co-action", help="Fast method, on catastrophic overfitting: fallback (to PGD), "
+                            "stop, or warn.")] = "fallback",
+    name: Annotated[str | None, typer.Option(help="Name in the new card (default: the --out "
+                                                  "folder's name).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Before/after comparison HTML (default: "
+                                                     "reports/<name>-hardening.html); the two "
+                                                     "audits are written beside it.")] = None,
+    run_audit: Annotated[bool, typer.Option("--audit/--no-audit", help="Audit the model "
+                                                                       "before and after.")
+                         ] = True,
+    checks: Annotated[str | None, typer.Option(help="Checks of the before/after audits "
+                                                    "(default: all that apply).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller audit budgets.")] = False,
+    keep_checkpoint: Annotated[bool, typer.Option("--keep-checkpoint", help="Keep "
+                                                  "training/checkpoint.pt after success.")
+                               ] = False,
+    arch: Annotated[str | None, typer.Option(help="Architecture 'module:Class' for a "
+                                                  "state-dict checkpoint.")] = None,
+    card: Annotated[Path | None, typer.Option(help="card.json of the model.")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow full pickle loading (only for files you trust).")
+                                ] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+) -> None:
+    """Adversarially train MODEL (PGD, TRADES or fast FGSM), keep the epoch with the best
+    robust validation accuracy, write the hardened model and card into --out, then audit the
+    model before and after and write a side-by-side comparison."""
+    from audit.cli import _command_line
+    from audit.io import check_writable
+    from audit.robustness.harden import CHECKPOINT, harden
+    from audit.robustness.training import TrainConfig, init_distributed
+
+    if augment not in ("none", "shift"):
+        raise UsageError(f"--augment must be none or shift, got {augment!r}")
+    config = TrainConfig.from_dict({
+        "method": method, "eps": eps, "norm": norm, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "steps": steps,
+        "beta": beta, "warmup_epochs": warmup_epochs, "co_action": co_action, "seed": seed})
+    config.validate()
+    new_name = name or out.resolve().name
+    report_path = report or Path("reports") / f"{new_name}-hardening.html"
+    if run_audit and report_path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report {report_path} must end in .html")
+    dist = init_distributed()
+    if dist.is_main:
+        check_writable(out / CHECKPOINT)
+        if run_audit:
+            check_writable(report_path)
+    aug_fn = None
+    if augment == "shift":
+        from audit.zoo.digits import shift_augment
+
+        aug_fn = shift_augment
+    out_console, err_console = _consoles()
+    show = progress and dist.is_main and (err_console.is_terminal
+                                          or bool(os.environ.get("AUDIT_PROGRESS")))
+    bar = _EpochProgress(err_console, epochs, show)
+    try:
+        with bar:
+            outcome = harden(
+                model, out, config, data=data, val_fraction=val_fraction, resume=resume,
+                name=name, command=_command_line(), augment=aug_fn,
+                augment_name=None if augment == "none" else "random shift up to 1 pixel",
+                keep_checkpoint=keep_checkpoint, arch=arch, card=card,
+                trust_checkpoint=trust_checkpoint, dist=dist,
+                on_batch=bar.on_batch if dist.is_main else None,
+                on_epoch=bar.on_epoch if dist.is_main and progress else None)
+    except Interrupted as e:
+        raise Interrupted(f"{e.message} (finished epochs are saved in {out / CHECKPOINT}; "
+                          "continue with --resume)") from None
+    if dist.enabled:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+    if not dist.is_main:
+        return
+    m = outcome.card.metrics
+    robust_key = next((k for k in m if k.startswith("test_pgd_accuracy")), None)
+    summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
+    if outcome.resumed_epoch:
+        out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
+    out_console.print(f"hardened {outcome.parent.card.name if outcome.parent.card else model} "
+                      f"-> {out} ({config.method}, {config.norm} eps {eps:g}): {summary}",
+                      highlight=False)
+    if robust_key is None:
+        out_console.print("(no test split to measure on; see the audit)", highlight=False)
+    if run_audit:
+        _audit_before_after(model, out, new_name, report_path, checks, quick, seed, data,
+                            outcome.card.dataset, arch, card, trust_checkpoint, show)
+
+
+def _audit_before_after(model: str, out: Path, name: str, report: Path, checks: str | None,
+                        quick: bool, seed: int, data: str | None, dataset: str | None,
+                        arch: str | None, card: Path | None, trust: bool,
+                        progress: bool) -> None:
+    """Audit the parent and the hardened model on the same data and write the comparison."""
+    from audit.cli import _split, out_console
+    from audit.report.diff import write_diff
+    from audit.report.render import write_report
+    from audit.runner import run_audit
+
+    audit_data = None if dataset else data
+    common: dict[str, Any] = {"data": audit_data, "checks": _split(checks), "seed": seed,
+                              "quick": quick or None, "progress": progress}
+    stem = report.with_suffix("")
+    before = run_audit(model, arch=arch, card=card, trust_checkpoint=trust,
+                       command=f"audit run {model} --seed {seed}", **common)
+    after = run_audit(out, command=f"audit run {out.as_posix()} --seed {seed}", **common)
+    paths = [write_report(before, Path(f"{stem}-before.html"))[0],
+             write_report(after, Path(f"{stem}-after.html"))[0]]
+    html, md_path = write_diff(before, after, report, ("before", "after"))
+    out_console.print(f"before: {paths[0]}\nafter: {paths[1]}\ncomparison: {html} "
+                      f"(markdown: {md_path})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``audit harden`` to the command line."""
+    from audit.cli import EXIT_CODES_HELP
+
+    app.command("harden", epilog=EXIT_CODES_HELP)(harden_cmd)
