@@ -4,8 +4,10 @@ without spatial layers, ``--layer``, a tabular model, determinism."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,9 +15,11 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.core import AuditData, AuditResult, Section, Severity
 from audit.datasets import load_dataset
+from audit.errors import DataError
 from audit.loading import LoadedModel, load_model
 from audit.runner import run_audit
 from audit.saliency.check import SaliencyCheck, SaliencyParams
+from audit.zoo import models_dir
 
 SMALL: dict[str, Any] = {"samples": 8, "lime_samples": 120, "ig_steps": 12,
                          "smoothgrad_samples": 6, "sanity_samples": 4, "featvis_steps": 16,
@@ -207,7 +211,7 @@ def _tabular() -> tuple[LoadedModel, AuditData]:
     return loaded, data
 
 
-ROOT_PATH = __import__("pathlib").Path(__file__)
+ROOT_PATH = Path(__file__)
 
 
 def test_tabular_importance_and_faithfulness() -> None:
@@ -235,3 +239,29 @@ def test_applies_rejects_wrong_shapes() -> None:
     subject = Subject(model=loaded.model, card=loaded.card, data=bad,  # type: ignore[arg-type]
                       model_info={})
     assert "(C, H, W)" in (SaliencyCheck().applies(subject) or "")
+
+
+def test_user_npz_with_masks_gets_the_shortcut_test(tmp_path: Path) -> None:
+    """Masks saved in a user's .npz (array ``masks``) reach the check."""
+    data = load_dataset("shapes-watermark", "test")
+    path = tmp_path / "mine.npz"
+    np.savez(path, x=data.x[:240].numpy(), y=data.y[:240].numpy(),
+             masks=data.extras["masks"][:240].numpy())
+    sec = saliency(run_audit("shapes-shortcut", data=str(path), checks=["saliency"], quick=True,
+                             params={"saliency": FAST_SHAPES}))
+    f = finding(sec, "saliency.outside-object")
+    assert f is not None and f.severity.rank >= Severity.HIGH.rank
+    np.savez(path, x=data.x[:10].numpy(), y=data.y[:10].numpy(),
+             masks=np.zeros((10, 16, 16), bool))
+    with pytest.raises(DataError, match="masks must have shape"):
+        run_audit("shapes-shortcut", data=str(path), checks=["saliency"], quick=True)
+
+
+@pytest.mark.skipif(not (models_dir() / "adult-mlp" / "card.json").exists(),
+                    reason="adult-mlp is not bundled")
+def test_adult_mlp_feature_attributions() -> None:
+    sec = saliency(run_audit("adult-mlp", checks=["saliency"], quick=True))
+    imp = {t.id: t for t in sec.tables}["feature-importance"]
+    assert len(imp.rows) == SaliencyParams().tabular_top
+    for m in ("lime", "integrated-gradients"):
+        assert sec.metrics[f"{m}.gain_over_random"] > 0, m

@@ -52,6 +52,7 @@ def _load_npz(path: Path, card: ModelCard) -> AuditData:
                 raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}; save with "
                                 "np.savez(path, x=inputs, y=labels)")
             x, y = npz["x"], npz["y"]
+            masks = npz["masks"] if "masks" in keys else None
     except DataError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
@@ -67,10 +68,16 @@ def _load_npz(path: Path, card: ModelCard) -> AuditData:
             not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
             raise DataError(f"{path}: y must hold integer class indices (found non-integers, "
                             "NaN or inf)")
+    extras: dict[str, object] = {}
+    if masks is not None:  # optional object masks (N, H, W) for the saliency check
+        if x.ndim != 4 or masks.shape != (x.shape[0], *x.shape[2:]):
+            raise DataError(f"{path}: masks must have shape (N, H, W) = "
+                            f"{(x.shape[0], *x.shape[2:])}, got {masks.shape}")
+        extras["masks"] = torch.from_numpy(masks.astype(bool))
     return AuditData(name=path.stem, x=torch.from_numpy(np.ascontiguousarray(x, np.float32)),
                      y=torch.from_numpy(y.astype(np.int64)), kind=card.input.kind,
                      classes=list(card.classes), feature_names=card.input.feature_names,
-                     source=str(path))
+                     source=str(path), extras=extras)
 
 
 def load_numeric_csv(path: Path, card: ModelCard, target: str | None,

@@ -246,14 +246,14 @@ class SaliencyCheck(Check):
         correct = [i for i in range(n) if int(target[i]) == int(y[i])][: p.gallery]
         wrong = [i for i in range(len(x)) if int(target[i]) != int(y[i])][: p.gallery]
         show = correct + wrong
+        if shortcut.get("figure") is not None:
+            run.figures.append(shortcut["figure"])
         for m in methods:
             run.figures.append(figs.gallery(
                 m, TITLES[m], images[show], maps[m][show],
                 [classes[int(y[i])] for i in show], [classes[int(target[i])] for i in show],
                 None if masks is None else masks[show], len(correct)))
         run.figures.append(figs.curves(faith, TITLES, rand, "pixel"))
-        if shortcut.get("figure") is not None:
-            run.figures.append(shortcut["figure"])
         if rmaps:
             k = min(2, len(next(iter(rmaps.values()))))
             run.figures.append(figs.sanity_figure(images[:k], {m: maps[m][:k] for m in rmaps},
