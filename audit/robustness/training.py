@@ -358,7 +358,7 @@ class TrainConfig:
     eval_steps: int = 10
     co_action: CoAction = "fallback"
     co_checks: int = 2
-    co_probe: int = 128
+    co_probe: int = 64
     co_drop: float = 0.2
     bounds: tuple[float, float] = (0.0, 1.0)
     seed: int = 0
@@ -772,7 +772,7 @@ class AdversarialTrainer:
         self.epoch += 1
         self.train_seconds += time.perf_counter() - start
         score = (robust, clean)
-        is_best = score > self.best_score
+        is_best = score >= self.best_score  # ties: the later (longer-trained) epoch
         if is_best:
             self.best_score, self.best_epoch = score, self.epoch
             self.best_state = _cpu_state(self.module)

@@ -1,0 +1,312 @@
+"""Adversarial training: the drop-in loss, the epsilon schedule, the overfitting monitor, the
+trainer's checkpoints and exact resume (in process; the real-process kill test is in
+test_harden.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from audit.errors import CheckpointError, UsageError
+from audit.loading import LoadedModel
+from audit.robustness.attacks import PGD
+from audit.robustness.training import (
+    METHODS,
+    AdversarialTrainer,
+    CatastrophicOverfittingWarning,
+    CoMonitor,
+    Distributed,
+    TrainConfig,
+    adversarial_batch,
+    adversarial_loss,
+    eps_schedule,
+    random_unit_noise,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Small models train fastest on one thread (and the CI machine's cores are shared)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _digits_batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    from audit.datasets import load_dataset
+
+    d = load_dataset("digits", "test")
+    return d.x[:n], d.y[:n]
+
+
+D = 25
+
+
+def _blobs(n: int, seed: int, margin: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two tabular classes in [0, 1]^D: feature 0 separates them with a margin of ``margin``
+    (robust); the other D - 1 separate them too, each by less than 0.1 (predictive, fragile)."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 2, (n,), generator=g)
+    sign = (2 * y.float() - 1)[:, None]
+    x = torch.empty(n, D)
+    x[:, :1] = 0.5 + sign * (margin + 0.1 * torch.rand(n, 1, generator=g))
+    x[:, 1:] = 0.5 + sign * 0.08 + 0.02 * torch.randn(n, D - 1, generator=g)
+    return x.clamp(0, 1), y
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int = D, h: int = 32, k: int = 2) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+# ----------------------------------------------------------------------------- the loss
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_loss_has_gradients_and_leaves_model_alone(digits_loaded: LoadedModel,
+                                                   method: str) -> None:
+    model = digits_loaded.model
+    x, y = _digits_batch()
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    loss = adversarial_loss(model, x, y, method=method, eps=0.1, steps=3,
+                            generator=torch.Generator().manual_seed(0))
+    assert loss.ndim == 0 and math.isfinite(float(loss.detach()))
+    assert model.training, "the attack must restore the model's mode"
+    assert all(p.grad is None for p in model.parameters()), "attack touched parameter grads"
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_adversarial_inputs_stay_in_ball_and_range(digits_loaded: LoadedModel,
+                                                   method: str) -> None:
+    x, y = _digits_batch()
+    out = adversarial_batch(digits_loaded.model, x, y, method=method, eps=0.1, steps=3,
+                            generator=torch.Generator().manual_seed(1))
+    assert float((out.x_adv - x).abs().max()) <= 0.1 + 1e-6
+    assert float(out.x_adv.min()) >= 0.0 and float(out.x_adv.max()) <= 1.0
+    assert out.loss.shape == (len(x),)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_zero_eps_gives_the_clean_loss(digits_loaded: LoadedModel, method: str) -> None:
+    """Known answer: with eps 0 every method's loss is the clean cross-entropy (TRADES' KL
+    term is KL(p || p) = 0)."""
+    model = digits_loaded.model.eval()
+    x, y = _digits_batch()
+    loss = adversarial_loss(model, x, y, method=method, eps=0.0, steps=2,
+                            generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        clean = F.cross_entropy(model(x), y)
+    # TRADES starts from x + 0.001 N(0, 1), projected back into the (empty) ball
+    assert float(loss) == pytest.approx(float(clean), rel=1e-5, abs=1e-6)
+
+
+def test_pgd_loss_exceeds_clean_loss_and_fast_is_weaker(digits_loaded: LoadedModel) -> None:
+    """Invariant: PGD's last iterate raises the loss of a clean-trained model, and more
+    steps raise it at least as much as one FGSM step (averaged over the batch)."""
+    model = digits_loaded.model.eval()
+    x, y = _digits_batch(64)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        clean = float(F.cross_entropy(model(x), y))
+    pgd = float(adversarial_loss(model, x, y, method="pgd", eps=0.1, steps=10, generator=gen))
+    fast = float(adversarial_loss(model, x, y, method="fast", eps=0.1, generator=gen))
+    assert pgd > clean * 5
+    assert pgd >= fast
+
+
+def test_per_sample_eps(digits_loaded: LoadedModel) -> None:
+    x, y = _digits_batch(8)
+    eps = torch.tensor([0.0, 0.05] * 4)
+    out = adversarial_batch(digits_loaded.model, x, y, method="pgd", eps=eps, steps=3,
+                            generator=torch.Generator().manual_seed(0))
+    size = (out.x_adv - x).flatten(1).abs().amax(1)
+    assert torch.all(size <= eps + 1e-6)
+    assert float(size[1::2].min()) > 0.01
+
+
+def test_bad_method_is_a_usage_error(digits_loaded: LoadedModel) -> None:
+    x, y = _digits_batch(4)
+    with pytest.raises(UsageError, match="unknown adversarial training method"):
+        adversarial_loss(digits_loaded.model, x, y, method="free", eps=0.1)
+
+
+def test_noise_shapes_and_l2_ball() -> None:
+    g = torch.Generator().manual_seed(0)
+    u = random_unit_noise((500, 3, 4), "linf", g)
+    assert float(u.abs().max()) <= 1 and float(u.min()) < -0.9 and float(u.max()) > 0.9
+    v = random_unit_noise((500, 12), "l2", g)
+    norms = v.norm(dim=1)
+    assert float(norms.max()) <= 1 + 1e-6 and float(norms.median()) > 0.8  # mass near sphere
+
+
+def test_eps_schedule() -> None:
+    assert eps_schedule(0.0, 0.1, 0) == 0.1
+    assert eps_schedule(0.0, 0.1, 2) == 0.0
+    assert eps_schedule(1.0, 0.1, 2) == pytest.approx(0.05)
+    assert eps_schedule(5.0, 0.1, 2) == 0.1
+
+
+def test_train_config_validation() -> None:
+    TrainConfig().validate()
+    for bad in ({"method": "free"}, {"eps": 0.0}, {"eps": math.nan}, {"epochs": 0},
+                {"co_action": "panic"}, {"norm": "l1"}, {"bounds": (1.0, 0.0)}):
+        with pytest.raises(UsageError):
+            TrainConfig.from_dict(bad).validate()
+
+
+def test_shards_cover_the_batch_once() -> None:
+    for n in (0, 1, 5, 64, 65):
+        for k in (1, 2, 3):
+            parts = [Distributed(rank=r, world_size=k).shard(n) for r in range(k)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in itertools.pairwise(parts))
+            assert max(h - lo for lo, h in parts) - min(h - lo for lo, h in parts) <= 1
+
+
+# ----------------------------------------------------------------------------- monitor
+
+
+def test_co_monitor_flags_a_collapse_not_a_wobble() -> None:
+    m = CoMonitor(drop=0.2)
+    assert not any(m.update(a) for a in (0.1, 0.3, 0.5, 0.45, 0.55, 0.4))
+    assert m.update(0.05)
+    m2 = CoMonitor(drop=0.2)
+    m2.load_state_dict(m.state_dict())
+    assert m2.best == 0.55 and m2.update(0.3)
+
+
+# ----------------------------------------------------------------------------- trainer
+
+
+def _tabular_trainer(method: str, epochs: int = 8, ckpt: Path | None = None,
+                     **kw: object) -> AdversarialTrainer:
+    torch.manual_seed(0)
+    x, y = _blobs(512, 0)
+    xv, yv = _blobs(256, 1)
+    cfg = TrainConfig.from_dict({"method": method, "eps": 0.2, "epochs": epochs,
+                                 "batch_size": 64, "lr": 3e-2, "steps": 5, "eval_steps": 10,
+                                 **kw})
+    return AdversarialTrainer(MLP(), cfg, (x, y), (xv, yv), checkpoint=ckpt)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_tabular_adversarial_training_beats_standard_training(method: str) -> None:
+    """Known answer on tabular data: one feature separates the classes by a margin of 0.3,
+    24 others by less than 0.1 each; at eps 0.2 adversarial training must rely on the robust
+    feature and reaches high robust accuracy, while standard training uses the fragile ones
+    and is broken."""
+    robust = _tabular_trainer(method)
+    robust.fit()
+    xv, yv = _blobs(256, 1)
+    attack = PGD(steps=20, generator=torch.Generator().manual_seed(0))
+    model = robust.module.eval()
+    model.load_state_dict(robust.best_state)
+    acc_robust = 1 - attack(model, xv, yv, eps=0.2).success.float().mean()
+
+    torch.manual_seed(0)
+    plain = MLP()
+    opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
+    x, y = _blobs(512, 0)
+    for _ in range(200):
+        opt.zero_grad()
+        F.cross_entropy(plain(x), y).backward()
+        opt.step()
+    plain.eval()
+    acc_plain = 1 - attack(plain, xv, yv, eps=0.2).success.float().mean()
+    assert float(acc_robust) >= 0.9, robust.history
+    assert float(acc_plain) <= float(acc_robust) - 0.2
+
+
+def test_history_best_and_val_metrics() -> None:
+    t = _tabular_trainer("pgd", epochs=3)
+    hist = t.fit()
+    assert [h.epoch for h in hist] == [1, 2, 3]
+    best = max(reversed(hist), key=lambda h: (h.val_robust_accuracy, h.val_clean_accuracy))
+    assert t.best_epoch == best.epoch and best.best
+    assert all(0 <= h.val_robust_accuracy <= h.val_clean_accuracy <= 1 for h in hist)
+
+
+def test_warmup_ramps_eps_in_the_history() -> None:
+    t = _tabular_trainer("pgd", epochs=4, warmup_epochs=2)
+    hist = t.fit()
+    eps = [h.eps for h in hist]
+    assert eps[0] < eps[1] <= 0.2 and eps[2] == eps[3] == 0.2
+
+
+@pytest.mark.parametrize("method", ["pgd", "trades", "fast"])
+def test_resume_gives_bitwise_identical_weights(tmp_path: Path, method: str) -> None:
+    """Stop after epoch 2 (a fresh trainer, global RNGs disturbed), resume from the
+    checkpoint, and end with exactly the weights of an uninterrupted run."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    full = _tabular_trainer(method, epochs=4, warmup_epochs=1)
+    full.fit()
+
+    first = _tabular_trainer(method, epochs=4, ckpt=tmp_path / "c.pt", warmup_epochs=1)
+    for _ in range(2):
+        first.train_epoch()
+        first.save_checkpoint()
+    torch.manual_seed(999)  # the resumed process starts with other global RNG states
+    torch.rand(10)
+    second = _tabular_trainer(method, epochs=4, ckpt=tmp_path / "c.pt", warmup_epochs=1)
+    second.fit(resume=True)
+    for k, v in full.module.state_dict().items():
+        assert torch.equal(v, second.module.state_dict()[k]), k
+    for k, v in full.best_state.items():
+        assert torch.equal(v, second.best_state[k]), k
+    assert [h.to_dict()["val_robust_accuracy"] for h in full.history] == \
+        [h.to_dict()["val_robust_accuracy"] for h in second.history]
+
+
+def test_checkpoint_is_weights_only_and_refuses_other_settings(tmp_path: Path) -> None:
+    t = _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt")
+    t.fit()
+    state = torch.load(tmp_path / "c.pt", weights_only=True)  # no pickle needed
+    assert state["epoch"] == 1 and state["config"]["eps"] == 0.2
+    other = _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt", eps=0.3)
+    with pytest.raises(CheckpointError, match="eps 0.2"):
+        other.fit(resume=True)
+    (tmp_path / "c.pt").write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt").fit(resume=True)
+
+
+def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
+    """Drive the monitor with a probe accuracy that collapses: fallback switches to PGD and
+    restores the snapshot; stop ends training; warn only warns."""
+    for action in ("fallback", "stop", "warn"):
+        t = _tabular_trainer("fast", epochs=2, co_action=action, co_checks=2)
+        seq = iter([0.6, 0.05, 0.6, 0.6, 0.6, 0.6])
+
+        def probe(*_a: object, seq: Iterator[float] = seq, **_k: object) -> tuple[float, float]:
+            return 1.0, next(seq)
+
+        t._accuracies = probe  # type: ignore[method-assign]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t.fit()
+        assert any(issubclass(w.category, CatastrophicOverfittingWarning) for w in caught)
+        assert len(t.events) == 1 and "catastrophic overfitting" in t.events[0]
+        if action == "fallback":
+            assert t.method == "pgd" and t.history[-1].method == "pgd" and not t.stopped
+        elif action == "stop":
+            assert t.stopped and len(t.history) == 1
+        else:
+            assert t.method == "fast" and len(t.history) == 2
