@@ -106,26 +106,39 @@ class LimeImage:
             k = int(sb.max()) + 1
             z = torch.randint(0, 2, (len(xb), self.samples, k), generator=gen)
             z[:, 0] = 1
-            # on/off per pixel for every perturbation: (B, S, H, W)
-            on = torch.gather(z, 2, sb.reshape(len(xb), 1, -1).expand(-1, self.samples, -1))
-            on = on.reshape(len(xb), self.samples, 1, *x.shape[-2:]).float()
-            fill = self._fill(xb, sb)
-            pert = xb[:, None] * on + fill[:, None] * (1 - on)
-            proba = predict_proba(self.model, pert.reshape(-1, *x.shape[1:]),
-                                  self.predict_batch).reshape(len(xb), self.samples, -1)
+            proba = self._predict_perturbed(xb, sb, z).reshape(len(xb), self.samples, -1)
             for j in range(len(xb)):
-                data = z[j].numpy()
+                kj = int(sb[j].max()) + 1  # superpixel counts differ between images
+                data = z[j, :, :kj].numpy()
                 labels = proba[j].numpy().astype(np.float64)
                 dist = pairwise_distances(data, data[:1], metric="cosine").ravel()
                 label = int(target[s][j])
                 _, weights, score, _ = base.explain_instance_with_data(
-                    data, labels, dist, label, k, feature_selection="none")
-                w = torch.zeros(k)
+                    data, labels, dist, label, kj, feature_selection="none")
+                w = torch.zeros(kj)
                 for f, v in weights:
                     w[int(f)] = float(v)
                 maps[s.start + j] = w[sb[j]]
                 self.last_scores.append(float(score))
         return normalize_maps(maps)
+
+    def _predict_perturbed(self, xb: torch.Tensor, sb: torch.Tensor, z: torch.Tensor
+                           ) -> torch.Tensor:
+        """Probabilities for every perturbation ``z[b, s]`` of every image ``xb[b]``, built and
+        predicted ``predict_batch`` at a time (rows ordered image by image)."""
+        fill = self._fill(xb, sb)
+        b, s, k = z.shape
+        flat_z = z.reshape(b * s, k)
+        image = torch.arange(b).repeat_interleave(s)
+        seg_flat = sb.reshape(b, -1)
+        out = []
+        for sl in batches(b * s, self.predict_batch):
+            ii = image[sl]
+            on = torch.gather(flat_z[sl], 1, seg_flat[ii]).reshape(len(ii), 1, *xb.shape[-2:])
+            on = on.to(xb.dtype)
+            out.append(predict_proba(self.model, xb[ii] * on + fill[ii] * (1 - on),
+                                     self.predict_batch))
+        return torch.cat(out)
 
     def _fill(self, xb: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
         if self.hide is not None:

@@ -59,15 +59,13 @@ def perturbation_curves(proba: ProbaFn, x: torch.Tensor, target: torch.Tensor,
         raise ValueError(f"mode must be deletion or insertion, got {mode!r}")
     u = ranks.shape[1]
     base = torch.as_tensor(baseline, dtype=x.dtype).expand_as(x)
-    inputs = []
+    cols = []
     for k in range(steps + 1):
         top = (ranks < round(k * u / steps)).reshape(x.shape[0], *_map_shape(x))
         sel = _units(top, x)
-        inputs.append(torch.where(sel, base, x) if mode == "deletion"
-                      else torch.where(sel, x, base))
-    p = proba(torch.cat(inputs))
-    tgt = target.repeat(steps + 1)
-    return p.gather(1, tgt[:, None])[:, 0].reshape(steps + 1, x.shape[0]).T
+        step = torch.where(sel, base, x) if mode == "deletion" else torch.where(sel, x, base)
+        cols.append(proba(step).gather(1, target[:, None])[:, 0])
+    return torch.stack(cols, dim=1)
 
 
 def _map_shape(x: torch.Tensor) -> tuple[int, ...]:
