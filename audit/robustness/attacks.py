@@ -55,8 +55,8 @@ AttackKind = Literal["white-box", "black-box", "decision-based", "minimal"]
 
 __all__ = [
     "APGD", "FGSM", "LOSSES", "PGD", "Attack", "AttackResult", "CountingModel", "Norm",
-    "Square", "ce_loss", "dlr_loss", "margin_loss", "perturbation_norms", "project",
-    "run_batched",
+    "Square", "apgd_checkpoints", "ce_loss", "dlr_loss", "margin_loss", "perturbation_norms",
+    "project", "random_start", "run_batched",
 ]
 
 
@@ -384,6 +384,21 @@ class FGSM(PGD):
 # --------------------------------------------------------------------------- APGD
 
 
+def apgd_checkpoints(n_iter: int) -> list[int]:
+    """Iterations after which APGD checks its step size (Croce & Hein 2020, section 3.2):
+    the first after 22% of ``n_iter``, then each interval 3% shorter, at least 6%. For 100
+    iterations: 22, 41, 57, 70, 80, 87, 93, 99 (the paper's p_j = 0, 0.22, 0.41, ...)."""
+    k = max(int(0.22 * n_iter), 1)
+    k_min = max(int(0.06 * n_iter), 1)
+    k_decr = max(int(0.03 * n_iter), 1)
+    out, at = [], k
+    while at <= n_iter:
+        out.append(at)
+        k = max(k - k_decr, k_min)
+        at += k
+    return out
+
+
 @dataclass
 class APGD:
     """AutoPGD (Croce & Hein 2020) with the ``"ce"`` or ``"dlr"`` loss, L-inf or L2.
@@ -459,9 +474,7 @@ class APGD:
              counts: list[int]) -> tuple[Tensor, Tensor, Tensor]:
         loss_fn = _loss_fn(self.loss)
         n_iter = self.steps
-        k = max(int(0.22 * n_iter), 1)
-        k_min = max(int(0.06 * n_iter), 1)
-        k_decr = max(int(0.03 * n_iter), 1)
+        checks = set(apgd_checkpoints(n_iter))
         n = x.shape[0]
         out = start.clone()
         ok = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -496,7 +509,6 @@ class APGD:
             return True
 
         drop_successes(logits, 0)
-        since_check = 0
         for i in range(n_iter):
             if s["idx"].numel() == 0:
                 break
@@ -521,9 +533,9 @@ class APGD:
             s["hist"] = torch.cat([s["hist"], loss[None]])
             if drop_successes(logits, i + 1) and s["idx"].numel() == 0:
                 break
-            since_check += 1
-            if since_check == k:
+            if i + 1 in checks:
                 hist = s["hist"]
+                k = hist.shape[0] - 1  # iterations since the last checkpoint
                 increases = (hist[1:] > hist[:-1]).sum(dim=0)
                 oscillating = increases <= k * self.rho
                 no_improvement = ~s["reduced"] & (s["loss_last_check"] >= s["loss_best"])
@@ -535,8 +547,6 @@ class APGD:
                 s["cur"] = torch.where(r, s["best"], s["cur"])
                 s["grad"] = torch.where(r, s["grad_best"], s["grad"])
                 s["hist"] = s["hist"][-1:]
-                k = max(k - k_decr, k_min)
-                since_check = 0
         if s["idx"].numel():
             # failed samples: return the point of highest loss
             out[s["idx"]] = s["best"]

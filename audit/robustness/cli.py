@@ -123,6 +123,9 @@ def harden_cmd(
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow full pickle loading (only for files you trust).")
                                 ] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's "
+                                                     "choice; 1 is fastest for small models).")
+                       ] = None,
     progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
 ) -> None:
     """Adversarially train MODEL (PGD, TRADES or fast FGSM), keep the epoch with the best
@@ -167,7 +170,8 @@ def harden_cmd(
                 keep_checkpoint=keep_checkpoint, arch=arch, card=card,
                 trust_checkpoint=trust_checkpoint, dist=dist,
                 on_batch=bar.on_batch if dist.is_main else None,
-                on_epoch=bar.on_epoch if dist.is_main and progress else None)
+                on_epoch=bar.on_epoch if dist.is_main and progress else None,
+                threads=threads)
     except Interrupted as e:
         raise Interrupted(f"{e.message} (finished epochs are saved in {out / CHECKPOINT}; "
                           "continue with --resume)") from None

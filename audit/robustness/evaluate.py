@@ -133,15 +133,18 @@ class Curve:
         return int(better.sum())
 
 
-def fmn_step(norm: Norm, x: Tensor, bounds: tuple[float, float],
+def fmn_step(norm: Norm, x: Tensor, bounds: tuple[float, float], eps: Sequence[float],
              rel: float | None = None) -> float:
-    """FMN's largest step for inputs like ``x``: foolbox steps along the L2-normalised
-    gradient, so the step scales with ``sqrt(dim) * range``; 1/8 of that for L-inf, 1/80
-    for L2 (tuned on digits-cnn; foolbox's fixed default of 1.0 is 2x too coarse in L2)."""
-    d = max(int(x[0].numel()), 1)
-    width = float(bounds[1] - bounds[0])
-    r = rel if rel is not None else (0.125 if norm == "linf" else 0.0125)
-    return r * width * math.sqrt(d)
+    """FMN's largest step. Foolbox steps along the L2-normalised gradient; in L-inf the
+    result hardly depends on the step, so it scales with the input (``sqrt(dim) * range / 8``);
+    in L2 FMN ends near its first step's size when that is too large (median minimal norm
+    0.68 with step 0.69 on shapes-cnn, 0.29 with 0.1), so the step is 0.4 x the smallest
+    reported epsilon (0.1 for digits-cnn). ``rel`` overrides the factor."""
+    if norm == "linf":
+        d = max(int(x[0].numel()), 1)
+        width = float(bounds[1] - bounds[0])
+        return (rel if rel is not None else 0.125) * width * math.sqrt(d)
+    return (rel if rel is not None else 0.4) * min(eps)
 
 
 def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Sequence[float],
@@ -161,7 +164,7 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
     minimal = np.zeros(n, dtype=np.float64)
     worst = np.zeros(n, dtype=np.float64)
     fmn = FMN(norm=norm, steps=cfg.minimal_steps, bounds=bounds,
-              max_stepsize=fmn_step(norm, x, bounds, cfg.fmn_rel_step))
+              max_stepsize=fmn_step(norm, x, bounds, eps_sorted, cfg.fmn_rel_step))
     bounded = [APGD(norm=norm, loss=loss, steps=cfg.bounded_steps,  # type: ignore[arg-type]
                     restarts=restarts, bounds=bounds, generator=generator)
                for loss, restarts in cfg.bounded if restarts > 0]
