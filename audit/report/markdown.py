@@ -95,7 +95,7 @@ def _checks(v: ReportView) -> list[str]:
     lines = ["### Checks", "", "| Check | Status | Findings | Summary |", "|---|---|---|---|"]
     for s in v.sections:
         counts = ", ".join(f"{s.counts[k]} {k}" for k in SEVERITY_ORDER if s.counts[k]) or "–"
-        summary = s.summary or s.error
+        summary = f"Could not run: {s.error}" if s.status == "error" else s.summary
         lines.append(f"| {md(s.title, 80)} | {STATUS_ICON.get(s.status, '')} {s.status} | "
                      f"{counts} | {md(summary, 240) or '–'} |")
     if not v.sections:
