@@ -55,6 +55,7 @@ class RobustnessParams:
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     gallery: int = 6
+    escalate: bool = True
     fragile_low: float = 0.95
     fragile_medium: float = 0.75
     fragile_high: float = 0.10
@@ -142,6 +143,7 @@ class _Run:
         self.evaluations = 0
         self.skipped: list[tuple[str, str]] = []
         self.stages: list[tuple[str, int, float]] = []
+        self.escalated: dict[str, list[AttackResult]] = {}
         self._mark = (0, time.perf_counter())
 
     def _stage(self, name: str) -> None:
@@ -196,8 +198,12 @@ class _Run:
                     better = mn < curves[nm].worst[suite_idx]
                     curves[nm].worst[suite_idx[better]] = mn[better]
             self._stage(f"attack suite {NORM_LABEL[nm]}")
-            diags += self._diagnostics(nm, res, kinds, curves[nm], xs, ys, headline[nm])
+            found = self._diagnostics(nm, res, kinds, curves[nm], xs, ys, headline[nm])
+            diags += found
             self._stage(f"diagnostics {NORM_LABEL[nm]}")
+            if any(d.triggered for d in found) and p.escalate:
+                self.escalated[nm] = self._escalate(nm, curves[nm], headline[nm], kinds)
+                self._stage(f"escalation {NORM_LABEL[nm]}")
         corr = self._corruptions()
         self._stage("corruptions")
         gallery_fig, gallery_table = self._gallery(suites, headline, suite_idx)
@@ -244,6 +250,43 @@ class _Run:
                                     "covers L2 without gradients")
         out.append(HopSkipJump(norm=norm, steps=p.hsj_steps, bounds=b,
                                name=f"HopSkipJump-{tag}"))
+        return out
+
+    def _escalate(self, norm: Norm, curve: Curve, eps: float, kinds: dict[str, str]
+                  ) -> list[AttackResult]:
+        """When the diagnostics suspect masked gradients, attack every sample still counted
+        robust at the headline eps with attacks that do not trust the cross-entropy
+        gradient: APGD-DLR with many restarts (scale-invariant loss) and the gradient-free
+        attack of the norm (Square for L-inf, HopSkipJump for L2)."""
+        p, b = self.p, self.bounds
+        gen = self.s.generator(f"robustness.escalate.{norm}")
+        tag = NORM_LABEL[norm]
+        attacks: list[Any] = []
+        if APGD.applies(len(self.classes), "dlr") is None:
+            attacks.append(APGD(norm=norm, loss="dlr", steps=p.bounded_steps,
+                                restarts=p.bounded_restarts_ce + p.bounded_restarts_dlr,
+                                bounds=b, generator=gen, name=f"APGD-DLR-{tag} (escalation)"))
+        if norm == "linf":
+            attacks.append(Square(queries=p.square_queries, bounds=b, generator=gen,
+                                  name=f"Square-{tag} (escalation)"))
+        else:
+            attacks.append(HopSkipJump(norm=norm, steps=p.hsj_steps, bounds=b,
+                                       name=f"HopSkipJump-{tag} (escalation)"))
+        out = []
+        for a in attacks:
+            todo = np.nonzero(curve.worst > eps)[0]
+            if len(todo) == 0:
+                break
+            kinds[a.name] = a.kind
+            r = run_suite(self.model, self.x[todo], self.y[todo], [a], eps,
+                          batch_size=p.batch_size, device=self.dev)[0]
+            self.evaluations += r.evaluations
+            curve.merge(todo, r)
+            if "minimal_norms" in r.info:
+                mn = r.info["minimal_norms"].double().numpy()
+                better = mn < curve.worst[todo]
+                curve.worst[todo[better]] = mn[better]
+            out.append(r)
         return out
 
     def _diagnostics(self, norm: Norm, res: list[AttackResult], kinds: dict[str, str],
@@ -451,14 +494,19 @@ class _Run:
                  suites: dict[str, list[AttackResult]]) -> str:
         parts = [f"{NORM_LABEL[nm]} eps {headline[nm]:g}: "
                  f"{c.robust_accuracy(headline[nm]):.1%}" for nm, c in curves.items()]
-        attacks = 1 + sum(len(v) for v in suites.values()) + sum(
-            len({st.name for st in c.stats.values() if st.kind != "minimal"})
-            for c in curves.values())
+        attacks = sum(len(v) for v in suites.values()) + sum(
+            len({st.name for st in c.stats.values()}) for c in curves.values()) + sum(
+            len(v) for v in self.escalated.values())
         text = (f"Clean accuracy {clean_acc:.1%} on {n} samples; worst-case robust accuracy "
                 f"{'; '.join(parts)} (over {attacks} attack runs). ")
         if triggered:
             text += ("The evaluation is unreliable: " + ", ".join(
                 sorted({d.title.lower() for d in triggered})) + ".")
+            if self.escalated:
+                text += (" Escalated attacks (DLR loss, gradient-free) ran on every sample "
+                         "still counted robust at " + ", ".join(
+                             f"{NORM_LABEL[nm]} eps {headline[nm]:g}" for nm in self.escalated)
+                         + "; other epsilons are likely overstated.")
         else:
             text += "No gradient-masking diagnostic triggered."
         return text
@@ -600,6 +648,13 @@ class _Run:
                 rows.append([r.name, kinds[r.name], NORM_LABEL[nm], r.eps, len(r),
                              round(r.success_rate, 4), None if med is None else round(med, 4),
                              round(r.time, 2), r.evaluations])
+        for nm, esc in self.escalated.items():
+            for r in esc:
+                rows.append([r.name, kinds[r.name], NORM_LABEL[nm], r.eps, len(r),
+                             round(r.success_rate, 4),
+                             round(float(r.norms[r.success].median()), 4)
+                             if bool(r.success.any()) else None, round(r.time, 2),
+                             r.evaluations])
         for nm, c in curves.items():
             merged: dict[str, AttackStats] = {}
             for st in c.stats.values():

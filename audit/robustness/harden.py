@@ -232,7 +232,7 @@ def harden(
             f"{_fmt(config.eps)}) by audit harden."),
         intended_use=pcard.intended_use, limitations=pcard.limitations,
         robustness=robustness, sensitive=list(pcard.sensitive), target=pcard.target,
-        parent={"name": pcard.name, "sha256": parent.sha256, "path": str(model)},
+        parent={"name": pcard.name, "sha256": parent.sha256, "path": _shown_path(model)},
         checks=pcard.checks, training_data=dict(pcard.training_data),
         extra={"hardening": {
             "history": [_rounded(s.to_dict()) for s in trainer.history],
@@ -249,6 +249,17 @@ def harden(
     return HardenOutcome(card=new_card, out_dir=out_dir, parent=parent,
                          history=list(trainer.history), resumed_epoch=resumed, dist=dist,
                          events=list(trainer.events))
+
+
+def _shown_path(model: str | Path) -> str:
+    """The parent as given, relative to the working folder when it is a path inside it."""
+    path = Path(model)
+    if path.exists():
+        try:
+            return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return path.as_posix()
+    return str(model)
 
 
 def _rounded(d: dict[str, Any]) -> dict[str, Any]:
