@@ -15,16 +15,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from audit.core import SEVERITIES, AuditResult
+from audit.core import AuditResult
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
 from audit.report.view import SEVERITY_ORDER, build_view, fmt_number
 
-__all__ = ["as_document", "fmt_number", "load_result", "ranked_findings", "render_html",
-           "result_json", "validate_result", "write_outputs", "write_report"]
-
-SEVERITY_LABEL = {s.value: s.value.upper() for s in SEVERITIES}
-_RANK = {s.value: s.rank for s in SEVERITIES}
+__all__ = ["as_document", "fmt_number", "load_result", "render_html",
+           "result_json", "validate_result", "word_breaks", "write_outputs", "write_report"]
 
 
 @lru_cache(maxsize=1)
@@ -53,19 +50,6 @@ def word_breaks(value: Any) -> Markup:
 @lru_cache(maxsize=1)
 def _css() -> str:
     return (resources.files("audit") / "report" / "static" / "report.css").read_text("utf-8")
-
-
-def ranked_findings(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """All findings, most severe first (report order breaks ties), each with its section."""
-    items = []
-    order = 0
-    for sec in result["sections"]:
-        for f in sec["findings"]:
-            items.append({**f, "section": sec["check"], "section_title": sec["title"],
-                          "_order": order})
-            order += 1
-    items.sort(key=lambda f: (-_RANK.get(f["severity"], 0), f["_order"]))
-    return items
 
 
 def as_document(result: AuditResult | dict[str, Any]) -> dict[str, Any]:

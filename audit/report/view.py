@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SEVERITY_ORDER: tuple[str, ...] = ("critical", "high", "medium", "low", "info")
@@ -213,7 +213,6 @@ class ReportView:
     config_toml: str
     tool: str
     created: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _get(d: Any, key: str, default: Any = None) -> Any:
