@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,7 @@ from audit.robustness.training import (
 from audit.zoo.common import NormalizedModel, save_bundle
 
 CHECKPOINT = Path("training") / "checkpoint.pt"
-TEST_PGD_STEPS = 50
-TEST_PGD_RESTARTS = 2
+TEST_PGD_STEPS = 20
 
 __all__ = ["CHECKPOINT", "HardenOutcome", "harden", "split_validation", "training_data"]
 
@@ -106,14 +106,13 @@ def _trainable(model: nn.Module) -> nn.Module:
 
 def _pgd_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: float, config: TrainConfig,
                   device: torch.device) -> tuple[float, float]:
-    """(clean, robust) test accuracy against PGD-50 with 2 restarts (a quick robust number
-    for the card; the robustness check's full attack suite is the one to rely on)."""
+    """(clean, robust) test accuracy against PGD-20 (a quick robust number for the card; the
+    robustness check's full attack suite is the one to rely on)."""
     model.eval()
     with torch.no_grad():
         clean = torch.cat([model(x[i:i + 512].to(device)).argmax(1).cpu()
                            for i in range(0, len(x), 512)]) == y
-    attack = PGD(norm=config.norm, steps=TEST_PGD_STEPS, restarts=TEST_PGD_RESTARTS,
-                 bounds=config.bounds,
+    attack = PGD(norm=config.norm, steps=TEST_PGD_STEPS, bounds=config.bounds,
                  generator=torch.Generator().manual_seed(config.seed))
     r = run_batched(attack, model, x, y, eps=eps, device=device)
     return float(clean.float().mean()), float((clean & ~r.success).float().mean())
@@ -153,10 +152,39 @@ def harden(
     CPU threads (small models train fastest on one; results are bitwise reproducible for a
     fixed thread count). Returns what was done, with the card written.
     """
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    with _torch_settings(threads):
+        return _harden(model, out, config, data=data, val_fraction=val_fraction,
+                       resume=resume, name=name, command=command, augment=augment,
+                       augment_name=augment_name, keep_checkpoint=keep_checkpoint, arch=arch,
+                       card=card, trust_checkpoint=trust_checkpoint, dist=dist,
+                       on_batch=on_batch, on_epoch=on_epoch, description=description)
+
+
+@contextmanager
+def _torch_settings(threads: int | None) -> Iterator[None]:
+    """Deterministic kernels (and ``threads`` CPU threads) while hardening; restored after."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     if threads is not None:
-        if threads < 1:
-            raise UsageError(f"--threads must be >= 1, got {threads}")
         torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old_threads)
+        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+
+
+def _harden(model: str | Path, out: str | Path, config: TrainConfig, *,
+            data: str | Path | None, val_fraction: float, resume: bool, name: str | None,
+            command: str | None, augment: Callable[[Tensor, torch.Generator], Tensor] | None,
+            augment_name: str | None, keep_checkpoint: bool, arch: str | None,
+            card: str | Path | None, trust_checkpoint: bool, dist: Distributed | None,
+            on_batch: ProgressFn | None, on_epoch: EpochFn | None,
+            description: str | None) -> HardenOutcome:
     out_dir = Path(out)
     dist = dist or init_distributed()
     parent = load_model(model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
@@ -178,7 +206,6 @@ def harden(
     random.seed(config.seed)
     np.random.seed(config.seed % (2**32))
     torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
     net = parent.model
     trainer = AdversarialTrainer(net, config, (x_tr, y_tr), val, checkpoint=ckpt, dist=dist,
                                  augment=augment, on_batch=on_batch, on_epoch=on_epoch)
@@ -195,12 +222,13 @@ def harden(
         test = load_dataset(pcard.dataset, "test")
         clean, robust = _pgd_accuracy(net, test.x, test.y, config.eps, config, dist.device)
         metrics["test_accuracy"] = round(clean, 4)
-        metrics[f"test_pgd_accuracy_{config.norm}_{_fmt(config.eps)}"] = round(robust, 4)
+        metrics[f"test_pgd{TEST_PGD_STEPS}_accuracy_{config.norm}_{_fmt(config.eps)}"] = \
+            round(robust, 4)
     best = trainer.history[trainer.best_epoch - 1] if trainer.best_epoch > 0 else None
     if best is not None:
         metrics["val_accuracy"] = round(best.val_clean_accuracy, 4)
-        metrics[f"val_pgd_accuracy_{config.norm}_{_fmt(config.eps)}"] = round(
-            best.val_robust_accuracy, 4)
+        metrics[f"val_pgd{config.eval_steps}_accuracy_{config.norm}_{_fmt(config.eps)}"] = \
+            round(best.val_robust_accuracy, 4)
     metrics["best_epoch"] = float(trainer.best_epoch)
     metrics["train_seconds"] = round(trainer.train_seconds, 1)
 

@@ -1,0 +1,48 @@
+"""``digits-cnn-robust``: digits-cnn adversarially fine-tuned with PGD at L-inf eps 0.1.
+
+The bundled model was produced by :data:`COMMAND` (``audit harden``); ``audit train
+digits-cnn-robust`` runs the same hardening with the same settings (:func:`config`) from the
+bundled ``digits-cnn`` and reproduces the weights bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from audit.card import ModelCard
+from audit.robustness.training import TrainConfig
+from audit.zoo import Recipe, models_dir, register_recipe
+
+NAME = "digits-cnn-robust"
+PARENT = "digits-cnn"
+SEED = 0
+EPOCHS = 30
+EPS = 0.1
+LR = 3e-3
+WARMUP = 5.0
+THREADS = 1
+COMMAND = (f"audit harden models/{PARENT} --method pgd --eps {EPS:g} --epochs {EPOCHS} "
+           f"--lr {LR:g} --warmup-epochs {WARMUP:g} --seed {SEED} --threads {THREADS} "
+           f"--no-audit --out models/{NAME}")
+
+
+def config(seed: int = SEED) -> TrainConfig:
+    """The training settings of the bundled model (the CLI's defaults plus the flags in
+    :data:`COMMAND`)."""
+    return TrainConfig(method="pgd", eps=EPS, epochs=EPOCHS, lr=LR, warmup_epochs=WARMUP,
+                       seed=seed, bounds=(0.0, 1.0))
+
+
+def train(out_dir: Path, seed: int = SEED, quiet: bool = False) -> ModelCard:
+    """Harden the bundled digits-cnn into ``out_dir`` with the bundled model's recipe."""
+    from audit.robustness.harden import harden
+
+    command = COMMAND if seed == SEED else COMMAND.replace(f"--seed {SEED}", f"--seed {seed}")
+    outcome = harden(models_dir() / PARENT, out_dir, config(seed), name=NAME, command=command,
+                     threads=THREADS)
+    return outcome.card
+
+
+register_recipe(Recipe(name=NAME, description="digits-cnn hardened by PGD adversarial "
+                                              "training (L-inf eps 0.1)", train=train,
+                       default_seed=SEED))
