@@ -57,30 +57,30 @@ TITLES = {"gradcam": "Grad-CAM", "gradcam++": "Grad-CAM++", "integrated-gradient
 class SaliencyParams:
     """Settings and thresholds of the saliency check."""
 
-    methods: list[str] = field(default_factory=lambda: list(IMAGE_METHODS))
-    samples: int = 32
-    layer: str | None = None
-    ig_steps: int = 32
-    smoothgrad_samples: int = 16
-    smoothgrad_noise: float = 0.15
-    lime_samples: int = 400
-    lime_segmentation: str = "grid"
-    lime_cells: int = 8
-    lime_tabular_samples: int = 1000
-    deletion_steps: int = 16
-    sanity_samples: int = 12
-    gallery: int = 4
-    featvis: bool = True
-    featvis_steps: int = 128
-    featvis_classes: int = 20
-    shortcut_samples: int = 600
-    occlusion_windows: int = 16
-    faithfulness_gain_medium: float = 0.05
-    sanity_rank_medium: float = 0.5
-    reliance_medium: float = 0.3
-    reliance_high: float = 0.5
-    object_focus_low: float = 1.0
-    tabular_top: int = 15
+    methods: list[str] = field(default_factory=lambda: list(IMAGE_METHODS))  # methods to run
+    samples: int = 32  # images (rows) explained and scored, a seeded sample of the data
+    layer: str | None = None  # Grad-CAM target layer (--layer); default: traced automatically
+    ig_steps: int = 32  # Integrated Gradients steps from the data-mean baseline
+    smoothgrad_samples: int = 16  # noisy copies per input for SmoothGrad
+    smoothgrad_noise: float = 0.15  # SmoothGrad noise std as a share of the input range
+    lime_samples: int = 400  # LIME perturbations per image
+    lime_segmentation: Literal["grid", "slic"] = "grid"  # LIME segments: grid cells or SLIC
+    lime_cells: int = 8  # grid cells per side (SLIC: cells^2 superpixels)
+    lime_tabular_samples: int = 1000  # LIME perturbations per tabular row
+    deletion_steps: int = 16  # steps of the deletion/insertion curves
+    sanity_samples: int = 12  # inputs explained again with randomised weights
+    gallery: int = 4  # correct and misclassified samples shown per method
+    featvis: bool = True  # draw the per-class feature visualisation
+    featvis_steps: int = 128  # optimisation steps of the feature visualisation
+    featvis_classes: int = 20  # at most this many classes are visualised
+    shortcut_samples: int = 600  # images with masks used by the counterfactual tests
+    occlusion_windows: int = 16  # random background windows occluded as the reference
+    faithfulness_gain_medium: float = 0.05  # gain over random below this: medium finding
+    sanity_rank_medium: float = 0.5  # Spearman with the randomised model above this: medium
+    reliance_medium: float = 0.3  # prediction change outside the object for a medium finding
+    reliance_high: float = 0.5  # prediction change outside the object for a high finding
+    object_focus_low: float = 1.0  # object focus below this: saliency prefers the background
+    tabular_top: int = 15  # features listed in the importance table and plot
 
 
 METRIC_READING = [
@@ -305,10 +305,8 @@ class SaliencyCheck(Check):
         if name == "smoothgrad":
             return SmoothGrad(model, noise=p.smoothgrad_noise * span,
                               samples=p.smoothgrad_samples, batch_size=bs)
-        if p.lime_segmentation not in ("grid", "slic"):
-            raise ConfigError("[checks.saliency] lime_segmentation must be 'grid' or 'slic'")
-        seg: Literal["grid", "slic"] = "grid" if p.lime_segmentation == "grid" else "slic"
-        return LimeImage(model, samples=p.lime_samples, segmentation=seg, cells=p.lime_cells,
+        return LimeImage(model, samples=p.lime_samples, segmentation=p.lime_segmentation,
+                         cells=p.lime_cells,
                          hide=baseline, seed=derive_seed(subject.seed, "saliency.lime"))
 
     def _sanity(self, subject: Subject, methods: list[str], make: Any, x: torch.Tensor,
