@@ -190,8 +190,8 @@ def run_checks(subject: Subject, config: AuditConfig,
             seed_everything(derive_seed(subject.seed, cls.name))
             try:
                 sec = check.run(subject)
-            except (KeyboardInterrupt, SystemExit, Interrupted):
-                raise
+            except (KeyboardInterrupt, SystemExit, Interrupted, UsageError):
+                raise  # a usage error (e.g. --layer naming no layer) stops the audit: exit 4
             except Exception as e:  # one failing check never kills the audit
                 sec = check.section(status="error", error=_one_line(e),
                                     summary="This check failed to run; its results are missing.")
