@@ -201,7 +201,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, small_digits: P
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
     a = json.loads((ref / "card.json").read_text())
     b = json.loads((out / "card.json").read_text())
-    strip = ("seconds", "train_seconds")
+    strip = ("seconds", "cpu_seconds")
     hist_a = [{k: v for k, v in h.items() if k not in strip}
               for h in a["extra"]["hardening"]["history"]]
     hist_b = [{k: v for k, v in h.items() if k not in strip}
@@ -251,3 +251,19 @@ def test_bundled_robust_model_meets_the_goal() -> None:
     assert sec.status != "error", sec.error
     assert sec.metrics["clean_accuracy"] >= 0.97
     assert sec.metrics["robust_accuracy_linf_0.1"] >= 0.85
+
+
+def test_hardening_example_compares_the_bundled_pair(tmp_path: Path) -> None:
+    """``audit examples`` gets the before/after comparison of digits-cnn and
+    digits-cnn-robust (audits reused from the run; here cheap ones)."""
+    from audit.report.examples import ExampleContext, extra_examples
+    from audit.runner import run_audit
+
+    example = extra_examples()["hardening-digits-cnn"]
+    ctx = ExampleContext(out_dir=tmp_path)
+    for name in ("digits-cnn", "digits-cnn-robust"):
+        ctx.results[name] = run_audit(name, checks=["performance"], seed=0)
+    files = example.make(ctx)
+    assert [p.name for p in files] == ["hardening-digits-cnn.html", "hardening-digits-cnn.md"]
+    html = files[0].read_text()
+    assert "digits-cnn (before)" in html and "digits-cnn-robust (after)" in html

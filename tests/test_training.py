@@ -186,11 +186,12 @@ def test_shards_cover_the_batch_once() -> None:
 
 def test_co_monitor_flags_a_collapse_not_a_wobble() -> None:
     m = CoMonitor(drop=0.2)
-    assert not any(m.update(a) for a in (0.1, 0.3, 0.5, 0.45, 0.55, 0.4))
-    assert m.update(0.05)
+    assert not any(m.update(a, a + 0.1) for a in (0.1, 0.3, 0.5, 0.45, 0.55, 0.4))
+    assert not m.update(0.05, 0.1), "PGD and FGSM falling together is instability, not CO"
+    assert m.update(0.05, 0.8), "PGD collapsing while FGSM accuracy stays high is CO"
     m2 = CoMonitor(drop=0.2)
     m2.load_state_dict(m.state_dict())
-    assert m2.best == 0.55 and m2.update(0.3)
+    assert m2.best == 0.55 and m2.update(0.3, 0.9) and not m2.update(0.4, 0.9)
 
 
 # ----------------------------------------------------------------------------- trainer
@@ -293,7 +294,9 @@ def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
     restores the snapshot; stop ends training; warn only warns."""
     for action in ("fallback", "stop", "warn"):
         t = _tabular_trainer("fast", epochs=2, co_action=action, co_checks=2)
-        seq = iter([0.6, 0.05, 0.6, 0.6, 0.6, 0.6])
+        # (clean, robust) of: probe PGD, probe FGSM, probe PGD (collapse), probe FGSM,
+        # validation; then epoch 2 (after a fallback: validation only)
+        seq = iter([0.6, 0.7, 0.05, 0.9, 0.6, 0.6, 0.7, 0.6, 0.7, 0.6])
 
         def probe(*_a: object, seq: Iterator[float] = seq, **_k: object) -> tuple[float, float]:
             return 1.0, next(seq)

@@ -15,6 +15,12 @@ import typer
 
 from audit.errors import Interrupted, UsageError
 
+EXIT_CODES = ("Exit codes: 0 hardened (and audited); 2 error (bad input, unreadable or "
+              "mismatched checkpoint, unwritable output); 3 unsafe checkpoint refused (needs "
+              "--trust-checkpoint); 4 usage error (bad flags, an earlier run's checkpoint in "
+              "--out without --resume); 130 interrupted (finished epochs are kept: run again "
+              "with --resume).")
+
 
 def _consoles() -> tuple[Any, Any]:
     from audit.cli import err_console, out_console
@@ -182,7 +188,7 @@ def harden_cmd(
     if not dist.is_main:
         return
     m = outcome.card.metrics
-    robust_key = next((k for k in m if k.startswith("test_pgd_accuracy")), None)
+    robust_key = next((k for k in m if k.startswith("test_pgd")), None)
     summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
     if outcome.resumed_epoch:
         out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
@@ -222,6 +228,4 @@ def _audit_before_after(model: str, out: Path, name: str, report: Path, checks: 
 
 def register(app: typer.Typer) -> None:
     """Add ``audit harden`` to the command line."""
-    from audit.cli import EXIT_CODES_HELP
-
-    app.command("harden", epilog=EXIT_CODES_HELP)(harden_cmd)
+    app.command("harden", epilog=EXIT_CODES)(harden_cmd)

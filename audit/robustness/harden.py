@@ -231,6 +231,7 @@ def _harden(model: str | Path, out: str | Path, config: TrainConfig, *,
             round(best.val_robust_accuracy, 4)
     metrics["best_epoch"] = float(trainer.best_epoch)
     metrics["train_seconds"] = round(trainer.train_seconds, 1)
+    metrics["train_cpu_seconds"] = round(trainer.train_cpu_seconds, 1)
 
     robustness = dict(pcard.robustness)
     key = f"{config.norm}_eps"

@@ -421,30 +421,34 @@ class CatastrophicOverfittingWarning(UserWarning):
 
 @dataclass
 class CoMonitor:
-    """Detects catastrophic overfitting from a series of PGD accuracies on a fixed probe.
+    """Detects catastrophic overfitting from PGD and FGSM accuracies on a fixed probe.
 
-    ``update(acc)`` returns True when ``acc`` fell more than ``drop`` below the best value seen
-    so far (robust accuracy collapsing; Wong et al. 2020 stop when it falls sharply within an
-    epoch). Accuracies are measured at the full epsilon, so the warm-up does not trigger it.
+    Catastrophic overfitting (Wong et al. 2020; Andriushchenko & Flammarion 2020) is the model
+    becoming robust to the single-step training attack but not to multi-step PGD: PGD accuracy
+    collapses within a few batches while FGSM accuracy stays high. ``update(pgd, fgsm)`` returns
+    True when the PGD accuracy fell more than ``drop`` below the best value seen so far *and*
+    the FGSM accuracy is more than ``drop`` above it (an unstable model whose accuracies fall
+    together is not flagged). Accuracies are measured at the full epsilon, so the warm-up does
+    not trigger it.
     """
 
     drop: float = 0.2
     best: float = -1.0
-    history: list[float] = field(default_factory=list)
+    history: list[list[float]] = field(default_factory=list)
 
-    def update(self, acc: float) -> bool:
-        self.history.append(acc)
-        if acc > self.best:
-            self.best = acc
+    def update(self, pgd: float, fgsm: float) -> bool:
+        self.history.append([pgd, fgsm])
+        if pgd > self.best:
+            self.best = pgd
             return False
-        return self.best - acc > self.drop
+        return self.best - pgd > self.drop and fgsm - pgd > self.drop
 
     def state_dict(self) -> dict[str, Any]:
-        return {"drop": self.drop, "best": self.best, "history": list(self.history)}
+        return {"drop": self.drop, "best": self.best, "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.drop, self.best, self.history = float(d["drop"]), float(d["best"]), list(
-            d["history"])
+        self.drop, self.best = float(d["drop"]), float(d["best"])
+        self.history = [list(h) for h in d["history"]]
 
 
 @dataclass
@@ -460,6 +464,7 @@ class EpochStats:
     val_clean_accuracy: float
     val_robust_accuracy: float
     seconds: float
+    cpu_seconds: float = 0.0
     best: bool = False
     events: list[str] = field(default_factory=list)
 
@@ -588,6 +593,7 @@ class AdversarialTrainer:
         self.co_snapshot: dict[str, Any] | None = None
         self.events: list[str] = []
         self.train_seconds = 0.0
+        self.train_cpu_seconds = 0.0
         self.stopped = False
         probe = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(
             config.seed + 3))[: config.co_probe]
@@ -643,6 +649,7 @@ class AdversarialTrainer:
             "co_snapshot": self.co_snapshot,
             "events": list(self.events),
             "train_seconds": self.train_seconds,
+            "train_cpu_seconds": self.train_cpu_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -681,6 +688,7 @@ class AdversarialTrainer:
         self.co_snapshot = state["co_snapshot"]
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
+        self.train_cpu_seconds = float(state["train_cpu_seconds"])
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically (rank 0 only; every rank must call this)."""
@@ -725,7 +733,7 @@ class AdversarialTrainer:
     def train_epoch(self) -> EpochStats:
         """One epoch over the training data, then validation; updates the best weights."""
         c, d = self.config, self.dist
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         nb = self.batches_per_epoch
         perm = torch.randperm(len(self.x), generator=self.data_gen)
         checks = {((k + 1) * nb) // (c.co_checks + 1) for k in range(c.co_checks)} \
@@ -771,6 +779,7 @@ class AdversarialTrainer:
         clean, robust = self.evaluate()
         self.epoch += 1
         self.train_seconds += time.perf_counter() - start
+        self.train_cpu_seconds += time.process_time() - cpu_start
         score = (robust, clean)
         is_best = score >= self.best_score  # ties: the later (longer-trained) epoch
         if is_best:
@@ -781,7 +790,8 @@ class AdversarialTrainer:
             lr=float(self.optimizer.param_groups[0]["lr"]),
             train_loss=loss_sum / max(count, 1), train_robust_accuracy=correct / max(count, 1),
             val_clean_accuracy=clean, val_robust_accuracy=robust,
-            seconds=time.perf_counter() - start, best=is_best, events=events)
+            seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start,
+            best=is_best, events=events)
         self.history.append(stats)
         self.events.extend(events)
         if self.on_epoch is not None and d.is_main:
@@ -793,13 +803,14 @@ class AdversarialTrainer:
         c = self.config
         gen = torch.Generator().manual_seed(c.seed * 1_000_003 + self.epoch * 1009 + batch)
         _, acc = self._accuracies(self.probe, gen, steps=max(c.eval_steps // 2, 1))
-        if not self.monitor.update(acc):
+        _, fgsm = self._accuracies(self.probe, gen, fgsm=True)
+        if not self.monitor.update(acc, fgsm):
             self.co_snapshot = {"model": _cpu_state(self.module),
                                 "optimizer": _to_cpu(self.optimizer.state_dict())}
             return ""
         msg = (f"catastrophic overfitting in epoch {self.epoch + 1}: PGD accuracy on "
                f"{len(self.probe[0])} training samples fell from {self.monitor.best:.1%} to "
-               f"{acc:.1%} during fast (FGSM) training")
+               f"{acc:.1%} while FGSM accuracy is {fgsm:.1%}")
         if c.co_action == "warn":
             msg += "; continuing (co_action=warn)"
         else:
@@ -821,14 +832,18 @@ class AdversarialTrainer:
         return self.module(x).argmax(1) == y
 
     def _accuracies(self, data: tuple[Tensor, Tensor], gen: torch.Generator,
-                    steps: int | None = None, batch: int = 512) -> tuple[float, float]:
-        """(clean, PGD robust) accuracy on ``data`` at the full eps, sharded over ranks."""
+                    steps: int | None = None, fgsm: bool = False, batch: int = 512
+                    ) -> tuple[float, float]:
+        """(clean, robust) accuracy on ``data`` at the full eps against PGD (``steps``, random
+        start) or FGSM-RS (``fgsm``: the fast method's training attack), sharded over ranks."""
         c, d = self.config, self.dist
         x_all, y_all = data
         noise = random_unit_noise(tuple(x_all.shape), c.norm, gen)
         lo, hi = d.shard(len(x_all))
-        attack = PGD(norm=c.norm, steps=steps or c.eval_steps, random_start=False,
-                     early_stop=True, bounds=c.bounds)
+        attack: PGD = FGSM(norm=c.norm, rel_step=1.25 if c.rel_step is None else c.rel_step,
+                           random_start=False, bounds=c.bounds) if fgsm else \
+            PGD(norm=c.norm, steps=steps or c.eval_steps, random_start=False,
+                early_stop=True, bounds=c.bounds)
         clean = robust = 0.0
         with _mode(self.module, "eval"):
             for i in range(lo, hi, batch):

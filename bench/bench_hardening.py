@@ -1,0 +1,102 @@
+"""PGD adversarial training against fast FGSM-RS training with the same budget, in one run.
+
+    python bench/bench_hardening.py [--quick] [--epochs N] [--threads T]
+
+Both start from the bundled digits-cnn and use the bundled digits-cnn-robust recipe (30
+epochs, AdamW lr 3e-3 one-cycle, eps warm-up over 5 epochs, global batch 64, validation every
+epoch on 10% of the training split); only ``method`` differs (``pgd``: 10-step PGD;
+``fast``: one FGSM step of 1.25 eps from a random start, with the catastrophic-overfitting
+monitor on). Training time is the trainer's time for all epochs (training + per-epoch
+validation), wall-clock and CPU (the CPU time of a one-thread run is the steadier number on a
+shared machine), on ``--threads`` CPU threads. Each model is then audited by the robustness check
+(its full attack suite; ``--quick`` uses the check's quick budgets) at L-inf eps 0.1.
+
+Goals: the PGD model (= the bundled digits-cnn-robust; the bench says whether its weights are
+identical) has clean accuracy >= 97% and robust accuracy >= 85%; the fast model reaches >= 95%
+of PGD's robust accuracy in <= 35% of its training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from audit.io import sha256_file
+from audit.robustness.harden import harden
+from audit.runner import run_audit
+from audit.zoo import models_dir
+from audit.zoo.robust import PARENT, config
+
+EPS_KEY = "robust_accuracy_linf_0.1"
+
+
+def train(method: str, out: Path, epochs: int, threads: int) -> tuple[float, float]:
+    """Harden digits-cnn with ``method``; returns the trainer's (wall, CPU) seconds over all
+    epochs (training and per-epoch validation; not loading or the final test metrics)."""
+    cfg = replace(config(), method=method, epochs=epochs)
+    outcome = harden(models_dir() / PARENT, out, cfg, threads=threads, name=f"bench-{method}")
+    if outcome.events:
+        print(f"  {method}: {len(outcome.events)} catastrophic-overfitting event(s): "
+              f"{outcome.events[0]}")
+    m = outcome.card.metrics
+    return float(m["train_seconds"]), float(m["train_cpu_seconds"])
+
+
+def evaluate(folder: Path, quick: bool) -> tuple[float, float, float]:
+    """(clean accuracy, robust accuracy at L-inf 0.1, audit seconds) from the robustness
+    check."""
+    start = time.perf_counter()
+    result = run_audit(folder, checks=["robustness"], seed=0, quick=quick)
+    sec = result.sections[0]
+    if sec.status == "error":
+        raise SystemExit(f"robustness check failed on {folder}: {sec.error}")
+    return sec.metrics["clean_accuracy"], sec.metrics[EPS_KEY], time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="robustness check's quick budgets")
+    ap.add_argument("--epochs", type=int, default=config().epochs)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    bundled = models_dir() / "digits-cnn-robust" / "model.safetensors"
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for method in ("pgd", "fast"):
+            out = Path(tmp) / method
+            print(f"training {method} ({args.epochs} epochs, {args.threads} thread(s)) ...",
+                  flush=True)
+            t_train, t_cpu = train(method, out, args.epochs, args.threads)
+            print(f"auditing {method} (robustness check{', quick' if args.quick else ''}) ...",
+                  flush=True)
+            clean, robust, t_audit = evaluate(out, args.quick)
+            same = bundled.is_file() and sha256_file(out / "model.safetensors") == \
+                sha256_file(bundled)
+            rows[method] = (clean, robust, t_train, t_cpu, t_audit, same)
+
+    print()
+    print(f"{'method':<8} {'clean':>7} {'robust@0.1':>11} {'train s':>8} {'train CPU s':>12} "
+          f"{'audit s':>8}")
+    for method, (clean, robust, t_train, t_cpu, t_audit, _) in rows.items():
+        print(f"{method:<8} {clean:>7.2%} {robust:>11.2%} {t_train:>8.1f} {t_cpu:>12.1f} "
+              f"{t_audit:>8.1f}")
+    pc, pr, pt, pcpu, _, p_same = rows["pgd"]
+    _, fr, ft, fcpu, _, _ = rows["fast"]
+    robust_ratio = fr / pr if pr else float("nan")
+    time_ratio = ft / pt if pt else float("nan")
+    cpu_ratio = fcpu / pcpu if pcpu else float("nan")
+    print()
+    print(f"PGD model identical to bundled digits-cnn-robust: {'yes' if p_same else 'no'}")
+    print(f"PGD-AT clean {pc:.2%} (goal >= 97%): {'ok' if pc >= 0.97 else 'MISSED'}; "
+          f"robust {pr:.2%} (goal >= 85%): {'ok' if pr >= 0.85 else 'MISSED'}")
+    print(f"fast / PGD robust accuracy: {robust_ratio:.3f} (goal >= 0.95): "
+          f"{'ok' if robust_ratio >= 0.95 else 'MISSED'}")
+    print(f"fast / PGD training time:   {time_ratio:.3f} wall, {cpu_ratio:.3f} CPU (goal <= "
+          f"0.35): {'ok' if max(time_ratio, cpu_ratio) <= 0.35 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main()
