@@ -42,17 +42,18 @@ def test_regenerates_every_bundled_model_and_extra_examples(
 
     def compare(ctx: ExampleContext) -> list[Path]:
         calls.append("compare")
-        before = ctx.audit("tiny-a", "tiny-a")  # cached: already audited above
-        after = ctx.audit(models / "tiny-b", "tiny-b")
+        before = ctx.audit(models / "tiny-b", "tiny-b")  # cached: already audited above
+        after = ctx.audit("tiny-a", "tiny-a")  # (the reverse of the parent comparison)
         return ctx.diff(before, after, "tiny-compare", ("before", "after"))
 
+    monkeypatch.setattr(ex, "_EXAMPLE_MODULES", [])  # only the examples registered here
     monkeypatch.setattr(ex, "_EXTRA", {"tiny-compare": Example("tiny-compare",
                                                                "before/after", compare)})
     out = tmp_path / "reports"
     console = Console(file=open(os.devnull, "w"), force_terminal=False)  # noqa: SIM115
     outcomes = regenerate_examples(out, seed=0, console=console)
-    assert [o.name for o in outcomes] == ["tiny-a", "tiny-b", "tiny-a-vs-tiny-b",
-                                          "tiny-compare"]
+    assert [o.name for o in outcomes] == ["tiny-a", "tiny-b", "tiny-compare",
+                                          "tiny-a-vs-tiny-b"]
     assert calls == ["compare"] and not any(o.error for o in outcomes)
     for name in ("tiny-a", "tiny-b"):
         doc = load_result(out / f"{name}.json")
@@ -69,6 +70,13 @@ def test_regenerates_every_bundled_model_and_extra_examples(
     assert "`audit examples`" in index
     for name in ("tiny-a", "tiny-b", "tiny-a-vs-tiny-b", "tiny-compare"):
         assert f"[html]({name}.html)" in index
+    # a registered example that already compares the pair replaces the automatic one
+    monkeypatch.setattr(ex, "_EXTRA", {"tiny-compare": Example(
+        "tiny-compare", "before/after", lambda ctx: ctx.diff(
+            ctx.audit("tiny-a", "tiny-a"), ctx.audit("tiny-b", "tiny-b"), "tiny-compare"))})
+    again = regenerate_examples(tmp_path / "again", seed=0, console=console)
+    assert [o.name for o in again] == ["tiny-a", "tiny-b", "tiny-compare"]
+    assert not (tmp_path / "again" / "tiny-a-vs-tiny-b.html").exists()
     assert "PASS (fail on high)" in index
 
 
@@ -88,7 +96,10 @@ def test_render_only_reuses_saved_results(models: Path, tmp_path: Path) -> None:
     assert "edited by hand" in html and html == render_html(load_result(out / "tiny-a.json"))
 
 
-def test_only_and_failures(models: Path, tmp_path: Path) -> None:
+def test_only_and_failures(models: Path, tmp_path: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ex, "_EXAMPLE_MODULES", [])
+    monkeypatch.setattr(ex, "_EXTRA", {})
     out = tmp_path / "r"
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     outcomes = regenerate_examples(out, only=["tiny-b"], console=console, show_progress=False)

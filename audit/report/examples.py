@@ -4,8 +4,9 @@ Every bundled model (``audit.loading.bundled_models()``) is audited with the def
 the given seed, and written as ``reports/<name>.html`` + ``.json`` + ``.md``. Every bundled
 model whose card names a bundled ``parent`` (a hardened model made by ``audit harden`` from
 ``digits-cnn`` says ``"parent": {"name": "digits-cnn", ...}``) also gets a before/after
-comparison, ``reports/<parent>-vs-<name>.html`` + ``.md``, with no extra code. Then each
-registered extra example runs, and ``reports/README.md`` indexes them all. Progress is shown
+comparison, ``reports/<parent>-vs-<name>.html`` + ``.md``, with no extra code, unless a
+registered extra example (which runs first) already compared the two. ``reports/README.md``
+indexes them all. Progress is shown
 with rich on stderr.
 
 Adding any other example: in a module listed in ``_EXAMPLE_MODULES``, call::
@@ -59,6 +60,7 @@ class ExampleContext:
     render_only: bool = False
     results: dict[str, AuditResult] = field(default_factory=dict)
     written: dict[str, list[Path]] = field(default_factory=dict)
+    compared: set[tuple[str, str]] = field(default_factory=set)
 
     def audit(self, model: str | Path | Any, name: str, **kwargs: Any) -> AuditResult:
         """Audit ``model`` (bundled name, folder, file or LoadedModel) and write
@@ -92,6 +94,7 @@ class ExampleContext:
              labels: tuple[str, str] = ("before", "after")) -> list[Path]:
         """Write ``<out>/<name>.html`` and ``.md`` comparing two results."""
         html, md_path = write_diff(before, after, self.out_dir / f"{name}.html", labels)
+        self.compared.add((str(before.model.get("name")), str(after.model.get("name"))))
         self.written[name] = [html, md_path]
         return [html, md_path]
 
@@ -171,6 +174,9 @@ def planned_examples(only: list[str] | None = None) -> list[tuple[str, str, Call
             ctx.audit(name, name)
             return ctx.written[name]
         items.append((name, f"bundled model {name}", make))
+    for ex in extras.values():
+        if ex.after_models:
+            items.append((ex.name, ex.description, ex.make))
     bundled = bundled_models()
     for name, folder in bundled.items():
         parent = parent_name(folder / "card.json")
@@ -179,12 +185,12 @@ def planned_examples(only: list[str] | None = None) -> list[tuple[str, str, Call
                         ) -> list[Path]:
                 before = ctx.audit(parent, parent)
                 after = ctx.audit(name, name)
+                pair = (str(before.model.get("name")), str(after.model.get("name")))
+                if pair in ctx.compared:  # a registered example already compares them
+                    return []
                 return ctx.diff(before, after, f"{parent}-vs-{name}", (parent, name))
             items.append((f"{parent}-vs-{name}", f"before/after: {parent} → {name}",
                           compare))
-    for ex in extras.values():
-        if ex.after_models:
-            items.append((ex.name, ex.description, ex.make))
     if only:
         known = [n for n, _, _ in items]
         unknown = [n for n in only if n not in known]
@@ -243,11 +249,13 @@ def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | No
             except AuditError as e:
                 files, error = [], e.message
             seconds = time.perf_counter() - start
+            progress.advance(overall)
+            if not files and not error:
+                continue  # nothing to do (e.g. a comparison another example already wrote)
             outcome = ExampleOutcome(name, description, files, ctx.results.get(name),
                                      seconds, error)
             outcomes.append(outcome)
             console.print(_line(outcome), highlight=False)
-            progress.advance(overall)
     atomic_write_text(out / "README.md", index_markdown(outcomes, seed, quick))
     return outcomes
 
