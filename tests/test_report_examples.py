@@ -104,6 +104,10 @@ def test_only_and_failures(models: Path, tmp_path: Path,
     console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
     outcomes = regenerate_examples(out, only=["tiny-b"], console=console, show_progress=False)
     assert [o.name for o in outcomes] == ["tiny-b"] and not (out / "tiny-a.html").exists()
+    regenerate_examples(out, only=["tiny-a"], console=console, show_progress=False)
+    index = (out / "README.md").read_text()  # lists what is on disk, not only this run
+    assert "| tiny-a: bundled model tiny-a | PASS" in index
+    assert "| tiny-b: bundled model tiny-b | PASS" in index
     with pytest.raises(UsageError, match="unknown example 'nope'"):
         regenerate_examples(out, only=["nope"], console=console)
     (models / "tiny-a" / "model.safetensors").write_bytes(b"garbage")

@@ -256,8 +256,34 @@ def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | No
                                      seconds, error)
             outcomes.append(outcome)
             console.print(_line(outcome), highlight=False)
-    atomic_write_text(out / "README.md", index_markdown(outcomes, seed, quick))
+    atomic_write_text(out / "README.md", index_markdown(_with_others(outcomes, out, only),
+                                                        seed, quick))
     return outcomes
+
+
+def _with_others(outcomes: list[ExampleOutcome], out: Path, only: list[str] | None
+                 ) -> list[ExampleOutcome]:
+    """The outcomes of this run plus, with ``only``, the examples already on disk."""
+    if not only:
+        return outcomes
+    ran = {o.name: o for o in outcomes}
+    merged = []
+    for name, description, _ in planned_examples(None):
+        if name in ran:
+            merged.append(ran[name])
+            continue
+        files = [p for p in (out / f"{name}.html", out / f"{name}.json", out / f"{name}.md")
+                 if p.is_file()]
+        if not files:
+            continue
+        result = None
+        if (out / f"{name}.json").is_file():
+            from audit.report.render import load_result
+
+            with contextlib.suppress(AuditError):
+                result = AuditResult.from_dict(load_result(out / f"{name}.json"))
+        merged.append(ExampleOutcome(name, description, files, result, 0.0))
+    return merged
 
 
 def _line(o: ExampleOutcome) -> str:
