@@ -185,6 +185,8 @@ def test_shards_cover_the_batch_once() -> None:
 
 
 def test_co_monitor_flags_a_collapse_not_a_wobble() -> None:
+    flailing = CoMonitor(drop=0.2, floor=0.56)  # a constant classifier scores 0.56
+    assert not any(flailing.update(p, f) for p, f in ((0.56, 0.56), (0.03, 0.5), (0.44, 0.44)))
     m = CoMonitor(drop=0.2)
     assert not any(m.update(a, a + 0.1) for a in (0.1, 0.3, 0.5, 0.45, 0.55, 0.4))
     assert not m.update(0.05, 0.1), "PGD and FGSM falling together is instability, not CO"
@@ -296,7 +298,7 @@ def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
         t = _tabular_trainer("fast", epochs=2, co_action=action, co_checks=2)
         # (clean, robust) of: probe PGD, probe FGSM, probe PGD (collapse), probe FGSM,
         # validation; then epoch 2 (after a fallback: validation only)
-        seq = iter([0.6, 0.7, 0.05, 0.9, 0.6, 0.6, 0.7, 0.6, 0.7, 0.6])
+        seq = iter([0.9, 0.95, 0.05, 0.9, 0.9, 0.9, 0.95, 0.9, 0.95, 0.9])
 
         def probe(*_a: object, seq: Iterator[float] = seq, **_k: object) -> tuple[float, float]:
             return 1.0, next(seq)
@@ -313,3 +315,45 @@ def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
             assert t.stopped and len(t.history) == 1
         else:
             assert t.method == "fast" and len(t.history) == 2
+
+
+class WideMLP(nn.Module):
+    def __init__(self, h: int = 256) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(D, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                 nn.Linear(h, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def _fast_run(rel_step: float, action: str, epochs: int = 8) -> AdversarialTrainer:
+    torch.manual_seed(0)
+    x, y = _blobs(1024, 0)
+    cfg = TrainConfig.from_dict({"method": "fast", "eps": 0.25, "epochs": epochs,
+                                 "batch_size": 64, "lr": 1e-2, "rel_step": rel_step,
+                                 "co_action": action, "co_checks": 4, "schedule": "constant"})
+    t = AdversarialTrainer(WideMLP(), cfg, (x, y), _blobs(256, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CatastrophicOverfittingWarning)
+        t.fit()
+    return t
+
+
+def test_catastrophic_overfitting_is_caught_in_real_fast_training() -> None:
+    """A model with the problem: FGSM training with a step of 2 eps (the random start no
+    longer matters: every value lands on the ball's corner) overfits catastrophically on the
+    tabular task (PGD accuracy on the probe collapses while FGSM accuracy stays high, Wong et
+    al.'s failure mode); the monitor catches it and falls back to PGD, which ends robust.
+    One without: FGSM-RS with the recommended step of 1.25 eps trains without a collapse."""
+    bad = _fast_run(2.0, "fallback")
+    assert len(bad.events) == 1 and "catastrophic overfitting" in bad.events[0]
+    assert bad.method == "pgd" and bad.history[-1].method == "pgd"
+    pgd, fgsm = bad.monitor.history[-1]  # the probe that triggered the fallback
+    assert bad.monitor.best > bad.monitor.floor
+    assert pgd < bad.monitor.best - 0.2 and fgsm > pgd + 0.2
+    assert bad.history[-1].val_robust_accuracy >= 0.9
+
+    good = _fast_run(1.25, "warn")
+    assert good.events == [] and good.method == "fast"
+    assert good.history[-1].val_robust_accuracy >= 0.9

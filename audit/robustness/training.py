@@ -428,11 +428,14 @@ class CoMonitor:
     collapses within a few batches while FGSM accuracy stays high. ``update(pgd, fgsm)`` returns
     True when the PGD accuracy fell more than ``drop`` below the best value seen so far *and*
     the FGSM accuracy is more than ``drop`` above it (an unstable model whose accuracies fall
-    together is not flagged). Accuracies are measured at the full epsilon, so the warm-up does
-    not trigger it.
+    together is not flagged), once the best PGD accuracy has exceeded ``floor`` (what a constant
+    classifier scores on the probe: the share of its most common class; the flailing of an
+    untrained model is not a collapse). Accuracies are measured at the full epsilon, so the
+    warm-up does not trigger it.
     """
 
     drop: float = 0.2
+    floor: float = 0.0
     best: float = -1.0
     history: list[list[float]] = field(default_factory=list)
 
@@ -441,13 +444,15 @@ class CoMonitor:
         if pgd > self.best:
             self.best = pgd
             return False
-        return self.best - pgd > self.drop and fgsm - pgd > self.drop
+        return (self.best > self.floor and self.best - pgd > self.drop
+                and fgsm - pgd > self.drop)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"drop": self.drop, "best": self.best, "history": [list(h) for h in self.history]}
+        return {"drop": self.drop, "floor": self.floor, "best": self.best,
+                "history": [list(h) for h in self.history]}
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
-        self.drop, self.best = float(d["drop"]), float(d["best"])
+        self.drop, self.floor, self.best = float(d["drop"]), float(d["floor"]), float(d["best"])
         self.history = [list(h) for h in d["history"]]
 
 
@@ -598,6 +603,8 @@ class AdversarialTrainer:
         probe = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(
             config.seed + 3))[: config.co_probe]
         self.probe = (self.x[probe], self.y[probe])
+        counts = torch.bincount(self.probe[1]) if len(probe) else torch.zeros(1)
+        self.monitor.floor = float(counts.max()) / max(len(probe), 1)
 
     # ----------------------------------------------------------------- setup
 
