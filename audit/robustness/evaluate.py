@@ -35,7 +35,8 @@ from torch import Tensor, nn
 from audit.robustness.attacks import APGD, AttackResult, Norm, project, run_batched
 from audit.robustness.foolbox_attacks import FMN
 
-__all__ = ["AttackStats", "Curve", "CurveConfig", "fmn_step", "robustness_curve", "run_suite"]
+__all__ = ["AttackStats", "Curve", "CurveConfig", "confirm", "fmn_step", "robustness_curve",
+           "run_suite"]
 
 
 @dataclass
@@ -173,9 +174,6 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
                   confirmed=dict.fromkeys(eps_sorted, 0))
     stats = curve.stats
     stats[fmn.name] = AttackStats(fmn.name, "minimal", norm, None)
-    for a in bounded:
-        for e in eps_sorted:
-            stats[f"{a.name}@{e:g}"] = AttackStats(a.name, a.kind, norm, e)
     t0 = time.perf_counter()
     evals = grads = 0
     for start in range(0, n, cfg.batch_size):
@@ -195,31 +193,61 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
             d[idx.numpy()] = r.found_norms().cpu().numpy()
             x_min[idx.to(dev)] = r.x_adv
         minimal[sl] = d
-        for k in range(len(eps_sorted) - 1, -1, -1):
-            e = eps_sorted[k]
-            upper = eps_sorted[k + 1] if k + 1 < len(eps_sorted) else math.inf
-            todo = np.nonzero((d > e) & ((d <= upper) | (upper == math.inf)))[0]
-            curve.attacked[e] += len(todo)
-            for a in bounded:
-                if len(todo) == 0:
-                    break
-                ti = torch.as_tensor(todo, device=dev)
-                xs, ys = xb[ti], yb[ti]
-                e_t = torch.full((len(todo),), e, device=dev)
-                warm = project(x_min[ti], xs, e_t, norm, bounds) if cfg.warm_start else None
-                r = a(model, xs, ys, eps=e, x_init=warm)
-                stats[f"{a.name}@{e:g}"].add(r)
-                evals, grads = evals + r.evaluations, grads + r.gradients
-                hit = r.success.cpu().numpy()
-                d[todo[hit]] = np.minimum(r.norms.cpu().double().numpy()[hit], e)
-                curve.confirmed[e] += int(hit.sum())
-                todo = todo[~hit]
+        ev, gr = confirm(model, xb, yb, d, eps_sorted, bounded, norm=norm, bounds=bounds,
+                         x_init=x_min if cfg.warm_start else None, stats=stats,
+                         attacked=curve.attacked, confirmed=curve.confirmed)
+        evals, grads = evals + ev, grads + gr
         worst[sl] = d
         if progress:
             progress(min(start + cfg.batch_size, n), n)
     curve.evaluations, curve.gradients = evals, grads
     curve.time = time.perf_counter() - t0
     return curve
+
+
+def confirm(model: nn.Module, x: Tensor, y: Tensor, d: np.ndarray, eps: Sequence[float],
+            attacks: Sequence[Any], *, norm: Norm, bounds: tuple[float, float],
+            x_init: Tensor | None = None, stats: dict[str, AttackStats] | None = None,
+            attacked: dict[float, int] | None = None, confirmed: dict[float, int] | None = None
+            ) -> tuple[int, int]:
+    """Attack each sample at the largest reported epsilon below its current norm ``d_i``
+    (updated in place), all windows in one batch with per-sample epsilons; a sample broken
+    with a norm that drops it into a lower window is attacked again there. Each attack runs
+    on the samples the previous ones could not break. Returns (evaluations, gradients)."""
+    e_arr = np.asarray(sorted(eps), dtype=np.float64)
+    done_at = np.full(len(d), np.inf)
+    dev = x.device
+    evals = grads = 0
+    while True:
+        k = np.searchsorted(e_arr, d, side="left") - 1  # largest eps strictly below d_i
+        valid = k >= 0
+        target = np.where(valid, e_arr[np.clip(k, 0, None)], np.inf)
+        todo = np.nonzero(valid & (target < done_at))[0]
+        if len(todo) == 0:
+            return evals, grads
+        done_at[todo] = target[todo]
+        for e in target[todo]:
+            if attacked is not None:
+                attacked[float(e)] = attacked.get(float(e), 0) + 1
+        for a in attacks:
+            if len(todo) == 0:
+                break
+            ti = torch.as_tensor(todo, device=dev)
+            xs, ys = x[ti], y[ti]
+            e_t = torch.as_tensor(target[todo], dtype=x.dtype, device=dev)
+            kwargs = {}
+            if x_init is not None:
+                kwargs["x_init"] = project(x_init[ti], xs, e_t, norm, bounds)
+            r = a(model, xs, ys, eps=e_t, **kwargs)
+            if stats is not None:
+                stats.setdefault(a.name, AttackStats(a.name, a.kind, norm, None)).add(r)
+            evals, grads = evals + r.evaluations, grads + r.gradients
+            hit = r.success.cpu().numpy()
+            d[todo[hit]] = np.minimum(r.norms.cpu().double().numpy()[hit], target[todo][hit])
+            if confirmed is not None:
+                for e in target[todo][hit]:
+                    confirmed[float(e)] = confirmed.get(float(e), 0) + 1
+            todo = todo[~hit]
 
 
 def run_suite(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Any],

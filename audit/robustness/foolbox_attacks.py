@@ -106,7 +106,7 @@ class CarliniWagner(FoolboxAttack):
     """Carlini-Wagner L2: Adam on ``||delta||^2 + c * margin`` with a binary search on ``c``."""
 
     steps: int = 100
-    binary_search_steps: int = 4
+    binary_search_steps: int = 3
     stepsize: float = 0.05
     initial_const: float = 1.0
 
@@ -144,8 +144,8 @@ class HopSkipJump(FoolboxAttack):
     queries, then a geometric step search and a binary search back to the boundary."""
 
     steps: int = 16
-    initial_gradient_eval_steps: int = 25
-    max_gradient_eval_steps: int = 200
+    initial_gradient_eval_steps: int = 20
+    max_gradient_eval_steps: int = 100
     kind: ClassVar[AttackKind] = "decision-based"
 
     def __post_init__(self) -> None:
