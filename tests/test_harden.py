@@ -253,17 +253,20 @@ def test_bundled_robust_model_meets_the_goal() -> None:
     assert sec.metrics["robust_accuracy_linf_0.1"] >= 0.85
 
 
-def test_hardening_example_compares_the_bundled_pair(tmp_path: Path) -> None:
-    """``audit examples`` gets the before/after comparison of digits-cnn and
-    digits-cnn-robust (audits reused from the run; here cheap ones)."""
-    from audit.report.examples import ExampleContext, extra_examples
+def test_examples_compare_the_bundled_pair(tmp_path: Path) -> None:
+    """``audit examples`` compares digits-cnn-robust with its card's parent (the report's
+    automatic before/after example; audits reused from the run, here cheap ones)."""
+    from audit.report.examples import ExampleContext, planned_examples
     from audit.runner import run_audit
 
-    example = extra_examples()["hardening-digits-cnn"]
+    plans = {name: make for name, _, make in planned_examples()}
+    make = plans["digits-cnn-vs-digits-cnn-robust"]
     ctx = ExampleContext(out_dir=tmp_path)
     for name in ("digits-cnn", "digits-cnn-robust"):
         ctx.results[name] = run_audit(name, checks=["performance"], seed=0)
-    files = example.make(ctx)
-    assert [p.name for p in files] == ["hardening-digits-cnn.html", "hardening-digits-cnn.md"]
+    files = make(ctx)
+    assert [p.name for p in files] == ["digits-cnn-vs-digits-cnn-robust.html",
+                                       "digits-cnn-vs-digits-cnn-robust.md"]
     html = files[0].read_text()
-    assert "digits-cnn (before)" in html and "digits-cnn-robust (after)" in html
+    assert "digits-cnn-robust" in html and sha256_file(
+        ROOT / "models" / "digits-cnn-robust" / "model.safetensors") in html

@@ -28,6 +28,7 @@ from audit.robustness.training import (
     adversarial_batch,
     adversarial_loss,
     eps_schedule,
+    random_shift,
     random_unit_noise,
 )
 
@@ -155,6 +156,24 @@ def test_noise_shapes_and_l2_ball() -> None:
     v = random_unit_noise((500, 12), "l2", g)
     norms = v.norm(dim=1)
     assert float(norms.max()) <= 1 + 1e-6 and float(norms.median()) > 0.8  # mass near sphere
+
+
+def test_random_shift_matches_digits_augmentation_and_keeps_channels() -> None:
+    from audit.zoo.digits import shift_augment
+
+    x = torch.rand(16, 1, 8, 8)
+    ours = random_shift(x, torch.Generator().manual_seed(3))
+    ref = shift_augment(x, torch.Generator().manual_seed(3))
+    assert torch.equal(ours, ref)
+    rgb = torch.rand(5, 3, 6, 7)
+    out = random_shift(rgb, torch.Generator().manual_seed(0), max_shift=2)
+    assert out.shape == rgb.shape
+    # every output value is an input value of the same channel, or the zero fill
+    for ch in range(3):
+        vals = set(rgb[:, ch].flatten().tolist()) | {0.0}
+        assert set(out[:, ch].flatten().tolist()) <= vals
+    with pytest.raises(UsageError, match="needs images"):
+        random_shift(torch.rand(4, 3), torch.Generator())
 
 
 def test_eps_schedule() -> None:

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from audit.errors import Interrupted, UsageError
+from audit.errors import AuditError, Interrupted, UsageError
 
 EXIT_CODES = ("Exit codes: 0 hardened (and audited); 2 error (bad input, unreadable or "
               "mismatched checkpoint, unwritable output); 3 unsafe checkpoint refused (needs "
@@ -158,11 +158,9 @@ def harden_cmd(
         check_writable(out / CHECKPOINT)
         if run_audit:
             check_writable(report_path)
-    aug_fn = None
-    if augment == "shift":
-        from audit.zoo.digits import shift_augment
+    from audit.robustness.training import random_shift
 
-        aug_fn = shift_augment
+    aug_fn = random_shift if augment == "shift" else None
     out_console, err_console = _consoles()
     show = progress and dist.is_main and (err_console.is_terminal
                                           or bool(os.environ.get("AUDIT_PROGRESS")))
@@ -198,13 +196,19 @@ def harden_cmd(
     if robust_key is None:
         out_console.print("(no test split to measure on; see the audit)", highlight=False)
     if run_audit:
-        _audit_before_after(model, out, new_name, report_path, checks, quick, seed, data,
-                            outcome.card.dataset, arch, card, trust_checkpoint, show)
+        labels = (f"{outcome.parent.card.name if outcome.parent.card else model} (before)",
+                  f"{new_name} (after)")
+        try:
+            _audit_before_after(model, out, labels, report_path, checks, quick, seed, data,
+                                outcome.card.dataset, arch, card, trust_checkpoint, show)
+        except AuditError as e:
+            raise type(e)(f"the hardened model is in {out}, but the before/after audit "
+                          f"failed: {e.message}") from None
 
 
-def _audit_before_after(model: str, out: Path, name: str, report: Path, checks: str | None,
-                        quick: bool, seed: int, data: str | None, dataset: str | None,
-                        arch: str | None, card: Path | None, trust: bool,
+def _audit_before_after(model: str, out: Path, labels: tuple[str, str], report: Path,
+                        checks: str | None, quick: bool, seed: int, data: str | None,
+                        dataset: str | None, arch: str | None, card: Path | None, trust: bool,
                         progress: bool) -> None:
     """Audit the parent and the hardened model on the same data and write the comparison."""
     from audit.cli import _split, out_console
@@ -221,7 +225,7 @@ def _audit_before_after(model: str, out: Path, name: str, report: Path, checks: 
     after = run_audit(out, command=f"audit run {out.as_posix()} --seed {seed}", **common)
     paths = [write_report(before, Path(f"{stem}-before.html"))[0],
              write_report(after, Path(f"{stem}-after.html"))[0]]
-    html, md_path = write_diff(before, after, report, ("before", "after"))
+    html, md_path = write_diff(before, after, report, labels)
     out_console.print(f"before: {paths[0]}\nafter: {paths[1]}\ncomparison: {html} "
                       f"(markdown: {md_path})", highlight=False)
 

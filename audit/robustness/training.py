@@ -65,7 +65,8 @@ CHECKPOINT_VERSION = 1
 __all__ = [
     "METHODS", "AdversarialBatch", "AdversarialTrainer", "CatastrophicOverfittingWarning",
     "CoMonitor", "Distributed", "EpochStats", "TrainConfig", "adversarial_batch",
-    "adversarial_loss", "eps_schedule", "init_distributed", "random_unit_noise",
+    "adversarial_loss", "eps_schedule", "init_distributed", "random_shift",
+    "random_unit_noise",
 ]
 
 
@@ -246,6 +247,22 @@ def adversarial_loss(
     if reduction == "none":
         return out.loss
     return out.loss.sum() if reduction == "sum" else out.loss.mean()
+
+
+def random_shift(x: Tensor, generator: torch.Generator, max_shift: int = 1) -> Tensor:
+    """Translate each image (N, C, H, W) by up to ``max_shift`` pixels in each direction, with
+    zero fill: the usual augmentation for small images (``--augment shift``)."""
+    if x.ndim != 4:
+        raise UsageError("--augment shift needs images (N, C, H, W); use --augment none for "
+                         "tabular data")
+    n, c, h, w = x.shape
+    pad = F.pad(x, (max_shift,) * 4)
+    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None]
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :]
+    return pad[torch.arange(n)[:, None, None, None], torch.arange(c)[None, :, None, None],
+               rows, cols]
 
 
 def eps_schedule(progress: float, eps: float, warmup_epochs: float) -> float:
