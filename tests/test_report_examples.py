@@ -78,6 +78,7 @@ def test_regenerates_every_bundled_model_and_extra_examples(
     assert [o.name for o in again] == ["tiny-a", "tiny-b", "tiny-compare"]
     assert not (tmp_path / "again" / "tiny-a-vs-tiny-b.html").exists()
     assert "PASS (fail on high)" in index
+    assert "| comparison | tiny-a PASS → tiny-b PASS. Findings: 0 new, 0 fixed" in index
 
 
 def test_render_only_reuses_saved_results(models: Path, tmp_path: Path) -> None:

@@ -61,6 +61,7 @@ class ExampleContext:
     results: dict[str, AuditResult] = field(default_factory=dict)
     written: dict[str, list[Path]] = field(default_factory=dict)
     compared: set[tuple[str, str]] = field(default_factory=set)
+    headlines: dict[str, str] = field(default_factory=dict)
 
     def audit(self, model: str | Path | Any, name: str, **kwargs: Any) -> AuditResult:
         """Audit ``model`` (bundled name, folder, file or LoadedModel) and write
@@ -93,6 +94,9 @@ class ExampleContext:
     def diff(self, before: AuditResult, after: AuditResult, name: str,
              labels: tuple[str, str] = ("before", "after")) -> list[Path]:
         """Write ``<out>/<name>.html`` and ``.md`` comparing two results."""
+        from audit.report.diff import diff_results
+
+        self.headlines[name] = diff_results(before, after, labels).headline
         html, md_path = write_diff(before, after, self.out_dir / f"{name}.html", labels)
         self.compared.add((str(before.model.get("name")), str(after.model.get("name"))))
         self.written[name] = [html, md_path]
@@ -145,6 +149,7 @@ class ExampleOutcome:
     result: AuditResult | None
     seconds: float
     error: str = ""
+    headline: str = ""
 
 
 def parent_name(card_path: Path) -> str | None:
@@ -253,7 +258,7 @@ def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | No
             if not files and not error:
                 continue  # nothing to do (e.g. a comparison another example already wrote)
             outcome = ExampleOutcome(name, description, files, ctx.results.get(name),
-                                     seconds, error)
+                                     seconds, error, ctx.headlines.get(name, ""))
             outcomes.append(outcome)
             console.print(_line(outcome), highlight=False)
     atomic_write_text(out / "README.md", index_markdown(_with_others(outcomes, out, only),
@@ -295,6 +300,8 @@ def _line(o: ExampleOutcome) -> str:
         colour = "green" if s["status"] == "pass" else "red"
         counts = ", ".join(f"{s['counts'][k]} {k}" for k in SEVERITY_ORDER if s["counts"][k])
         verdict = f"[bold {colour}]{s['status'].upper()}[/] {counts or 'no findings'} "
+    elif o.headline:
+        verdict = f"{o.headline} "
     files = ", ".join(p.as_posix() for p in o.files if p.suffix == ".html")
     return f"{o.name}: {verdict}-> {files} ({o.seconds:.1f} s)"
 
@@ -317,6 +324,8 @@ def index_markdown(outcomes: list[ExampleOutcome], seed: int, quick: bool) -> st
             verdict = f"{s['status'].upper()} (fail on {s['fail_on']})"
             counts = ", ".join(f"{s['counts'][k]} {k}" for k in SEVERITY_ORDER
                                if s["counts"][k]) or "none"
+        elif o.headline or any(p.suffix == ".html" for p in o.files):
+            verdict, counts = "comparison", md(o.headline) or "see the comparison"
         files = " · ".join(f"[{p.suffix.lstrip('.')}]({p.name})" for p in o.files)
         lines.append(f"| {md(o.name)}: {md(o.description)} | {verdict} | {counts} | {files} |")
     return "\n".join(lines) + "\n"
