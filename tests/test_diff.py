@@ -73,6 +73,9 @@ def test_metric_deltas(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert all(m.delta_text == "0" for m in unchanged)
     assert {m.name for s in d.sections for m in s.changed_metrics} == \
         {"accuracy", "only_after", "clean_accuracy"}
+    largest = [m.name for _, m in d.largest_changes()]
+    assert largest[2] == "accuracy" and set(largest[:2]) == {"only_after", "clean_accuracy"}
+    assert acc.size == pytest.approx(abs(0.9 - acc.a) / (0.9 + acc.a))
 
 
 def test_identical_results_have_no_changes(before: dict[str, Any]) -> None:

@@ -40,6 +40,17 @@ class MetricDelta:
     delta_text: str
     changed: bool
 
+    @property
+    def size(self) -> float:
+        """How much it changed: |B - A| / (|A| + |B|) in [0, 1] (1 when it appeared, vanished
+        or changed sign); 0 when unchanged."""
+        if not self.changed:
+            return 0.0
+        if self.a is None or self.b is None:
+            return 1.0
+        total = abs(self.a) + abs(self.b)
+        return abs(self.b - self.a) / total if total else 0.0
+
 
 @dataclass
 class FindingChange:
@@ -92,6 +103,12 @@ class ResultDiff:
     sections: list[SectionDiff]
     notes: list[str] = field(default_factory=list)
     identity: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def largest_changes(self, n: int = 10) -> list[tuple[SectionDiff, MetricDelta]]:
+        """The ``n`` metrics that changed most (relative change, then absolute), any check."""
+        items = [(s, m) for s in self.sections for m in s.changed_metrics]
+        items.sort(key=lambda sm: (-sm[1].size, -abs(sm[1].delta or 0.0)))
+        return items[:n]
 
     @property
     def headline(self) -> str:
@@ -299,9 +316,9 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
         if len(items) > limit:
             out.append(f"| | …{len(items) - limit} more in the HTML comparison | |")
         out.append("")
-    changed = [(s, m) for s in diff.sections for m in s.changed_metrics]
+    changed = diff.largest_changes(n=10**9)
     if changed:
-        out += [f"### Metric changes ({len(changed)})", "", "| Check | Metric | "
+        out += [f"### Metric changes ({len(changed)}, largest first)", "", "| Check | Metric | "
                 f"{md(diff.label_a)} | {md(diff.label_b)} | Δ |", "|---|---|---:|---:|---:|"]
         for s, m in changed[: limit * 2]:
             out.append(f"| {md(s.title, 50)} | {md(m.name, 80)} | {md(m.a_text)} | "
