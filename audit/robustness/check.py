@@ -3,7 +3,7 @@ diagnostics, common corruptions, and a gallery of adversarial examples.
 
 Budget of the default run (documented in the reading): robust accuracy curves in L-inf and
 L2 from FMN (30 steps) on every sample, confirmed at each reported epsilon by APGD-CE (8
-random restarts) and APGD-DLR (2) of 10 steps each on the samples near that epsilon; an
+random restarts) and APGD-DLR (1) of 10 steps each on the samples near that epsilon; an
 attack suite of 14 attacks on 32 samples at the headline epsilon of each norm; diagnostics;
 4 corruptions at 5 severities on every sample. At most ``max_samples`` samples (a seeded
 random subset). ``--quick`` shrinks every budget (200 samples, 16 in the suite).
@@ -53,7 +53,7 @@ class RobustnessParams:
     minimal_steps: int = 30
     bounded_steps: int = 10
     bounded_restarts_ce: int = 8
-    bounded_restarts_dlr: int = 2
+    bounded_restarts_dlr: int = 1
     suite_samples: int = 32
     suite_steps: int = 50
     square_queries: int = 400
@@ -541,10 +541,10 @@ class _Run:
             "is an upper bound on the true robust accuracy. Curves: FMN, a minimal-"
             f"perturbation attack ({p.minimal_steps} steps), gives each sample the smallest "
             "adversarial perturbation it finds, which draws the whole curve at once (dashed); "
-            f"at each reported eps APGD-CE ({p.bounded_restarts_ce} random restarts) and "
-            f"APGD-DLR ({p.bounded_restarts_dlr}) of {p.bounded_steps} steps each attack the "
-            "samples the curve still "
-            "counts as robust near that eps, largest eps first, and the suite of attacks on "
+            f"then APGD-CE ({p.bounded_restarts_ce} random restarts) and APGD-DLR "
+            f"({p.bounded_restarts_dlr}) of {p.bounded_steps} steps each attack every sample "
+            "at the largest reported eps below its perturbation (samples they cannot break "
+            "there are not attacked again at smaller eps), and the suite of attacks on "
             f"{p.suite_samples} samples at the headline eps adds its finds (solid: per-sample "
             "worst case over all attacks). The attack table lists each attack's success rate "
             "on the suite samples (correctly classified), median perturbation of its "
@@ -721,7 +721,7 @@ class _Run:
             ax.set_ylim(0, 1.02)
             ax.set_xlabel(f"{NORM_LABEL[nm]} epsilon")
             ax.set_ylabel("robust accuracy")
-            ax.set_title(f"{NORM_LABEL[nm]} (clean {clean_acc:.0%})")
+            ax.set_title(f"{NORM_LABEL[nm]} (clean accuracy {clean_acc:.1%})")
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7, loc="upper right")
         fig.tight_layout()
