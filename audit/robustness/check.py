@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -70,7 +70,7 @@ class RobustnessParams:
     corruption_severity: int = 3
     corruption_medium: float = 0.10
     corruption_high: float = 0.30
-    unreliable_severity: str = "high"
+    unreliable_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
     single_step_margin: float = 0.02
     stall_share: float = 0.5
     unbounded_min: float = 0.98
@@ -533,6 +533,10 @@ class _Run:
 
     def _reading(self, curves: dict[str, Curve], headline: dict[str, float]) -> str:
         p = self.p
+        tabular = ("" if self.kind == "image" else
+                   " Tabular inputs are perturbed as continuous values in the encoded space "
+                   "(one-hot columns can take fractional values), so the numbers bound what an "
+                   "attacker who controls the encoded features can do, not only valid records.")
         return (
             "Robust accuracy at eps is the share of samples for which no attack found an "
             "input within eps (L-inf: largest change of one value; L2: Euclidean length, in "
@@ -554,7 +558,7 @@ class _Run:
             "accuracy, black-box beats white-box, flat or noisy loss), the model may be "
             "masking gradients and the numbers are likely overstated. Corruptions: accuracy "
             "under Gaussian noise, blur, contrast and brightness at severities 1-5 "
-            "(Hendrycks & Dietterich).")
+            "(Hendrycks & Dietterich)." + tabular)
 
     def _findings(self, clean_acc: float, curves: dict[str, Curve], headline: dict[str, float],
                   triggered: list[dg.Diagnostic], corr: dict[str, list[float]]
