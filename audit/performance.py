@@ -22,14 +22,14 @@ from audit.report.plots import new_figure, to_figure
 class PerformanceParams:
     """Thresholds of the performance check."""
 
-    weak_recall_medium: float = 0.85
-    weak_recall_high: float = 0.5
-    weak_precision_medium: float = 0.85
-    min_support: int = 5
-    ece_bins: int = 15
-    ece_medium: float = 0.05
-    ece_high: float = 0.15
-    card_gap_medium: float = 0.02
+    weak_recall_medium: float = 0.85  # a class with recall below this: medium finding
+    weak_recall_high: float = 0.5  # a class with recall below this: high finding
+    weak_precision_medium: float = 0.85  # a class with precision below this: medium finding
+    min_support: int = 5  # classes with fewer audit samples are not judged
+    ece_bins: int = 15  # equal-width confidence bins of the calibration error
+    ece_medium: float = 0.05  # expected calibration error above this: medium finding
+    ece_high: float = 0.15  # expected calibration error above this: high finding
+    card_gap_medium: float = 0.02  # accuracy this far below the card's claim: medium finding
 
 
 def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int = 15

@@ -51,3 +51,12 @@ def test_exit_codes_documented() -> None:
     text = (ROOT / "README.md").read_text()
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 3 |", "| 4 |"):
         assert code in text
+
+
+def test_config_reference_is_current() -> None:
+    from audit.report.configdoc import defaults_markdown
+
+    text = (ROOT / "README.md").read_text()
+    start = text.index("<!-- config-reference:start")
+    body = text[text.index("\n", start) + 1: text.index("<!-- config-reference:end -->")]
+    assert body.strip() == defaults_markdown().strip()

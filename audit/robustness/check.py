@@ -44,39 +44,42 @@ NORM_LABEL = {"linf": "L-inf", "l2": "L2"}
 class RobustnessParams:
     """Settings of the robustness check (``[checks.robustness]`` in ``audit.toml``)."""
 
-    linf_eps: list[float] | None = None
-    l2_eps: list[float] | None = None
-    headline_linf: float | None = None
-    headline_l2: float | None = None
-    max_samples: int = 1000
-    batch_size: int = 256
-    minimal_steps: int = 30
-    bounded_steps: int = 10
-    bounded_restarts_ce: int = 8
-    bounded_restarts_dlr: int = 1
-    suite_samples: int = 32
-    suite_steps: int = 50
-    square_queries: int = 400
-    hsj_steps: int = 4
-    cw_steps: int = 30
+    linf_eps: list[float] | None = None  # L-inf budgets (default: the card's)
+    l2_eps: list[float] | None = None  # L2 budgets (default: the card's)
+    headline_linf: float | None = None  # eps of the suite and diagnostics
+    headline_l2: float | None = None  # L2 eps of the suite and diagnostics
+    max_samples: int = 1000  # seeded subset of the data above this
+    batch_size: int = 256  # attack batch size (bounds memory)
+    minimal_steps: int = 30  # FMN steps for minimal perturbations
+    bounded_steps: int = 10  # APGD steps per restart
+    bounded_restarts_ce: int = 8  # APGD-CE restarts
+    bounded_restarts_dlr: int = 1  # APGD-DLR restarts
+    suite_samples: int = 32  # samples attacked by the full suite
+    suite_steps: int = 50  # steps of the suite's PGD/APGD
+    square_queries: int = 400  # Square attack query budget
+    hsj_steps: int = 4  # HopSkipJump iterations
+    cw_steps: int = 30  # Carlini-Wagner steps
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
+    """Common corruptions to apply."""
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-    gallery: int = 6
-    escalate: bool = True
-    fragile_low: float = 0.95
-    fragile_medium: float = 0.75
-    fragile_high: float = 0.10
-    card_gap: float = 0.02
-    corruption_severity: int = 3
-    corruption_medium: float = 0.10
-    corruption_high: float = 0.30
+    """Corruption severities (1-5)."""
+    gallery: int = 6  # adversarial examples shown
+    escalate: bool = True  # re-attack with DLR/black-box when unreliable
+    fragile_low: float = 0.95  # robust/clean ratio below this: low finding
+    fragile_medium: float = 0.75  # robust/clean ratio below this: medium
+    fragile_high: float = 0.10  # robust/clean ratio below this: high
+    card_gap: float = 0.02  # robust accuracy this far below the card's
+    corruption_severity: int = 3  # severity judged for findings
+    corruption_medium: float = 0.10  # accuracy drop above this: medium
+    corruption_high: float = 0.30  # accuracy drop above this: high
     unreliable_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
-    single_step_margin: float = 0.02
-    stall_share: float = 0.5
-    unbounded_min: float = 0.98
-    blackbox_margin: float = 0.02
-    flat_share: float = 0.2
-    noisy_share: float = 0.5
+    """Severity of the unreliable finding."""
+    single_step_margin: float = 0.02  # FGSM beating PGD by this: masking
+    stall_share: float = 0.5  # share not helped by more steps
+    unbounded_min: float = 0.98  # unbounded success rate expected
+    blackbox_margin: float = 0.02  # black-box beating white-box by this
+    flat_share: float = 0.2  # share with zero gradients: flat
+    noisy_share: float = 0.5  # share with noisy loss surface
 
 
 def default_eps(norm: Norm, subject: Subject) -> list[float]:
