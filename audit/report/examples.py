@@ -43,7 +43,7 @@ from audit.report.view import SEVERITY_ORDER
 
 # Modules that register extra examples when imported (the hardening before/after needs none:
 # it is the automatic comparison of digits-cnn-robust with its card's parent, digits-cnn).
-_EXAMPLE_MODULES: list[str] = []
+_EXAMPLE_MODULES: list[str] = ["audit.fairness.examples"]
 
 ProgressFn = Callable[[str, float], None]
 
