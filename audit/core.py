@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sys
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from enum import Enum, StrEnum
@@ -15,11 +16,12 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from audit.errors import ModelError, UsageError
 
 if TYPE_CHECKING:
+    import torch
+
     from audit.card import ModelCard
 
 SCHEMA_VERSION = "1.0"
@@ -272,7 +274,8 @@ def jsonable(obj: Any) -> Any:
         return _finite(float(obj))
     if isinstance(obj, np.ndarray):
         return jsonable(obj.tolist())
-    if isinstance(obj, torch.Tensor):
+    torch_mod = sys.modules.get("torch")  # torch is only imported where tensors exist
+    if torch_mod is not None and isinstance(obj, torch_mod.Tensor):
         return jsonable(obj.detach().cpu().tolist())
     return obj
 
@@ -309,6 +312,8 @@ class AuditData:
     @cached_property
     def sha256(self) -> str:
         """Hash of the exact tensors audited (x as float32 bytes, then y as int64 bytes)."""
+        import torch
+
         x = self.x.detach().cpu().contiguous().to(torch.float32).numpy().tobytes()
         y = self.y.detach().cpu().contiguous().to(torch.int64).numpy().tobytes()
         return sha256_bytes(x, y)
@@ -321,6 +326,8 @@ class AuditData:
 
     def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> AuditData:
         """A new AuditData holding the rows in ``index`` (extras with N rows are subset too)."""
+        import torch
+
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         n = len(self)
         extras: dict[str, Any] = {}
@@ -348,7 +355,7 @@ class Subject:
     model_info: dict[str, Any]
     seed: int = 0
     quick: bool = False
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: torch.device = field(default_factory=lambda: _cpu())
     batch_size: int = 256
 
     def logits(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
@@ -356,6 +363,8 @@ class Subject:
 
         Raises :class:`ModelError` when the forward fails or returns NaN/inf.
         """
+        import torch
+
         bs = batch_size or self.batch_size
         outs = []
         with torch.no_grad():
@@ -393,15 +402,25 @@ class Subject:
     @property
     def data_proba(self) -> torch.Tensor:
         """Softmax probabilities on the audit data."""
+        import torch
+
         return torch.softmax(self.data_logits, dim=1)
 
     def generator(self, salt: str) -> torch.Generator:
         """A torch Generator seeded from the run seed and ``salt`` (e.g. a check name)."""
+        import torch
+
         return torch.Generator().manual_seed(derive_seed(self.seed, salt))
 
     def rng(self, salt: str) -> np.random.Generator:
         """A numpy Generator seeded from the run seed and ``salt``."""
         return np.random.default_rng(derive_seed(self.seed, salt))
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
 
 
 def derive_seed(seed: int, salt: str) -> int:

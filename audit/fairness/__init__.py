@@ -11,32 +11,36 @@ Commands: ``audit run MODEL --sensitive COL[,COL]`` (the ``fairness`` check), ``
 predictions.csv ...`` (no model) and ``audit mitigate MODEL``.
 """
 
-from audit.fairness.metrics import (
-    DISPARITIES,
-    RATES,
-    Disparity,
-    FairnessResult,
-    GroupingResult,
-    assess_fairness,
-    bootstrap_indices,
-)
-from audit.fairness.mitigation import (
-    FairnessPenalty,
-    GroupThresholds,
-    Reweighing,
-    train_with_penalty,
-)
+from typing import TYPE_CHECKING
 
+from audit._lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["DISPARITIES", "RATES", "Disparity", "FairnessResult", "GroupingResult",
+                     "assess_fairness", "bootstrap_indices"], "audit.fairness.metrics"),
+    **dict.fromkeys(["FairnessPenalty", "GroupThresholds", "Reweighing", "train_with_penalty"],
+                    "audit.fairness.mitigation"),
+}
 __all__ = [
-    "DISPARITIES",
-    "RATES",
-    "Disparity",
-    "FairnessPenalty",
-    "FairnessResult",
-    "GroupThresholds",
-    "GroupingResult",
-    "Reweighing",
-    "assess_fairness",
-    "bootstrap_indices",
+    "DISPARITIES", "Disparity", "FairnessPenalty", "FairnessResult", "GroupThresholds",
+    "GroupingResult", "RATES", "Reweighing", "assess_fairness", "bootstrap_indices",
     "train_with_penalty",
 ]
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
+
+if TYPE_CHECKING:
+    from audit.fairness.metrics import (
+        DISPARITIES,
+        RATES,
+        Disparity,
+        FairnessResult,
+        GroupingResult,
+        assess_fairness,
+        bootstrap_indices,
+    )
+    from audit.fairness.mitigation import (
+        FairnessPenalty,
+        GroupThresholds,
+        Reweighing,
+        train_with_penalty,
+    )
