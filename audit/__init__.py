@@ -34,10 +34,31 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "__version__", "AuditConfig", "AuditData", "AuditError", "AuditResult", "Check", "Figure",
-    "Finding", "InputSpec", "LoadedModel", "ModelCard", "Section", "Severity", "Subject", "Table",
-    "UnsafeCheckpointError", "all_checks", "build_subject", "load_config", "load_model",
-    "load_result", "register", "render_html", "run_audit", "write_report",
+    "AuditConfig",
+    "AuditData",
+    "AuditError",
+    "AuditResult",
+    "Check",
+    "Figure",
+    "Finding",
+    "InputSpec",
+    "LoadedModel",
+    "ModelCard",
+    "Section",
+    "Severity",
+    "Subject",
+    "Table",
+    "UnsafeCheckpointError",
+    "__version__",
+    "all_checks",
+    "build_subject",
+    "load_config",
+    "load_model",
+    "load_result",
+    "register",
+    "render_html",
+    "run_audit",
+    "write_report",
 ]
 
 

@@ -22,8 +22,16 @@ _EXPORTS = {
                     "audit.fairness.mitigation"),
 }
 __all__ = [
-    "DISPARITIES", "Disparity", "FairnessPenalty", "FairnessResult", "GroupThresholds",
-    "GroupingResult", "RATES", "Reweighing", "assess_fairness", "bootstrap_indices",
+    "DISPARITIES",
+    "RATES",
+    "Disparity",
+    "FairnessPenalty",
+    "FairnessResult",
+    "GroupThresholds",
+    "GroupingResult",
+    "Reweighing",
+    "assess_fairness",
+    "bootstrap_indices",
     "train_with_penalty",
 ]
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
