@@ -201,7 +201,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, small_digits: P
     assert (out / "model.safetensors").read_bytes() == (ref / "model.safetensors").read_bytes()
     a = json.loads((ref / "card.json").read_text())
     b = json.loads((out / "card.json").read_text())
-    strip = ("seconds", "cpu_seconds")
+    strip = ("seconds", "cpu_seconds", "val_seconds")
     hist_a = [{k: v for k, v in h.items() if k not in strip}
               for h in a["extra"]["hardening"]["history"]]
     hist_b = [{k: v for k, v in h.items() if k not in strip}

@@ -319,8 +319,9 @@ def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
         # validation; then epoch 2 (after a fallback: validation only)
         seq = iter([0.9, 0.95, 0.05, 0.9, 0.9, 0.9, 0.95, 0.9, 0.95, 0.9])
 
-        def probe(*_a: object, seq: Iterator[float] = seq, **_k: object) -> tuple[float, float]:
-            return 1.0, next(seq)
+        def probe(data: object, gen: object, attacks: list[object] | None = None,
+                  seq: Iterator[float] = seq) -> tuple[float, list[float]]:
+            return 1.0, [next(seq) for _ in attacks or [None]]
 
         t._accuracies = probe  # type: ignore[method-assign]
         with warnings.catch_warnings(record=True) as caught:

@@ -232,6 +232,8 @@ def _harden(model: str | Path, out: str | Path, config: TrainConfig, *,
     metrics["best_epoch"] = float(trainer.best_epoch)
     metrics["train_seconds"] = round(trainer.train_seconds, 1)
     metrics["train_cpu_seconds"] = round(trainer.train_cpu_seconds, 1)
+    metrics["validation_seconds"] = round(trainer.val_seconds, 1)
+    metrics["validation_cpu_seconds"] = round(trainer.val_cpu_seconds, 1)
 
     robustness = dict(pcard.robustness)
     key = f"{config.norm}_eps"

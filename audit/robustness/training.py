@@ -487,6 +487,7 @@ class EpochStats:
     val_robust_accuracy: float
     seconds: float
     cpu_seconds: float = 0.0
+    val_seconds: float = 0.0
     best: bool = False
     events: list[str] = field(default_factory=list)
 
@@ -616,6 +617,8 @@ class AdversarialTrainer:
         self.events: list[str] = []
         self.train_seconds = 0.0
         self.train_cpu_seconds = 0.0
+        self.val_seconds = 0.0
+        self.val_cpu_seconds = 0.0
         self.stopped = False
         probe = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(
             config.seed + 3))[: config.co_probe]
@@ -674,6 +677,8 @@ class AdversarialTrainer:
             "events": list(self.events),
             "train_seconds": self.train_seconds,
             "train_cpu_seconds": self.train_cpu_seconds,
+            "val_seconds": self.val_seconds,
+            "val_cpu_seconds": self.val_cpu_seconds,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -713,6 +718,8 @@ class AdversarialTrainer:
         self.events = list(state["events"])
         self.train_seconds = float(state["train_seconds"])
         self.train_cpu_seconds = float(state["train_cpu_seconds"])
+        self.val_seconds = float(state["val_seconds"])
+        self.val_cpu_seconds = float(state["val_cpu_seconds"])
 
     def save_checkpoint(self) -> None:
         """Write the checkpoint atomically (rank 0 only; every rank must call this)."""
@@ -800,7 +807,11 @@ class AdversarialTrainer:
                     if self.stopped:
                         break
         loss_sum, correct, count = d.sum(totals)
+        val_start, val_cpu_start = time.perf_counter(), time.process_time()
         clean, robust = self.evaluate()
+        val_seconds = time.perf_counter() - val_start
+        self.val_seconds += val_seconds
+        self.val_cpu_seconds += time.process_time() - val_cpu_start
         self.epoch += 1
         self.train_seconds += time.perf_counter() - start
         self.train_cpu_seconds += time.process_time() - cpu_start
@@ -815,7 +826,7 @@ class AdversarialTrainer:
             train_loss=loss_sum / max(count, 1), train_robust_accuracy=correct / max(count, 1),
             val_clean_accuracy=clean, val_robust_accuracy=robust,
             seconds=time.perf_counter() - start, cpu_seconds=time.process_time() - cpu_start,
-            best=is_best, events=events)
+            val_seconds=val_seconds, best=is_best, events=events)
         self.history.append(stats)
         self.events.extend(events)
         if self.on_epoch is not None and d.is_main:
@@ -826,8 +837,10 @@ class AdversarialTrainer:
         """Probe PGD accuracy; on a collapse apply ``co_action`` and return a message."""
         c = self.config
         gen = torch.Generator().manual_seed(c.seed * 1_000_003 + self.epoch * 1009 + batch)
-        _, acc = self._accuracies(self.probe, gen, steps=max(c.eval_steps // 2, 1))
-        _, fgsm = self._accuracies(self.probe, gen, fgsm=True)
+        fgsm_attack = FGSM(norm=c.norm, rel_step=1.25 if c.rel_step is None else c.rel_step,
+                           random_start=False, bounds=c.bounds)
+        _, (acc, fgsm) = self._accuracies(
+            self.probe, gen, [self._pgd(max(c.eval_steps // 2, 1)), fgsm_attack])
         if not self.monitor.update(acc, fgsm):
             self.co_snapshot = {"model": _cpu_state(self.module),
                                 "optimizer": _to_cpu(self.optimizer.state_dict())}
@@ -855,34 +868,40 @@ class AdversarialTrainer:
     def _clean(self, x: Tensor, y: Tensor) -> Tensor:
         return self.module(x).argmax(1) == y
 
+    def _pgd(self, steps: int) -> PGD:
+        c = self.config
+        return PGD(norm=c.norm, steps=steps, random_start=False, early_stop=True,
+                   bounds=c.bounds)
+
     def _accuracies(self, data: tuple[Tensor, Tensor], gen: torch.Generator,
-                    steps: int | None = None, fgsm: bool = False, batch: int = 512
-                    ) -> tuple[float, float]:
-        """(clean, robust) accuracy on ``data`` at the full eps against PGD (``steps``, random
-        start) or FGSM-RS (``fgsm``: the fast method's training attack), sharded over ranks."""
+                    attacks: list[PGD] | None = None, batch: int = 512
+                    ) -> tuple[float, list[float]]:
+        """Clean accuracy and robust accuracy against each attack (default: PGD with
+        ``eval_steps``) on ``data`` at the full eps, every attack from the same random start
+        drawn from ``gen``; sharded over ranks."""
         c, d = self.config, self.dist
+        attacks = attacks or [self._pgd(c.eval_steps)]
         x_all, y_all = data
         noise = random_unit_noise(tuple(x_all.shape), c.norm, gen)
         lo, hi = d.shard(len(x_all))
-        attack: PGD = FGSM(norm=c.norm, rel_step=1.25 if c.rel_step is None else c.rel_step,
-                           random_start=False, bounds=c.bounds) if fgsm else \
-            PGD(norm=c.norm, steps=steps or c.eval_steps, random_start=False,
-                early_stop=True, bounds=c.bounds)
-        clean = robust = 0.0
+        counts = [0.0] * (1 + len(attacks))
         with _mode(self.module, "eval"):
             for i in range(lo, hi, batch):
                 j = min(i + batch, hi)
                 x, y = x_all[i:j].to(d.device), y_all[i:j].to(d.device)
                 ok = self._clean(x, y)
                 start = (x + c.eps * noise[i:j].to(d.device)).clamp(*c.bounds)
-                r = attack(self.module, x, y, eps=c.eps, x_init=start)
-                clean += float(ok.sum())
-                robust += float((ok & ~r.success).sum())
-        clean, robust = d.sum([clean, robust])
+                counts[0] += float(ok.sum())
+                for k, attack in enumerate(attacks):
+                    r = attack(self.module, x, y, eps=c.eps, x_init=start)
+                    counts[k + 1] += float((ok & ~r.success).sum())
+        totals = d.sum(counts)
         n = max(len(x_all), 1)
-        return clean / n, robust / n
+        return totals[0] / n, [t / n for t in totals[1:]]
 
     def evaluate(self) -> tuple[float, float]:
         """(clean, PGD robust) validation accuracy (training data's probe when no val set)."""
         gen = torch.Generator().manual_seed(self.config.seed + 4)
-        return self._accuracies(self.val if self.val is not None else self.probe, gen)
+        clean, (robust,) = self._accuracies(self.val if self.val is not None else self.probe,
+                                            gen)
+        return clean, robust
