@@ -116,7 +116,7 @@ def test_zero_eps_gives_the_clean_loss(digits_loaded: LoadedModel, method: str) 
     with torch.no_grad():
         clean = F.cross_entropy(model(x), y)
     # TRADES starts from x + 0.001 N(0, 1), projected back into the (empty) ball
-    assert float(loss) == pytest.approx(float(clean), rel=1e-5, abs=1e-6)
+    assert float(loss.detach()) == pytest.approx(float(clean), rel=1e-5, abs=1e-6)
 
 
 def test_pgd_loss_exceeds_clean_loss_and_fast_is_weaker(digits_loaded: LoadedModel) -> None:
@@ -127,8 +127,9 @@ def test_pgd_loss_exceeds_clean_loss_and_fast_is_weaker(digits_loaded: LoadedMod
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         clean = float(F.cross_entropy(model(x), y))
-    pgd = float(adversarial_loss(model, x, y, method="pgd", eps=0.1, steps=10, generator=gen))
-    fast = float(adversarial_loss(model, x, y, method="fast", eps=0.1, generator=gen))
+    pgd = float(adversarial_loss(model, x, y, method="pgd", eps=0.1, steps=10,
+                                 generator=gen).detach())
+    fast = float(adversarial_loss(model, x, y, method="fast", eps=0.1, generator=gen).detach())
     assert pgd > clean * 5
     assert pgd >= fast
 
