@@ -190,6 +190,9 @@ def harden_cmd(
     summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
     if outcome.resumed_epoch:
         out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
+    elif resume:
+        out_console.print(f"no checkpoint in {out} to resume from: trained from the start",
+                          highlight=False)
     out_console.print(f"hardened {outcome.parent.card.name if outcome.parent.card else model} "
                       f"-> {out} ({config.method}, {config.norm} eps {eps:g}): {summary}",
                       highlight=False)

@@ -686,15 +686,15 @@ class AdversarialTrainer:
         differ from this trainer's)."""
         if state.get("version") != CHECKPOINT_VERSION:
             raise CheckpointError(f"checkpoint format {state.get('version')} is not "
-                                  f"{CHECKPOINT_VERSION}; start without --resume")
+                                  f"{CHECKPOINT_VERSION}; delete the checkpoint to start over")
         saved = TrainConfig.from_dict(state["config"]).to_dict()
         mine = self.config.to_dict()
         diffs = [f"{k} {saved[k]} (checkpoint) vs {mine[k]}" for k in _RESUME_KEYS
                  if saved.get(k) != mine.get(k)]
         if diffs:
-            raise CheckpointError("the checkpoint was written with other settings: "
-                                  + "; ".join(diffs[:4]) + "; resume with the same settings "
-                                  "or start without --resume")
+            raise CheckpointError(f"the checkpoint {self.checkpoint or ''} was written with "
+                                  "other settings: " + "; ".join(diffs[:4]) + "; resume with "
+                                  "the same settings, or delete the checkpoint to start over")
         self.module.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
