@@ -173,7 +173,10 @@ CASES: dict[str, Case] = {
     "data file missing": Case(lambda t: _digits_run(t, "--data", str(t / "nope.npz")), 2,
                               "data file not found"),
     "unknown dataset": Case(lambda t: _digits_run(t, "--data", "mnist"), 2,
-                            "--data mnist is neither a bundled dataset (digits"),
+                            "--data mnist is neither a bundled dataset (adult, digits"),
+    "--layer naming no layer": Case(
+        lambda t: ["run", "digits-cnn", "--checks", "saliency", "--quick", "--layer", "nope"],
+        4, "not a module"),
     "unsupported data format": Case(
         lambda t: _digits_run(t, "--data", str(_write(t, "d.parquet", b"PAR1"))), 2,
         "unsupported data file d.parquet"),

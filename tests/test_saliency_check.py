@@ -17,6 +17,7 @@ from audit.core import AuditData, AuditResult, Section, Severity
 from audit.datasets import load_dataset
 from audit.errors import DataError
 from audit.loading import LoadedModel, load_model
+from audit.errors import UsageError
 from audit.runner import run_audit
 from audit.saliency.check import SaliencyCheck, SaliencyParams
 from audit.zoo import models_dir
@@ -82,10 +83,10 @@ def test_layer_override_and_bad_layer() -> None:
     sec = saliency(run_audit("digits-cnn", checks=["saliency"], quick=True,
                              params={"saliency": params}))
     assert "features.3" in sec.summary and "set by --layer" in sec.summary
-    bad = run_audit("digits-cnn", checks=["saliency"], quick=True,
-                    params={"saliency": {**params, "layer": "nope"}})
-    (sec,) = bad.sections
-    assert sec.status == "error" and sec.error is not None and "not a module" in sec.error
+    # a --layer naming no layer is a usage error: the audit stops (exit 4), no report
+    with pytest.raises(UsageError, match="not a module"):
+        run_audit("digits-cnn", checks=["saliency"], quick=True,
+                  params={"saliency": {**params, "layer": "nope"}})
 
 
 class FlatMLP(nn.Module):
