@@ -15,9 +15,8 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.core import AuditData, AuditResult, Section, Severity
 from audit.datasets import load_dataset
-from audit.errors import DataError
+from audit.errors import DataError, UsageError
 from audit.loading import LoadedModel, load_model
-from audit.errors import UsageError
 from audit.runner import run_audit
 from audit.saliency.check import SaliencyCheck, SaliencyParams
 from audit.zoo import models_dir
