@@ -110,6 +110,20 @@ def _known_check(name: str, where: str) -> Any:
                           f"{', '.join(all_checks())}") from None
 
 
+def resolve_config(config: AuditConfig | str | Path | None, *, seed: int | None = None,
+                   quick: bool | None = None, fail_on: str | Severity | None = None
+                   ) -> AuditConfig:
+    """An :class:`AuditConfig` from an object or a file, with command-line values on top."""
+    cfg = config if isinstance(config, AuditConfig) else load_config(config)
+    if seed is not None:
+        cfg.seed = seed
+    if quick is not None:
+        cfg.quick = quick
+    if fail_on is not None:
+        cfg.fail_on = Severity.parse(fail_on)
+    return cfg
+
+
 def load_config(path: Path | str | None) -> AuditConfig:
     """Read ``audit.toml``; ``None`` gives the defaults."""
     if path is None:

@@ -24,7 +24,7 @@ import torch
 from audit import __version__
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
-from audit.config import AuditConfig, load_config
+from audit.config import AuditConfig, resolve_config
 from audit.core import (
     AuditData,
     AuditResult,
@@ -241,13 +241,7 @@ def run_audit(
     ``params`` overrides per-check parameters, e.g. ``{"saliency": {"layer": "features.4"}}``.
     """
     t0 = time.perf_counter()
-    cfg = config if isinstance(config, AuditConfig) else load_config(config)
-    if seed is not None:
-        cfg.seed = seed
-    if quick is not None:
-        cfg.quick = quick
-    if fail_on is not None:
-        cfg.fail_on = Severity.parse(fail_on)
+    cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
     for name, overrides in (params or {}).items():
         cls = get_check(name)
         merged = {**cfg.params.get(name, {}), **overrides}

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from audit.errors import DataError
+from audit.zoo.common import train_classifier
 
 Constraint = Literal["demographic_parity", "equalized_odds"]
 CONSTRAINTS: tuple[str, ...] = ("demographic_parity", "equalized_odds")
@@ -158,37 +159,16 @@ def train_with_penalty(
     0, it trains exactly the same model as ``train_classifier`` for the same seed."""
     if penalty is not None and groups is None:
         raise ValueError("a fairness penalty needs the group of every training row")
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    steps = epochs * ((len(x) + batch_size - 1) // batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
-    active = penalty is not None and penalty.weight != 0.0
-    model.train()
-    for epoch in range(epochs):
-        perm = torch.randperm(len(x), generator=gen)
-        total = 0.0
-        for i in range(0, len(x), batch_size):
-            idx = perm[i : i + batch_size]
-            xb, yb = x[idx], y[idx]
-            logits = model(xb)
-            loss_each = nn.functional.cross_entropy(logits, yb, reduction="none")
-            if sample_weight is not None:
-                w = sample_weight[idx]
-                loss = (loss_each * w).sum() / w.sum()
-            else:
-                loss = loss_each.mean()
-            if active:
-                assert penalty is not None and groups is not None
-                loss = loss + penalty(logits, yb, groups[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-        if on_epoch is not None:
-            on_epoch(epoch, total / len(x))
-    model.eval()
-    return model
+    extra = None
+    if penalty is not None and penalty.weight != 0.0 and groups is not None:
+        pen, grp = penalty, groups
+
+        def extra(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return pen(logits, y[idx], grp[idx])
+
+    return train_classifier(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                            weight_decay=weight_decay, sample_weight=sample_weight,
+                            extra_loss=extra, on_epoch=on_epoch)
 
 
 # ----------------------------------------------------------------------------- thresholds

@@ -21,7 +21,7 @@ import pandas as pd
 
 from audit import __version__
 from audit.checks import make_params
-from audit.config import AuditConfig, load_config
+from audit.config import AuditConfig, resolve_config
 from audit.core import AuditResult, Severity, derive_seed, section_status, sha256_bytes, summarize
 from audit.errors import DataError, UsageError
 from audit.fairness.check import FairnessCheck
@@ -137,13 +137,7 @@ def audit_predictions(
     with one ``fairness`` section (settings from ``[checks.fairness]`` of ``config``)."""
     t0 = time.perf_counter()
     path = Path(path)
-    cfg = config if isinstance(config, AuditConfig) else load_config(config)
-    if seed is not None:
-        cfg.seed = seed
-    if quick is not None:
-        cfg.quick = quick
-    if fail_on is not None:
-        cfg.fail_on = Severity.parse(fail_on)
+    cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
     params: FairnessParams = make_params(FairnessCheck, cfg.params.get("fairness"), cfg.quick)
     preds = read_predictions(path, y_true=y_true, y_pred=y_pred, sensitive=sensitive,
                              score=score, pos_label=pos_label)

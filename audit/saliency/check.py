@@ -264,15 +264,7 @@ class SaliencyCheck(Check):
             fv_text = self._featvis(subject, run)
 
         metrics = run.metrics
-        metrics["samples"] = float(n)
-        metrics["random.deletion_auc"] = rand.deletion_auc
-        metrics["random.insertion_auc"] = rand.insertion_auc
-        for m in methods:
-            metrics[f"{m}.deletion_auc"] = faith[m].deletion_auc
-            metrics[f"{m}.insertion_auc"] = faith[m].insertion_auc
-            metrics[f"{m}.gain_over_random"] = faith[m].score - rand.score
-            if m in rho:
-                metrics[f"{m}.sanity_spearman"] = rho[m]
+        _faithfulness_metrics(metrics, n, methods, faith, rand, rho)
         table = self._quality_table(run, loc_rows, "pixel")
         shape = "x".join(map(str, layer.shape)) if layer is not None else ""
         how = "chosen automatically" if p.layer is None else "set by --layer"
@@ -613,15 +605,7 @@ class SaliencyCheck(Check):
                                                   TITLES))
         run.figures.append(figs.curves(faith, TITLES, rand, "feature"))
         metrics = run.metrics
-        metrics["samples"] = float(n)
-        metrics["random.deletion_auc"] = rand.deletion_auc
-        metrics["random.insertion_auc"] = rand.insertion_auc
-        for m in methods:
-            metrics[f"{m}.deletion_auc"] = faith[m].deletion_auc
-            metrics[f"{m}.insertion_auc"] = faith[m].insertion_auc
-            metrics[f"{m}.gain_over_random"] = faith[m].score - rand.score
-            if m in rho:
-                metrics[f"{m}.sanity_spearman"] = rho[m]
+        _faithfulness_metrics(metrics, n, methods, faith, rand, rho)
         if len(methods) >= 2:
             a, b = mean_abs[methods[0]], mean_abs[methods[1]]
             agree = float(spearman_rows(torch.from_numpy(a)[None], torch.from_numpy(b)[None])[0])
@@ -648,6 +632,21 @@ class SaliencyCheck(Check):
                             findings=run.findings, figures=run.figures,
                             tables=[imp_table, self._quality_table(run, {}, "feature"),
                                     _reading_table(tabular=True)])
+
+
+def _faithfulness_metrics(metrics: dict[str, float], n: int, methods: list[str],
+                          faith: dict[str, Faithfulness], rand: Faithfulness,
+                          rho: dict[str, float]) -> None:
+    """Add sample count, random-order baseline and each method's AUCs and sanity rho."""
+    metrics["samples"] = float(n)
+    metrics["random.deletion_auc"] = rand.deletion_auc
+    metrics["random.insertion_auc"] = rand.insertion_auc
+    for m in methods:
+        metrics[f"{m}.deletion_auc"] = faith[m].deletion_auc
+        metrics[f"{m}.insertion_auc"] = faith[m].insertion_auc
+        metrics[f"{m}.gain_over_random"] = faith[m].score - rand.score
+        if m in rho:
+            metrics[f"{m}.sanity_spearman"] = rho[m]
 
 
 def _masks(value: Any, x: torch.Tensor) -> torch.Tensor | None:

@@ -61,9 +61,12 @@ def train_classifier(
     weight_decay: float = 0.0,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     sample_weight: torch.Tensor | None = None,
+    extra_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     on_epoch: Callable[[int, float], None] | None = None,
 ) -> nn.Module:
-    """Adam + cosine schedule + cross-entropy; deterministic for a given seed on CPU."""
+    """AdamW + one-cycle schedule + (optionally weighted) cross-entropy; deterministic for a
+    given seed on CPU. ``extra_loss(logits, idx)`` is added per batch (``idx``: the batch's row
+    indices), e.g. a fairness penalty."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     steps = epochs * ((len(x) + batch_size - 1) // batch_size)
@@ -77,12 +80,15 @@ def train_classifier(
             xb, yb = x[idx], y[idx]
             if augment is not None:
                 xb = augment(xb, gen)
-            loss_each = nn.functional.cross_entropy(model(xb), yb, reduction="none")
+            logits = model(xb)
+            loss_each = nn.functional.cross_entropy(logits, yb, reduction="none")
             if sample_weight is not None:
                 w = sample_weight[idx]
                 loss = (loss_each * w).sum() / w.sum()
             else:
                 loss = loss_each.mean()
+            if extra_loss is not None:
+                loss = loss + extra_loss(logits, idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
