@@ -75,7 +75,7 @@ def test_metric_deltas(before: dict[str, Any], after: dict[str, Any]) -> None:
         {"accuracy", "only_after", "clean_accuracy"}
     largest = [m.name for _, m in d.largest_changes()]
     assert largest[2] == "accuracy" and set(largest[:2]) == {"only_after", "clean_accuracy"}
-    assert acc.size == pytest.approx(abs(0.9 - acc.a) / (0.9 + acc.a))
+    assert acc.size == pytest.approx(abs(0.9 - acc.a))  # a rate: the absolute change
 
 
 def test_identical_results_have_no_changes(before: dict[str, Any]) -> None:
@@ -149,3 +149,17 @@ def test_diff_command(tmp_path: Path, before: dict[str, Any], after: dict[str, A
     assert main(["diff", str(pa), str(pb), "--out", str(tmp_path / "x.txt")]) == 4
     assert main(["diff", str(pa), str(pb), "--labels", "one"]) == 4
     assert main(["diff", str(pa), str(tmp_path / "missing.json")]) == 2
+
+
+def test_change_size_ranks_rates_by_absolute_change() -> None:
+    from audit.report.diff import MetricDelta
+
+    def md(a: float, b: float) -> MetricDelta:
+        return MetricDelta("m", a, b, "", "", b - a, "", True)
+
+    # robust accuracy 0.39 -> 0.88 matters more than a rate appearing 0 -> 0.02
+    assert md(0.39, 0.88).size > md(0.0, 0.02).size
+    assert md(0.0, 0.02).size == pytest.approx(0.02)
+    # counts and other large quantities are compared relatively
+    assert md(58, 121).size == pytest.approx(63 / 121)
+    assert md(1000.0, 1001.0).size < md(0.5, 0.6).size

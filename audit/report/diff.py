@@ -42,14 +42,14 @@ class MetricDelta:
 
     @property
     def size(self) -> float:
-        """How much it changed: |B - A| / (|A| + |B|) in [0, 1] (1 when it appeared, vanished
-        or changed sign); 0 when unchanged."""
+        """How much it changed: |B - A| / max(|A|, |B|, 1) in [0, 2]: the absolute change for
+        rates and shares (values within [-1, 1], so 0 -> 0.01 stays small), the relative change
+        for larger quantities; 2 when it appeared or vanished; 0 when unchanged."""
         if not self.changed:
             return 0.0
         if self.a is None or self.b is None:
-            return 1.0
-        total = abs(self.a) + abs(self.b)
-        return abs(self.b - self.a) / total if total else 0.0
+            return 2.0
+        return abs(self.b - self.a) / max(abs(self.a), abs(self.b), 1.0)
 
 
 @dataclass
