@@ -112,11 +112,26 @@ def _inspect(page: Any, url: str, rep: PageReport, screenshot: Path | None) -> N
         page.screenshot(path=str(screenshot), full_page=True)
 
 
+_shared: ReportBrowser | None = None
+
+
+def shared_browser() -> ReportBrowser:
+    """The one Chromium of this process (Playwright's sync API allows one instance per
+    thread); closed by :func:`close_shared_browser` at the end of the test session."""
+    global _shared
+    if _shared is None:
+        _shared = ReportBrowser()
+    return _shared
+
+
+def close_shared_browser() -> None:
+    global _shared
+    if _shared is not None:
+        _shared.close()
+        _shared = None
+
+
 def open_report(html: Path, screenshot: Path | None = None, width: int = 1200) -> PageReport:
-    """Load ``html`` from file:// in a fresh headless Chromium and record errors, requests,
+    """Load ``html`` from file:// in the shared headless Chromium and record errors, requests,
     images, anchors; optionally save a full-page screenshot."""
-    browser = ReportBrowser()
-    try:
-        return browser.open(html, screenshot, width)
-    finally:
-        browser.close()
+    return shared_browser().open(html, screenshot, width)

@@ -66,3 +66,10 @@ class Scaled(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.inner(x) * self.scale
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close the shared headless Chromium, if a browser test started it."""
+    browser = sys.modules.get("browser")
+    if browser is not None:
+        browser.close_shared_browser()

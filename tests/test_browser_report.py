@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from browser import PageReport, ReportBrowser
+from browser import PageReport, ReportBrowser, shared_browser
 from report_samples import HOSTILE, hostile_result, rich_result
 
 from audit.core import AuditResult
@@ -27,11 +27,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[ReportBrowser]:
-    b = ReportBrowser()
-    try:
-        yield b
-    finally:
-        b.close()
+    yield shared_browser()
 
 
 def assert_clean(rep: PageReport, images: int | None = None) -> None:
