@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,7 @@ from audit.robustness.training import (
     TrainConfig,
     init_distributed,
 )
-from audit.zoo.common import NormalizedModel, save_bundle
+from audit.zoo.common import NormalizedModel, reproducible, save_bundle
 
 CHECKPOINT = Path("training") / "checkpoint.pt"
 TEST_PGD_STEPS = 20
@@ -162,20 +162,9 @@ def harden(
                        on_batch=on_batch, on_epoch=on_epoch, description=description)
 
 
-@contextmanager
-def _torch_settings(threads: int | None) -> Iterator[None]:
+def _torch_settings(threads: int | None) -> AbstractContextManager[None]:
     """Deterministic kernels (and ``threads`` CPU threads) while hardening; restored after."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old_threads)
-        torch.use_deterministic_algorithms(old_det, warn_only=old_warn)
+    return reproducible(seed=None, threads=threads)
 
 
 def _harden(model: str | Path, out: str | Path, config: TrainConfig, *,

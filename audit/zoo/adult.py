@@ -18,7 +18,7 @@ from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
 from audit.datasets.adult import CATEGORICAL, DROPPED, NUMERIC, SENSITIVE, TARGET
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, save_bundle, set_deterministic, train_classifier
+from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
 
 
 class AdultMLP(nn.Module):
@@ -46,19 +46,14 @@ WEIGHT_DECAY = 1e-4
 
 def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
     """Train adult-mlp on the Adult train split and write the bundle to ``out_dir``."""
-    set_deterministic(seed)
     train_data, test_data = load_dataset("adult", "train"), load_dataset("adult", "test")
     n_features = int(train_data.x.shape[1])
-    model = AdultMLP(n_features, len(train_data.classes), hidden=HIDDEN)
-    start = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and bitwise reproducible
-    try:
+    with reproducible(seed):  # tiny matrices: one thread is fastest and bitwise reproducible
+        model = AdultMLP(n_features, len(train_data.classes), hidden=HIDDEN)
+        start = time.perf_counter()
         train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
                          batch_size=BATCH, seed=seed, weight_decay=WEIGHT_DECAY)
-    finally:
-        torch.set_num_threads(threads)
-    seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     base_rate = float(test_data.y.float().mean())
     encoder = train_data.extras["encoder"]

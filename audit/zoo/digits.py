@@ -11,7 +11,7 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, save_bundle, set_deterministic, train_classifier
+from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
 
 
 class DigitsCNN(nn.Module):
@@ -57,13 +57,13 @@ BATCH = 64
 
 def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
     """Train digits-cnn on the digits train split and write the bundle to ``out_dir``."""
-    set_deterministic(seed)
     train_data, test_data = load_dataset("digits", "train"), load_dataset("digits", "test")
-    model = DigitsCNN()
-    start = time.perf_counter()
-    train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR, batch_size=BATCH,
-                     seed=seed, weight_decay=1e-4, augment=shift_augment)
-    seconds = time.perf_counter() - start
+    with reproducible(seed):
+        model = DigitsCNN()
+        start = time.perf_counter()
+        train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
+                         batch_size=BATCH, seed=seed, weight_decay=1e-4, augment=shift_augment)
+        seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     card = ModelCard(
         name="digits-cnn", arch="audit.zoo.digits:DigitsCNN", arch_kwargs={},
@@ -74,7 +74,7 @@ def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
                 "epochs": EPOCHS, "optimizer": "AdamW(lr=3e-3, weight_decay=1e-4), one-cycle",
                 "batch_size": BATCH, "augmentation": "random shift up to 1 pixel",
                 "data": "digits/train (1437 images); metrics on digits/test (360)",
-                "torch": torch.__version__},
+                "torch": torch.__version__, "threads": 1},
         description="Small CNN classifying scikit-learn's 8x8 handwritten digits.",
         intended_use="Demonstration and testing of audits; not for production digit reading.",
         limitations="8x8 grey images only, scaled to [0, 1]; trained on 1437 images from a "

@@ -18,7 +18,7 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, save_bundle, set_deterministic, train_classifier
+from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -52,13 +52,13 @@ BATCH = 64
 
 def _train(name: str, dataset: str, out_dir: Path, seed: int, description: str,
            limitations: str) -> ModelCard:
-    set_deterministic(seed)
     train_data, test_data = load_dataset(dataset, "train"), load_dataset(dataset, "test")
-    model = ShapesCNN(num_classes=len(train_data.classes))
-    start = time.perf_counter()
-    train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR, batch_size=BATCH,
-                     seed=seed, weight_decay=1e-4)
-    seconds = time.perf_counter() - start
+    with reproducible(seed):
+        model = ShapesCNN(num_classes=len(train_data.classes))
+        start = time.perf_counter()
+        train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
+                         batch_size=BATCH, seed=seed, weight_decay=1e-4)
+        seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     metrics = {"test_accuracy": round(acc, 4), "train_seconds": round(seconds, 1)}
     card = ModelCard(
@@ -67,7 +67,7 @@ def _train(name: str, dataset: str, out_dir: Path, seed: int, description: str,
         classes=list(train_data.classes), dataset=dataset, metrics=metrics,
         recipe={"command": f"audit train {name} --seed {seed}", "seed": seed, "epochs": EPOCHS,
                 "optimizer": f"AdamW(lr={LR}, weight_decay=1e-4), one-cycle",
-                "batch_size": BATCH, "augmentation": "none",
+                "batch_size": BATCH, "augmentation": "none", "threads": 1,
                 "data": f"{dataset}/train ({len(train_data)} images); metrics on "
                         f"{dataset}/test ({len(test_data)})",
                 "torch": torch.__version__},
