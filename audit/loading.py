@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.errors import CheckpointError, UnsafeCheckpointError, UsageError
+from audit.errors import AuditError, CheckpointError, UnsafeCheckpointError, UsageError
 from audit.io import sha256_file
 from audit.zoo import models_dir
 from audit.zoo.common import NormalizedModel
@@ -176,9 +176,9 @@ def sniff(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError) as e:
-            raise CheckpointError(f"{path} is a damaged zip archive ({e}); it may be truncated; "
-                                  "save it again") from None
+        except Exception as e:  # BadZipFile, OSError, UnicodeDecodeError, ...
+            raise CheckpointError(f"{path} is a damaged zip archive ({type(e).__name__}); it "
+                                  "may be truncated; save it again") from None
         if any(n.endswith("serialized_exported_program.json") or n.endswith("/archive_format")
                for n in names):
             return "export"
@@ -265,9 +265,9 @@ def _pickle_payload(path: Path) -> bytes:
             with zipfile.ZipFile(io.BytesIO(raw)) as zf:
                 pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
                 return zf.read(pkl[0]) if pkl else b""
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
-            raise CheckpointError(f"{path} is a damaged zip archive ({e}); save it again") \
-                from None
+        except Exception as e:  # BadZipFile, KeyError, OSError, UnicodeDecodeError, ...
+            raise CheckpointError(f"{path} is a damaged zip archive ({type(e).__name__}); "
+                                  "save it again") from None
     return raw
 
 
@@ -415,8 +415,11 @@ def _check_archive_members(path: Path) -> None:
                         continue  # raw tensor bytes that happen to start like a pickle
                     if not all(is_safe_global(n) for n in names):
                         _refuse_unsafe(path, blob)
-    except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as e:
-        raise CheckpointError(f"{path} is a damaged torch.export archive ({e})") from None
+    except AuditError:
+        raise
+    except Exception as e:  # zipfile raises many types on damaged archives
+        raise CheckpointError(f"{path} is a damaged torch.export archive "
+                              f"({type(e).__name__}: {str(e)[:120]})") from None
 
 
 def _load_export(path: Path, trust: bool) -> nn.Module:

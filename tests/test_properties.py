@@ -242,3 +242,14 @@ def test_zip_bomb_like_member_names_are_safe(tmp_path: Path) -> None:
     with contextlib.suppress(AuditError):
         load_model(p, arch=ARCH)
     assert not (tmp_path.parent.parent / "etc" / "data.pkl").exists()
+
+
+def test_damaged_export_archive_name_regression(tmp_path: Path) -> None:
+    """Found by hypothesis: a flipped bit in a member name made zipfile raise
+    UnicodeDecodeError, which escaped as an internal error."""
+    raw = bytearray(CHECKPOINTS["export"])
+    raw[26] ^= 1 << 5
+    p = tmp_path / "m.pt2"
+    p.write_bytes(bytes(raw))
+    with pytest.raises(AuditError):
+        load_model(p)
