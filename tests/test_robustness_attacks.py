@@ -95,7 +95,7 @@ def test_own_attacks_stay_in_ball_and_range(cnn, digits, norm, eps, make) -> Non
 
 def test_square_stays_in_ball_and_finds_what_pgd_finds(cnn, digits) -> None:
     x, y = digits[0][:64], digits[1][:64]
-    sq = Square(queries=200, generator=gen(1))(cnn, x, y, eps=0.1)
+    sq = Square(queries=500, generator=gen(1))(cnn, x, y, eps=0.1)
     assert (perturbation_norms(sq.x_adv - x, "linf") <= 0.1 + 1e-6).all()
     assert sq.x_adv.min() >= 0 and sq.x_adv.max() <= 1
     assert sq.gradients == 0
