@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from audit.cli import main
 
 
 def _without_timings(doc: dict[str, Any]) -> dict[str, Any]:
-    """Drop what is a measurement of time: creation time, durations, 'time (s)' columns."""
+    """A copy without what measures time: creation time, durations, 'time (s)' columns."""
+    doc = copy.deepcopy(doc)
     doc["run"].pop("created_at")
     doc["summary"].pop("duration_s")
     for sec in doc["sections"]:
