@@ -15,9 +15,12 @@ Run: ``python bench/bench_saliency.py [--images 8] [--batch 256] [--repeats 5]``
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
+
+os.environ.setdefault("TQDM_DISABLE", "1")  # the lime package's per-image progress bars
 
 import numpy as np
 import torch
