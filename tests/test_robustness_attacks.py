@@ -30,16 +30,6 @@ from audit.robustness.attacks import (
 from audit.robustness.foolbox_attacks import FMN, CarliniWagner, DeepFool, HopSkipJump
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    """Small attack steps run ~10x faster on one intra-op thread on a busy 2-core machine
-    (OpenMP threads spin while waiting); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     d = load_dataset("digits", "test")

@@ -23,16 +23,6 @@ SMALL: dict[str, Any] = {"max_samples": 120, "suite_samples": 16, "square_querie
                          "hsj_steps": 2, "cw_steps": 10, "severities": [1, 3]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    """Small attack steps run ~10x faster on one intra-op thread on a busy 2-core machine
-    (OpenMP threads spin while waiting); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 class Quantized(nn.Module):
     """Rounds inputs to 4 levels before the model: gradients are zero everywhere."""
 

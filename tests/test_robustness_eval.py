@@ -25,16 +25,6 @@ from audit.robustness.corruptions import (
 from audit.robustness.evaluate import Curve, CurveConfig, robustness_curve
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():  # type: ignore[no-untyped-def]
-    """Small attack steps run ~10x faster on one intra-op thread on a busy 2-core machine
-    (OpenMP threads spin while waiting); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def linear_problem(seed: int = 0, n: int = 120, d: int = 10, k: int = 3
                    ) -> tuple[nn.Linear, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
     """A linear classifier with exact minimal adversarial distances: for class c and rival j

@@ -33,15 +33,6 @@ from audit.robustness.training import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Small models train fastest on one thread (and the CI machine's cores are shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _digits_batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     from audit.datasets import load_dataset
 

@@ -40,6 +40,7 @@ from audit.fairness.mitigation import (
     train_with_penalty,
 )
 from audit.fairness.plots import tradeoff_figure
+from audit.zoo.common import reproducible
 
 METHODS: dict[str, str] = {
     "reweighing": "reweighing (Kamiran & Calders)",
@@ -178,16 +179,11 @@ def run_mitigation(
     def train_one(penalty: FairnessPenalty | None = None,
                   weights: torch.Tensor | None = None) -> nn.Module:
         model = fresh_model(card, st.seed)
-        threads = torch.get_num_threads()
-        if st.threads:
-            torch.set_num_threads(st.threads)
-        try:
+        with reproducible(threads=st.threads or None):
             train_with_penalty(model, train.x, ytr if card.num_classes == 2 else train.y,
                                epochs=st.epochs, lr=st.lr, batch_size=st.batch_size,
                                seed=st.seed, weight_decay=st.weight_decay, groups=groups,
                                penalty=penalty, sample_weight=weights)
-        finally:
-            torch.set_num_threads(threads)
         return model
 
     def decide(model: nn.Module, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
