@@ -29,9 +29,9 @@ _EXPORTS = {
     "InputSpec": "audit.card", "ModelCard": "audit.card",
     "Check": "audit.checks", "all_checks": "audit.checks", "register": "audit.checks",
     "AuditConfig": "audit.config", "load_config": "audit.config",
-    "AuditData": "audit.core", "AuditResult": "audit.core", "Figure": "audit.core",
-    "Finding": "audit.core", "Section": "audit.core", "Severity": "audit.core",
-    "Subject": "audit.core", "Table": "audit.core",
+    "AuditData": "audit.subject", "AuditResult": "audit.result", "Figure": "audit.result",
+    "Finding": "audit.result", "Section": "audit.result", "Severity": "audit.result",
+    "Subject": "audit.subject", "Table": "audit.result",
     "AuditError": "audit.errors", "UnsafeCheckpointError": "audit.errors",
     "LoadedModel": "audit.loading", "load_model": "audit.loading",
     "load_result": "audit.report.render", "render_html": "audit.report.render",
@@ -75,17 +75,9 @@ if TYPE_CHECKING:
     from audit.card import InputSpec, ModelCard
     from audit.checks import Check, all_checks, register
     from audit.config import AuditConfig, load_config
-    from audit.core import (
-        AuditData,
-        AuditResult,
-        Figure,
-        Finding,
-        Section,
-        Severity,
-        Subject,
-        Table,
-    )
     from audit.errors import AuditError, UnsafeCheckpointError
     from audit.loading import LoadedModel, load_model
     from audit.report.render import load_result, render_html, write_report
+    from audit.result import AuditResult, Figure, Finding, Section, Severity, Table
     from audit.runner import build_subject, run_audit
+    from audit.subject import AuditData, Subject

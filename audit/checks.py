@@ -8,16 +8,16 @@ A check is one class: it declares ``name``, ``title``, a ``Params`` dataclass of
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import types
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from audit.core import Section, Subject
 from audit.errors import ConfigError, UsageError
+from audit.plugins import import_plugins
+from audit.result import Section
+from audit.subject import Subject
 
 # Modules that register checks when imported, in report order. A new area adds its module here.
 _CHECK_MODULES = [
@@ -61,15 +61,6 @@ class Check(ABC):
 
 
 _REGISTRY: dict[str, type[Check]] = {}
-
-
-def import_plugins(modules: list[str]) -> None:
-    """Import each module that exists (areas still being built may not have theirs yet)."""
-    for mod in modules:
-        if importlib.util.find_spec(mod.rsplit(".", 1)[0]) is None:
-            continue
-        if importlib.util.find_spec(mod) is not None:
-            importlib.import_module(mod)
 
 
 def register(cls: type[Check]) -> type[Check]:

@@ -125,9 +125,9 @@ def run_cmd(
                                                                "--fail-on).")] = None,
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""
-    from audit.core import Severity
     from audit.io import check_writable
     from audit.report.render import write_outputs, write_report
+    from audit.result import Severity
     from audit.runner import run_audit
 
     if fail_on is not None:
@@ -205,9 +205,9 @@ def report_cmd(
                           "the threshold the audit ran with).")] = None,
 ) -> None:
     """Re-render a saved JSON result as HTML, Markdown and/or JUnit XML."""
-    from audit.core import Severity
     from audit.io import atomic_write_text, check_writable
     from audit.report.render import load_result, render_html, write_outputs
+    from audit.result import Severity
 
     if out is None and md is None and junit is None:
         raise UsageError("nothing to write: pass --out X.html, --md X.md and/or --junit X.xml")
@@ -236,7 +236,8 @@ def train_cmd(
     """Reproduce a bundled model from its recipe (writes model.safetensors + card.json)."""
     import time
 
-    from audit.zoo import get_recipe, models_dir
+    from audit.paths import models_dir
+    from audit.zoo import get_recipe
 
     recipe = get_recipe(name)
     target = out or models_dir() / name

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from audit.checks import all_checks, get_check, make_params
-from audit.core import Severity
 from audit.errors import ConfigError
+from audit.result import Severity
 
 _AUDIT_KEYS = {"checks", "fail_on", "seed", "quick", "batch_size"}
 

@@ -14,8 +14,9 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from audit.checks import Check, register
-from audit.core import Finding, Section, Severity, Subject, Table
-from audit.report.plots import new_figure, to_figure
+from audit.figures import new_figure, styled, to_figure
+from audit.result import Finding, Section, Severity, Table
+from audit.subject import Subject
 
 
 @dataclass
@@ -191,6 +192,7 @@ class PerformanceCheck(Check):
         return out
 
     @staticmethod
+    @styled
     def _confusion_figure(cm: np.ndarray, classes: list[str]):  # type: ignore[no-untyped-def]
         k = len(classes)
         size = min(1.6 + 0.42 * k, 9.0)
@@ -215,6 +217,7 @@ class PerformanceCheck(Check):
                          "errors.")
 
     @staticmethod
+    @styled
     def _reliability_figure(bins: list[dict[str, float]], ece: float):  # type: ignore[no-untyped-def]
         fig, (ax, ax2) = new_figure(6.0, 4.6, nrows=2, sharex=True,
                                     gridspec_kw={"height_ratios": [3, 1]})

@@ -25,21 +25,12 @@ from audit import __version__
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
-from audit.core import (
-    AuditData,
-    AuditResult,
-    Finding,
-    Section,
-    Severity,
-    Subject,
-    derive_seed,
-    section_status,
-    summarize,
-)
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
 from audit.errors import DataError, Interrupted, UsageError
 from audit.loading import LoadedModel, infer_card, load_model
+from audit.result import AuditResult, Finding, Section, Severity, section_status, summarize
+from audit.subject import AuditData, Subject, derive_seed
 
 ProgressFn = Callable[[str, float], None]
 

@@ -27,9 +27,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from audit.io import sha256_file
+from audit.paths import models_dir
 from audit.robustness.harden import harden
 from audit.runner import run_audit
-from audit.zoo import models_dir
 from audit.zoo.robust import PARENT, config
 
 EPS_KEY = "robust_accuracy_linf_0.1"

@@ -21,8 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 torch.set_num_threads(1)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from audit.core import AuditResult  # noqa: E402
 from audit.loading import LoadedModel, load_model  # noqa: E402
+from audit.result import AuditResult  # noqa: E402
 from audit.runner import run_audit  # noqa: E402
 
 

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.core import AuditData, AuditResult, Finding, Section, Severity, Table, summarize
+from audit.figures import image_grid, new_figure, to_figure
 from audit.loading import LoadedModel
-from audit.report.plots import image_grid, new_figure, to_figure
+from audit.result import AuditResult, Finding, Section, Severity, Table, summarize
 from audit.runner import run_audit
+from audit.subject import AuditData
 
 SCRIPT = "<script>window.__pwned=1;alert('x')</script>"
 END_SCRIPT = "</script><script>window.__pwned=2</script>"

@@ -19,7 +19,7 @@ from audit.datasets.files import load_data_file
 from audit.datasets.tabular import MISSING, TabularEncoder, card_encoder
 from audit.errors import DataError
 from audit.loading import load_model
-from audit.zoo import models_dir
+from audit.paths import models_dir
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from safetensors.torch import save_file
 
 from audit.cli import main
 from audit.loading import load_model
-from audit.zoo import models_dir
+from audit.paths import models_dir
 
 DIGITS = models_dir() / "digits-cnn"
 ARCH = "audit.zoo.digits:DigitsCNN"

@@ -14,9 +14,9 @@ import pytest
 from browser import PageReport, ReportBrowser, shared_browser
 from report_samples import HOSTILE, hostile_result, rich_result
 
-from audit.core import AuditResult
 from audit.report.diff import write_diff
 from audit.report.render import render_html, write_report
+from audit.result import AuditResult
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"

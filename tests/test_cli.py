@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from audit.cli import main
+from audit.paths import models_dir
 from audit.report.render import validate_result
-from audit.zoo import models_dir
 from audit.zoo.digits import DigitsCNN
 
 CARD = str(models_dir() / "digits-cnn" / "card.json")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from audit.config import load_config, parse_config
-from audit.core import Severity
 from audit.errors import ConfigError
 from audit.loading import LoadedModel
+from audit.result import Severity
 from audit.runner import run_audit
 
 

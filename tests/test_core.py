@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import torch
 
-from audit.core import (
+from audit.errors import UsageError
+from audit.result import (
     AuditResult,
     Finding,
     Section,
     Severity,
-    derive_seed,
     jsonable,
     section_status,
     summarize,
 )
-from audit.errors import UsageError
+from audit.subject import derive_seed
 
 
 def test_severity_order_and_parse() -> None:

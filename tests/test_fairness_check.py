@@ -15,12 +15,13 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.core import AuditData, AuditResult, Severity
 from audit.fairness.metrics import assess_fairness
 from audit.fairness.section import FairnessParams, findings
 from audit.loading import LoadedModel
 from audit.report.render import validate_result
+from audit.result import AuditResult, Severity
 from audit.runner import run_audit
+from audit.subject import AuditData
 
 
 class Scorer(nn.Module):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from report_samples import HOSTILE, hostile_result, rich_result
 
-from audit.core import AuditResult, Severity
 from audit.report.junit import render_junit, xml_text
+from audit.result import AuditResult, Severity
 
 COUNTS = ("tests", "failures", "errors", "skipped")
 

@@ -17,7 +17,7 @@ from audit.datasets import load_dataset
 from audit.errors import CheckpointError, UnsafeCheckpointError, UsageError
 from audit.io import sha256_file
 from audit.loading import LoadedModel, load_model, pickle_globals, sniff
-from audit.zoo import models_dir
+from audit.paths import models_dir
 from audit.zoo.digits import DigitsCNN
 
 ARCH = "audit.zoo.digits:DigitsCNN"

@@ -9,8 +9,8 @@ import pytest
 from markdown_it import MarkdownIt
 from report_samples import HOSTILE, hostile_result, rich_result
 
-from audit.core import AuditResult
 from audit.report.markdown import md, render_markdown
+from audit.result import AuditResult
 
 ALLOWED_TAGS = {"h2", "h3", "p", "strong", "em", "code", "table", "thead", "tbody", "tr", "th",
                 "td", "br", "details", "summary", "sub", "blockquote", "a"}

@@ -10,9 +10,9 @@ from conftest import Scaled, with_model
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 from torch import nn
 
-from audit.core import AuditResult, Severity
 from audit.loading import LoadedModel
 from audit.performance import expected_calibration_error, wilson_interval
+from audit.result import AuditResult, Severity
 from audit.runner import run_audit
 
 

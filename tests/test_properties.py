@@ -20,12 +20,12 @@ from hypothesis import strategies as st
 
 from audit.card import ModelCard
 from audit.config import load_config, parse_config
-from audit.core import AuditResult
 from audit.datasets.files import load_data_file
 from audit.errors import AuditError
 from audit.loading import load_model
+from audit.paths import models_dir
 from audit.report.render import load_result, render_html, validate_result
-from audit.zoo import models_dir
+from audit.result import AuditResult
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,

@@ -17,7 +17,6 @@ from report_samples import HOSTILE, hostile_result, rich_result
 
 from audit.checks import all_checks, make_params
 from audit.config import parse_config
-from audit.core import AuditResult
 from audit.loading import bundled_models
 from audit.report.render import (
     load_result,
@@ -27,6 +26,7 @@ from audit.report.render import (
     write_outputs,
 )
 from audit.report.view import build_view, config_toml, slug
+from audit.result import AuditResult
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"

@@ -12,9 +12,9 @@ import torch
 from conftest import Scaled, with_model
 from torch import nn
 
-from audit.core import AuditResult, Section
 from audit.datasets import load_dataset
 from audit.loading import LoadedModel, load_model
+from audit.result import AuditResult, Section
 from audit.robustness.attacks import PGD
 from audit.runner import run_audit
 

@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 from audit.checks import _REGISTRY, Check, register
-from audit.core import AuditResult, Section, Severity, Subject
 from audit.errors import DataError, UsageError
 from audit.loading import LoadedModel
 from audit.report.render import result_schema, validate_result
+from audit.result import AuditResult, Section, Severity
 from audit.runner import run_audit
+from audit.subject import Subject
 
 
 @dataclass

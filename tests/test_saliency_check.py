@@ -13,13 +13,14 @@ import torch
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.core import AuditData, AuditResult, Section, Severity
 from audit.datasets import load_dataset
 from audit.errors import DataError, UsageError
 from audit.loading import LoadedModel, load_model
+from audit.paths import models_dir
+from audit.result import AuditResult, Section, Severity
 from audit.runner import run_audit
 from audit.saliency.check import SaliencyCheck, SaliencyParams
-from audit.zoo import models_dir
+from audit.subject import AuditData
 
 SMALL: dict[str, Any] = {"samples": 8, "lime_samples": 120, "ig_steps": 12,
                          "smoothgrad_samples": 6, "sanity_samples": 4, "featvis_steps": 16,
@@ -234,7 +235,7 @@ def test_tabular_importance_and_faithfulness() -> None:
 def test_applies_rejects_wrong_shapes() -> None:
     loaded, data = _tabular()
     bad = dataclasses.replace(data, kind="image")
-    from audit.core import Subject
+    from audit.subject import Subject
 
     subject = Subject(model=loaded.model, card=loaded.card, data=bad,  # type: ignore[arg-type]
                       model_info={})

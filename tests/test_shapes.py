@@ -19,7 +19,8 @@ from audit.datasets.shapes import (
     shape_masks,
 )
 from audit.loading import load_model
-from audit.zoo import get_recipe, models_dir
+from audit.paths import models_dir
+from audit.zoo import get_recipe
 
 
 def test_generation_is_deterministic_by_seed() -> None:

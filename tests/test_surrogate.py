@@ -15,10 +15,11 @@ from sklearn.metrics import r2_score
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.core import AuditData, Section
 from audit.datasets.tabular import TabularEncoder
 from audit.loading import LoadedModel
+from audit.result import Section
 from audit.runner import run_audit
+from audit.subject import AuditData
 from audit.surrogate import (
     GlobalSurrogate,
     RegionView,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from audit.checks import all_checks
-from audit.core import AuditResult, Section
 from audit.datasets.adult import read_raw
 from audit.report.render import render_html, write_report
+from audit.result import AuditResult, Section
 from audit.runner import run_audit
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -103,7 +103,7 @@ def test_sections_in_chromium(tmp_path: Path, adult_result: AuditResult,
 
 def test_adult_default_audit_includes_surrogate() -> None:
     from audit.card import ModelCard
-    from audit.zoo import models_dir
+    from audit.paths import models_dir
 
     card = ModelCard.load(models_dir() / "adult-mlp" / "card.json")
     assert card.checks is None  # the default audit runs every registered check

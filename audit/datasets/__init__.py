@@ -1,6 +1,6 @@
 """Datasets by name (bundled) and user data files (``.npz``; more formats in ``files``).
 
-``load_dataset(name, split)`` returns an :class:`~audit.core.AuditData` in the model's input
+``load_dataset(name, split)`` returns an :class:`~audit.result.AuditData` in the model's input
 space. Bundled datasets register a loader in ``_DATASET_MODULES``.
 """
 
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from audit.core import AuditData
 from audit.errors import DataError
+from audit.plugins import import_plugins
+from audit.subject import AuditData
 
 # Modules that register bundled datasets when imported.
 _DATASET_MODULES = [
@@ -34,8 +35,6 @@ def register_dataset(name: str) -> Callable[[Loader], Loader]:
 
 def dataset_names() -> list[str]:
     """Names of the bundled datasets."""
-    from audit.checks import import_plugins
-
     import_plugins(_DATASET_MODULES)
     return sorted(_DATASETS)
 

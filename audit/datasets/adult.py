@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from audit.core import AuditData
 from audit.datasets import register_dataset
 from audit.datasets.files import CSV_LOADERS
 from audit.datasets.tabular import TabularEncoder, load_encoded_csv
+from audit.subject import AuditData
 
 if TYPE_CHECKING:
     import pandas as pd

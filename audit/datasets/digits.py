@@ -9,8 +9,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from audit.core import AuditData
 from audit.datasets import register_dataset
+from audit.subject import AuditData
 
 CLASSES = [str(i) for i in range(10)]
 TEST_SIZE = 0.2

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from audit.card import ModelCard
-from audit.core import AuditData
 from audit.errors import DataError
+from audit.subject import AuditData
 
 CsvLoader = Callable[[Path, ModelCard, str | None, list[str] | None], AuditData]
 # Tabular loaders that know a card's encoding register here (keyed by card.dataset or "*").

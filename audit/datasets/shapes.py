@@ -19,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from audit.core import AuditData
 from audit.datasets import register_dataset
+from audit.subject import AuditData
 
 CLASSES = ["circle", "square", "triangle", "cross"]
 SIZE = 32

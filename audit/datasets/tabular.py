@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from audit.core import AuditData
 from audit.errors import DataError
+from audit.subject import AuditData
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,11 +13,12 @@ import dataclasses
 import numpy as np
 
 from audit.checks import Check, register
-from audit.core import Section, Subject
 from audit.errors import ConfigError, DataError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
 from audit.fairness.section import QUICK, FairnessParams, fairness_section
+from audit.result import Section
+from audit.subject import Subject
 
 
 def sensitive_columns(subject: Subject, params: FairnessParams) -> list[str]:

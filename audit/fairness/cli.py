@@ -72,10 +72,10 @@ def fairness_cmd(
     """Audit the fairness of predictions you already have (no model needed): group metrics,
     disparities with intervals, findings; writes the same HTML and JSON as 'audit run'."""
     from audit.cli import _command_line, _safe_name, print_summary
-    from audit.core import Severity
     from audit.fairness.predictions import audit_predictions
     from audit.io import check_writable
     from audit.report.render import write_outputs, write_report
+    from audit.result import Severity
 
     if fail_on is not None:
         Severity.parse(fail_on)
@@ -139,10 +139,10 @@ def mitigate_cmd(
     penalty for each λ, group thresholds) and report fairness gap against accuracy: a table,
     a trade-off plot and the baseline's fairness audit."""
     from audit.cli import _command_line, _safe_name, err_console, out_console
-    from audit.core import Severity
     from audit.fairness.experiment import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
     from audit.io import atomic_write_text
     from audit.report.render import write_report
+    from audit.result import Severity
 
     if fail_on is not None:
         Severity.parse(fail_on)

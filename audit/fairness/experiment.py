@@ -28,7 +28,6 @@ import torch
 from torch import nn
 
 from audit.card import ModelCard
-from audit.core import AuditData, AuditResult, Finding, Section, Severity, Table
 from audit.errors import UsageError
 from audit.fairness.groups import INTERSECTION, sensitive_frame
 from audit.fairness.metrics import FairnessResult, assess_fairness
@@ -40,6 +39,8 @@ from audit.fairness.mitigation import (
     train_with_penalty,
 )
 from audit.fairness.plots import tradeoff_figure
+from audit.result import AuditResult, Finding, Section, Severity, Table
+from audit.subject import AuditData
 from audit.zoo.common import reproducible
 
 METHODS: dict[str, str] = {
@@ -375,9 +376,9 @@ def mitigate(
     are the columns measured (default: the data's or the card's), ``groups`` the columns whose
     intersection the mitigations act on (default: all sensitive columns).
     """
-    from audit.core import summarize
     from audit.datasets import load_dataset
     from audit.loading import load_model
+    from audit.result import summarize
     from audit.runner import load_data, run_audit
 
     loaded = load_model(model)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from audit.core import Figure
-from audit.report.plots import PALETTE, new_figure, to_figure
+from audit.figures import PALETTE, new_figure, styled, to_figure
+from audit.result import Figure
 
 if TYPE_CHECKING:
     from audit.fairness.metrics import FairnessResult
@@ -40,6 +40,7 @@ def _err(value: float, lo: float, hi: float) -> list[list[float]]:
     return [[max(value - lo, 0.0)], [max(hi - value, 0.0)]]
 
 
+@styled
 def group_rates_figure(res: FairnessResult, min_group_size: int) -> Figure:
     """One panel per grouping: selection rate, TPR and FPR of each group with bootstrap
     intervals; hollow markers for groups too small to compare."""
@@ -78,6 +79,7 @@ def group_rates_figure(res: FairnessResult, min_group_size: int) -> Figure:
                      "disparity; wide bars mean few rows.")
 
 
+@styled
 def disparity_figure(res: FairnessResult, low: float, medium: float, high: float,
                      four_fifths: float) -> Figure:
     """Differences (left) and ratios (right) of every grouping with intervals, against the
@@ -131,6 +133,7 @@ def _bars(ax: Any, rows: Sequence[tuple[str, str, Any]], colours: dict[str, str]
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
 
 
+@styled
 def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str, str]]
                     ) -> Figure:
     """Accuracy against fairness gap, one panel per gap, one colour and marker per method.

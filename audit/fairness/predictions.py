@@ -2,7 +2,7 @@
 
 The file holds one row per decision with the true label, the prediction, optionally a score
 (probability of the favourable outcome) and the sensitive columns. The result is an ordinary
-:class:`~audit.core.AuditResult` whose model block describes the predictions file, so it renders
+:class:`~audit.result.AuditResult` whose model block describes the predictions file, so it renders
 and validates like any audit (HTML, JSON, Markdown, JUnit, ``audit diff``).
 """
 
@@ -22,12 +22,13 @@ import pandas as pd
 from audit import __version__
 from audit.checks import make_params
 from audit.config import AuditConfig, resolve_config
-from audit.core import AuditResult, Severity, derive_seed, section_status, sha256_bytes, summarize
 from audit.errors import DataError, UsageError
 from audit.fairness.check import FairnessCheck
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
 from audit.fairness.section import FairnessParams, fairness_section
+from audit.result import AuditResult, Severity, section_status, sha256_bytes, summarize
+from audit.subject import derive_seed
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f"}

@@ -10,7 +10,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from audit.core import Finding, Section, Severity, Table
 from audit.fairness.groups import MISSING
 from audit.fairness.metrics import (
     CALIBRATION,
@@ -21,6 +20,7 @@ from audit.fairness.metrics import (
     GroupingResult,
 )
 from audit.fairness.plots import disparity_figure, group_rates_figure
+from audit.result import Finding, Section, Severity, Table
 
 
 @dataclass

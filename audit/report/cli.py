@@ -29,10 +29,10 @@ def diff_cmd(
 ) -> None:
     """Compare two results side by side: new and fixed findings, severity changes, metric
     deltas (HTML and Markdown)."""
-    from audit.core import Severity
     from audit.io import check_writable
     from audit.report.diff import diff_results, render_diff_html, render_diff_markdown
     from audit.report.render import load_result
+    from audit.result import Severity
 
     if out.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--out {out} must end in .html (the Markdown is written beside it)")

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.core import AuditResult, Severity
 from audit.io import atomic_write_text
 from audit.report.view import (
     SEVERITY_ORDER,
@@ -25,6 +24,7 @@ from audit.report.view import (
     severity_rank,
     slug,
 )
+from audit.result import AuditResult, Severity
 
 
 @dataclass

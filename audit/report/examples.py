@@ -32,14 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audit.checks import import_plugins
-from audit.core import AuditResult
 from audit.errors import AuditError, UsageError
 from audit.io import atomic_write_text
+from audit.plugins import import_plugins
 from audit.report.diff import write_diff
 from audit.report.markdown import md, render_markdown
 from audit.report.render import write_report
 from audit.report.view import SEVERITY_ORDER
+from audit.result import AuditResult
 
 # Modules that register extra examples when imported (the hardening before/after needs none:
 # it is the automatic comparison of digits-cnn-robust with its card's parent, digits-cnn).

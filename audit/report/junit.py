@@ -23,8 +23,8 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from audit.core import AuditResult, Severity
 from audit.report.view import FindingView, build_view, severity_rank
+from audit.result import AuditResult, Severity
 
 _INVALID_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 

@@ -12,7 +12,6 @@ import html
 import re
 from typing import Any
 
-from audit.core import AuditResult
 from audit.report.view import (
     SEVERITY_ORDER,
     FindingView,
@@ -20,6 +19,7 @@ from audit.report.view import (
     SectionView,
     build_view,
 )
+from audit.result import AuditResult
 
 _MD_PUNCT = re.compile(r"([\\`*_\[\]|~])")
 _SIMPLE_ID = re.compile(r"^[A-Za-z0-9._:/-]+$")

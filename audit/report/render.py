@@ -15,10 +15,10 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from audit.core import AuditResult
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
 from audit.report.view import SEVERITY_ORDER, build_view, fmt_number
+from audit.result import AuditResult
 
 __all__ = ["as_document", "fmt_number", "load_result", "render_html",
            "result_json", "validate_result", "word_breaks", "write_outputs", "write_report"]

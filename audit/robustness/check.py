@@ -21,8 +21,8 @@ import torch
 from torch import Tensor
 
 from audit.checks import Check, register
-from audit.core import Figure, Finding, Section, Severity, Subject, Table
-from audit.report.plots import PALETTE, new_figure, to_figure
+from audit.figures import PALETTE, new_figure, styled, to_figure
+from audit.result import Figure, Finding, Section, Severity, Table
 from audit.robustness import diagnostics as dg
 from audit.robustness.attacks import APGD, FGSM, PGD, AttackResult, Norm, Square
 from audit.robustness.corruptions import CORRUPTIONS, applicable, corruption_accuracy
@@ -35,6 +35,7 @@ from audit.robustness.evaluate import (
     run_suite,
 )
 from audit.robustness.foolbox_attacks import CarliniWagner, DeepFool, HopSkipJump
+from audit.subject import Subject
 
 NORMS: tuple[Norm, ...] = ("linf", "l2")
 NORM_LABEL = {"linf": "L-inf", "l2": "L2"}
@@ -389,6 +390,7 @@ class _Run:
         name = str(self.classes[k])
         return (name if len(name) <= 10 else name[:9] + "…"), float(proba[k])
 
+    @styled
     def _gallery_figure(self, clean: Tensor, adv: Tensor, pc: Tensor, pa: Tensor,
                         names: list[str], norm: Norm, eps: float) -> Figure:
         lo, hi = self.bounds
@@ -709,6 +711,7 @@ class _Run:
                     "norm of their unbounded minimal perturbations). Curve rows: FMN on every "
                     "correctly classified sample, APGD on the samples attacked at each eps.")
 
+    @styled
     def _curve_figure(self, curves: dict[str, Curve], clean_acc: float) -> Figure:
         k = len(curves)
         fig, axes = new_figure(4.0 * k, 3.0, ncols=k, squeeze=False)
@@ -737,6 +740,7 @@ class _Run:
                          "from the minimal-perturbation attack alone; solid: worst case over "
                          "all attacks (bounded attacks confirm the dots).")
 
+    @styled
     def _corruption_figure(self, corr: dict[str, list[float]], clean_acc: float) -> Figure:
         sev = [0] + [v for v in self.p.severities if 1 <= v <= 5]
         fig, ax = new_figure(4.6, 3.0)

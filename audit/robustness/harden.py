@@ -24,11 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from audit.card import ModelCard
-from audit.core import AuditData
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file
 from audit.errors import DataError, UsageError
-from audit.loading import LoadedModel, load_model
+from audit.loading import LoadedModel, NormalizedModel, load_model
 from audit.robustness.attacks import PGD, run_batched
 from audit.robustness.training import (
     AdversarialTrainer,
@@ -39,7 +38,8 @@ from audit.robustness.training import (
     TrainConfig,
     init_distributed,
 )
-from audit.zoo.common import NormalizedModel, reproducible, save_bundle
+from audit.subject import AuditData
+from audit.zoo.common import reproducible, save_bundle
 
 CHECKPOINT = Path("training") / "checkpoint.pt"
 TEST_PGD_STEPS = 20

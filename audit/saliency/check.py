@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 from audit.checks import Check, register
-from audit.core import Figure, Finding, Section, Severity, Subject, Table, derive_seed
 from audit.errors import ConfigError
+from audit.result import Figure, Finding, Section, Severity, Table
 from audit.saliency import Explainer
 from audit.saliency import figures as figs
 from audit.saliency.featvis import ActivationMaximisation
@@ -46,6 +46,7 @@ from audit.saliency.metrics import (
     randomize_parameters,
     spearman_rows,
 )
+from audit.subject import Subject, derive_seed
 
 IMAGE_METHODS = ("gradcam", "gradcam++", "integrated-gradients", "smoothgrad", "lime")
 TABULAR_METHODS = ("lime", "integrated-gradients", "smoothgrad")

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from audit.core import Figure
-from audit.report.plots import PALETTE, new_figure, to_figure
+from audit.figures import PALETTE, new_figure, styled, to_figure
+from audit.result import Figure
 from audit.saliency.metrics import Faithfulness
 
 _OK, _BAD = "#109618", "#dc3912"
@@ -96,6 +96,7 @@ def _mosaic(rows: list[list[np.ndarray]]) -> np.ndarray:
     return canvas
 
 
+@styled
 def _mosaic_figure(rows: list[list[np.ndarray]], col_titles: Sequence[str],
                    col_colours: Sequence[str], row_labels: Sequence[str]) -> Any:
     """One axes showing the mosaic at one screen pixel per image pixel, with text labels."""
@@ -168,6 +169,7 @@ def curves(results: dict[str, Faithfulness], titles: dict[str, str], random: Fai
                      "dashed line is a random order, the reference a map must beat.")
 
 
+@styled
 def where_figure(mean_map: torch.Tensor, outside_map: torch.Tensor, object_freq: torch.Tensor,
                  box: tuple[int, int, int], where: str, example: np.ndarray) -> Figure:
     """Mean saliency, mean saliency outside the object (with the hotspot box), how often each
@@ -201,6 +203,7 @@ def where_figure(mean_map: torch.Tensor, outside_map: torch.Tensor, object_freq:
                      "to an object.")
 
 
+@styled
 def sanity_figure(images: np.ndarray, trained: dict[str, torch.Tensor],
                   randomized: dict[str, torch.Tensor], titles: dict[str, str],
                   rho: dict[str, float]) -> Figure:
@@ -219,6 +222,7 @@ def sanity_figure(images: np.ndarray, trained: dict[str, torch.Tensor],
                        "the sanity samples.")
 
 
+@styled
 def featvis_figure(images: np.ndarray, names: Sequence[str], probs: Sequence[float]) -> Figure:
     """The per-class feature visualisations in a grid."""
     k = len(images)
@@ -240,6 +244,7 @@ def featvis_figure(images: np.ndarray, names: Sequence[str], probs: Sequence[flo
                      "(e.g. in a corner) hint at a shortcut.")
 
 
+@styled
 def importance_figure(names: Sequence[str], values: dict[str, np.ndarray],
                       titles: dict[str, str]) -> Figure:
     """Horizontal bars of mean |attribution| per feature (scaled to the top feature) per

@@ -22,9 +22,10 @@ import numpy as np
 import torch
 
 from audit.checks import Check, register
-from audit.core import Figure, Finding, Section, Severity, Subject, Table
 from audit.datasets.tabular import TabularEncoder, card_encoder
-from audit.report.plots import PALETTE, new_figure, to_figure
+from audit.figures import PALETTE, new_figure, styled, to_figure
+from audit.result import Figure, Finding, Section, Severity, Table
+from audit.subject import Subject
 from audit.surrogate.features import FeatureView, RegionView, imitation_set, view_for
 from audit.surrogate.model import linear_coef
 from audit.surrogate.rules import plot_surrogate_tree, rules_table_rows, tree_rules
@@ -349,6 +350,7 @@ class SurrogateCheck(Check):
                         f"{rl.agreement:.1%})." if rl.agreement < p.min_fidelity_medium
                         else "")))
 
+    @styled
     def _curve_figure(self, tree: Sweep, linear: Sweep, baseline: float) -> Figure:
         p: SurrogateParams = self.params
         fig, axes = new_figure(9.0, 3.4, ncols=2, sharey=True)
@@ -384,6 +386,7 @@ class SurrogateCheck(Check):
                          "surrogate on held-out samples; the star marks the smallest surrogate "
                          f"within {p.tolerance:.0%} of its family's best.")
 
+    @styled
     def _region_figure(self, subject: Subject, view: RegionView, rt: SweepPoint,
                        rl: SweepPoint) -> Figure:
         """Mean image with the region grid, tree importance per region and linear usage."""

@@ -16,9 +16,9 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from sklearn.tree import DecisionTreeClassifier
 
-from audit.core import Figure
 from audit.datasets.tabular import format_number
-from audit.report.plots import PALETTE, new_figure, to_figure
+from audit.figures import PALETTE, new_figure, styled, to_figure
+from audit.result import Figure
 from audit.surrogate.features import FeatureView
 
 LEAF = -1
@@ -164,6 +164,7 @@ def _wrap(text: str, width: int = 15) -> str:
     return "\n".join(lines)
 
 
+@styled
 def plot_surrogate_tree(tree: DecisionTreeClassifier, view: FeatureView, classes: list[str],
                         max_depth: int = 3, fig_id: str = "surrogate-tree",
                         title: str = "Surrogate decision tree") -> Figure:

@@ -6,13 +6,13 @@ seed and writes ``model.safetensors`` + ``card.json`` into ``models/NAME`` (or `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from audit.card import ModelCard
 from audit.errors import UsageError
+from audit.plugins import import_plugins
 
 # Modules that register recipes when imported. A new bundled model adds its module here.
 _RECIPE_MODULES = [
@@ -44,8 +44,6 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 def recipes() -> dict[str, Recipe]:
     """All registered recipes by name."""
-    from audit.checks import import_plugins
-
     import_plugins(_RECIPE_MODULES)
     return dict(_RECIPES)
 
@@ -57,10 +55,3 @@ def get_recipe(name: str) -> Recipe:
         raise UsageError(f"no recipe named {name!r}; known: {', '.join(sorted(all_recipes))}")
     return all_recipes[name]
 
-
-def models_dir() -> Path:
-    """Folder of the bundled models: ``$AUDIT_MODELS_DIR`` or ``models/`` beside the package."""
-    env = os.environ.get("AUDIT_MODELS_DIR")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[2] / "models"

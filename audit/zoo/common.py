@@ -1,4 +1,4 @@
-"""Shared pieces of the bundled models: normalisation, a plain training loop, bundle saving."""
+"""Shared pieces of the bundled models: a plain training loop, bundle saving."""
 
 from __future__ import annotations
 
@@ -13,35 +13,6 @@ from torch import nn
 
 from audit.card import ModelCard
 from audit.io import atomic_save, atomic_write_text
-
-
-class Normalize(nn.Module):
-    """``(x - mean) / std`` per channel; puts normalisation inside the model so its input space
-    is the data's own value range."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    def __init__(self, mean: list[float], std: list[float], ndim: int = 3) -> None:
-        super().__init__()
-        shape = (1, -1) + (1,) * (ndim - 1)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(shape))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(shape))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
-class NormalizedModel(nn.Module):
-    """Wraps a model that expects normalised input so that it takes raw values instead."""
-
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], ndim: int) -> None:
-        super().__init__()
-        self.normalize = Normalize(mean, std, ndim)
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(x))
 
 
 @contextmanager

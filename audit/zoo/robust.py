@@ -10,8 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from audit.card import ModelCard
+from audit.paths import models_dir
 from audit.robustness.training import TrainConfig
-from audit.zoo import Recipe, models_dir, register_recipe
+from audit.zoo import Recipe, register_recipe
 
 NAME = "digits-cnn-robust"
 PARENT = "digits-cnn"

@@ -1,24 +1,28 @@
 """Matplotlib figures turned into inlined, deterministic report figures.
 
 SVG output has fixed ids and no date, PNG output no software stamp, so the same data always
-gives the same bytes (the JSON result is reproducible from a seed).
+gives the same bytes (the JSON result is reproducible from a seed). The house style is applied
+only inside :func:`styled` drawing functions (and :func:`new_figure` / :func:`to_figure`), never
+to the process-wide rcParams, so importing this module changes nothing for the caller.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import io
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+import matplotlib.figure
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from audit.core import Figure
+from audit.result import Figure
 
-plt.rcParams.update({
+STYLE: dict[str, Any] = {
     "svg.hashsalt": "audit",
     "svg.fonttype": "path",
     "figure.dpi": 100,
@@ -26,22 +30,54 @@ plt.rcParams.update({
     "axes.titlesize": 10,
     "axes.spines.top": False,
     "axes.spines.right": False,
-})
+}
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+@contextmanager
+def figure_style() -> Iterator[None]:
+    """The house style, for the duration of the block (nested uses are harmless)."""
+    with matplotlib.rc_context(cast(Any, STYLE)):
+        yield
+
+
+def styled(draw: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Decorator: run a drawing function inside :func:`figure_style`, so text sizes, spines and
+    SVG settings are the house style whatever the caller's rcParams."""
+
+    @functools.wraps(draw)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with figure_style():
+            return draw(*args, **kwargs)
+
+    return wrapper
 
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6", "#dd4477",
            "#66aa00", "#b82e2e", "#316395"]
 
 
+def _subplots(figsize: tuple[float, float], **kwargs: Any) -> Any:
+    """``plt.subplots`` without pyplot: an Agg figure not registered with any global figure
+    manager (no backend switch, nothing to close)."""
+    fig = matplotlib.figure.Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(**kwargs)
+    return fig, axes
+
+
+@styled
 def new_figure(width: float = 6.0, height: float = 4.0, **kwargs: Any) -> Any:
     """A new matplotlib figure (and axes, as ``plt.subplots`` returns them)."""
-    return plt.subplots(figsize=(width, height), **kwargs)
+    return _subplots((width, height), **kwargs)
 
 
 def to_figure(fig: Any, id: str, title: str, caption: str = "",
               fmt: Literal["svg", "png"] = "svg", dpi: int = 100) -> Figure:
     """Render ``fig`` into a :class:`Figure` (base64 SVG or PNG) and close it."""
     buf = io.BytesIO()
-    try:
+    with figure_style():
         if fmt == "svg":
             fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
             mime: Literal["image/svg+xml", "image/png"] = "image/svg+xml"
@@ -49,12 +85,11 @@ def to_figure(fig: Any, id: str, title: str, caption: str = "",
             fig.savefig(buf, format="png", bbox_inches="tight", dpi=dpi,
                         metadata={"Software": None})
             mime = "image/png"
-    finally:
-        plt.close(fig)
     return Figure(id=id, title=title, mime=mime, caption=caption,
                   data=base64.b64encode(buf.getvalue()).decode("ascii"))
 
 
+@styled
 def image_grid(images: np.ndarray, titles: list[str] | None = None, ncols: int = 8,
                cmap: str = "gray", vmin: float | None = 0.0, vmax: float | None = 1.0,
                cell: float = 1.3) -> Any:
@@ -62,8 +97,8 @@ def image_grid(images: np.ndarray, titles: list[str] | None = None, ncols: int =
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, (n + ncols - 1) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3),
-                             squeeze=False)
+    fig, axes = _subplots((cell * ncols, cell * nrows + 0.3), nrows=nrows, ncols=ncols,
+                          squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -37,8 +37,8 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.errors import AuditError, CheckpointError, UnsafeCheckpointError, UsageError
 from audit.io import sha256_file
-from audit.zoo import models_dir
-from audit.zoo.common import NormalizedModel
+from audit.loading.normalize import NormalizedModel
+from audit.paths import models_dir
 
 _WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth", "model.pt2")
 _TRUST_HINT = ("pass --trust-checkpoint only if you trust its source (it can run arbitrary "

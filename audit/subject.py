@@ -1,0 +1,161 @@
+"""The runtime subject of an audit: the data (:class:`AuditData`) and the model with its card
+(:class:`Subject`), plus seed derivation. Checks receive a Subject; the result model
+(:mod:`audit.result`) knows nothing of it."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from audit.errors import ModelError
+from audit.result import sha256_bytes
+
+if TYPE_CHECKING:
+    import torch
+
+    from audit.card import ModelCard
+
+
+@dataclass
+class AuditData:
+    """Data for an audit, in the model's input space.
+
+    ``x`` is float32 ``(N, *input_shape)``, ``y`` int64 class indices ``(N,)``. ``extras`` holds
+    what some checks need: ``masks`` (N, H, W) object masks, ``frame`` (a pandas DataFrame of raw
+    tabular columns), ``sensitive`` (names of sensitive columns in ``frame``), ``encoder``.
+    """
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor
+    kind: Literal["image", "tabular"]
+    classes: list[str]
+    feature_names: list[str] | None = None
+    source: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @cached_property
+    def sha256(self) -> str:
+        """Hash of the exact tensors audited (x as float32 bytes, then y as int64 bytes)."""
+        import torch
+
+        x = self.x.detach().cpu().contiguous().to(torch.float32).numpy().tobytes()
+        y = self.y.detach().cpu().contiguous().to(torch.int64).numpy().tobytes()
+        return sha256_bytes(x, y)
+
+    def info(self) -> dict[str, Any]:
+        """The ``data`` block of the result."""
+        return {"name": self.name, "size": len(self), "sha256": self.sha256, "kind": self.kind,
+                "source": self.source, "shape": list(self.x.shape[1:]),
+                "feature_names": self.feature_names}
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> AuditData:
+        """A new AuditData holding the rows in ``index`` (extras with N rows are subset too)."""
+        import torch
+
+        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        n = len(self)
+        extras: dict[str, Any] = {}
+        for k, v in self.extras.items():
+            if isinstance(v, torch.Tensor) and v.shape[:1] == (n,):
+                extras[k] = v[idx]
+            elif isinstance(v, np.ndarray) and v.shape[:1] == (n,):
+                extras[k] = v[idx.numpy()]
+            elif hasattr(v, "iloc") and len(v) == n:
+                extras[k] = v.iloc[idx.numpy()].reset_index(drop=True)
+            else:
+                extras[k] = v
+        return AuditData(name=self.name, x=self.x[idx], y=self.y[idx], kind=self.kind,
+                         classes=self.classes, feature_names=self.feature_names,
+                         source=self.source, extras=extras)
+
+
+@dataclass
+class Subject:
+    """What is audited: a model in eval mode, its card, the data, and run settings."""
+
+    model: torch.nn.Module
+    card: ModelCard
+    data: AuditData
+    model_info: dict[str, Any]
+    seed: int = 0
+    quick: bool = False
+    device: torch.device = field(default_factory=lambda: _cpu())
+    batch_size: int = 256
+
+    def logits(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+        """Model outputs for ``x`` in batches, without gradients, on the CPU.
+
+        Raises :class:`ModelError` when the forward fails or returns NaN/inf.
+        """
+        import torch
+
+        bs = batch_size or self.batch_size
+        outs = []
+        with torch.no_grad():
+            for i in range(0, int(x.shape[0]), bs):
+                xb = x[i : i + bs].to(self.device)
+                try:
+                    out = self.model(xb)
+                except Exception as e:  # the user's model failed; say so in one line
+                    raise ModelError(
+                        f"the model's forward raised {type(e).__name__}: {e}".splitlines()[0]
+                    ) from e
+                if not isinstance(out, torch.Tensor):
+                    raise ModelError(
+                        f"the model's forward returned {type(out).__name__}, expected a tensor "
+                        "of logits (N, classes)"
+                    )
+                outs.append(out.detach().float().cpu())
+        logits = torch.cat(outs) if outs else torch.empty(0, len(self.card.classes))
+        if not torch.isfinite(logits).all():
+            bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
+            raise ModelError(f"the model returned NaN or inf logits for {bad} of "
+                             f"{logits.shape[0]} inputs; check its weights and input range")
+        return logits
+
+    @cached_property
+    def data_logits(self) -> torch.Tensor:
+        """Logits on the audit data, computed once and shared by checks."""
+        return self.logits(self.data.x)
+
+    @property
+    def data_pred(self) -> torch.Tensor:
+        """Predicted class index per audit sample."""
+        return self.data_logits.argmax(dim=1)
+
+    @property
+    def data_proba(self) -> torch.Tensor:
+        """Softmax probabilities on the audit data."""
+        import torch
+
+        return torch.softmax(self.data_logits, dim=1)
+
+    def generator(self, salt: str) -> torch.Generator:
+        """A torch Generator seeded from the run seed and ``salt`` (e.g. a check name)."""
+        import torch
+
+        return torch.Generator().manual_seed(derive_seed(self.seed, salt))
+
+    def rng(self, salt: str) -> np.random.Generator:
+        """A numpy Generator seeded from the run seed and ``salt``."""
+        return np.random.default_rng(derive_seed(self.seed, salt))
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
+def derive_seed(seed: int, salt: str) -> int:
+    """A stable 63-bit seed from a base seed and a string (independent of PYTHONHASHSEED)."""
+    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
