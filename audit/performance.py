@@ -72,7 +72,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float,
 
 
 @register
-class PerformanceCheck(Check):
+class PerformanceCheck(Check[PerformanceParams]):
     """Accuracy, per-class metrics, confusion matrix, and calibration."""
 
     name = "performance"

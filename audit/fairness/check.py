@@ -46,7 +46,7 @@ def positive_index(classes: list[str], positive_class: str) -> int | None:
 
 
 @register
-class FairnessCheck(Check):
+class FairnessCheck(Check[FairnessParams]):
     """Selection rates, error rates and calibration across sensitive groups, with intervals."""
 
     name = "fairness"

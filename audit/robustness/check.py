@@ -105,7 +105,7 @@ def eps_key(e: float) -> str:
 
 
 @register
-class RobustnessCheck(Check):
+class RobustnessCheck(Check[RobustnessParams]):
     """Robust accuracy against L-inf and L2 attacks that does not overstate."""
 
     name = "robustness"

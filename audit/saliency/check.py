@@ -123,7 +123,7 @@ class _Run:
 
 
 @register
-class SaliencyCheck(Check):
+class SaliencyCheck(Check[SaliencyParams]):
     """Saliency maps with faithfulness, sanity and localisation metrics, and shortcut detection."""
 
     name = "saliency"

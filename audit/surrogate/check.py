@@ -66,7 +66,7 @@ def _describe(point: SweepPoint) -> str:
 
 
 @register
-class SurrogateCheck(Check):
+class SurrogateCheck(Check[SurrogateParams]):
     """Global surrogates (tree, sparse linear) with held-out fidelity and readable rules."""
 
     name = "surrogate"
