@@ -23,7 +23,7 @@ from audit._lazy import lazy_exports
 # Set before torch is first imported through this package; an explicit user setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-__version__ = "0.1.0"
+from audit.version import __version__
 
 _EXPORTS = {
     "InputSpec": "audit.card", "ModelCard": "audit.card",

@@ -35,7 +35,7 @@ class Severity(StrEnum):
     @property
     def rank(self) -> int:
         """0 for info up to 4 for critical."""
-        return _SEVERITY_ORDER.index(self)
+        return SEVERITIES.index(self)
 
     @classmethod
     def parse(cls, value: str | Severity) -> Severity:
@@ -45,12 +45,14 @@ class Severity(StrEnum):
         try:
             return cls(str(value).strip().lower())
         except ValueError:
-            names = ", ".join(s.value for s in _SEVERITY_ORDER)
+            names = ", ".join(s.value for s in SEVERITIES)
             raise UsageError(f"unknown severity {value!r}; use one of: {names}") from None
 
 
-_SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
-SEVERITIES: tuple[Severity, ...] = tuple(_SEVERITY_ORDER)
+# The one severity order, least severe first; ranks, display order (most severe first) and
+# the names accepted in settings all derive from it.
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
+SeverityName = Literal["info", "low", "medium", "high", "critical"]
 
 
 @dataclass

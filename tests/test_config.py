@@ -61,3 +61,17 @@ def test_config_drives_run(tmp_path: Path, digits_loaded: LoadedModel) -> None:
     # the command line wins over the file
     res = run_audit(digits_loaded, config=p, fail_on="high")
     assert res.summary["status"] == "pass"
+
+
+def test_resolve_config_leaves_the_callers_config_alone():
+    from audit.config import AuditConfig, resolve_config
+    from audit.result import Severity
+
+    mine = AuditConfig(checks=["performance"], seed=3, params={"performance": {"ece_medium": 0.1}})
+    out = resolve_config(mine, seed=7, quick=True, fail_on="low")
+    out.params["performance"]["ece_medium"] = 0.9
+    out.params["robustness"] = {"eps_linf": [0.1]}
+    out.checks.append("fairness")
+    assert (out.seed, out.quick, out.fail_on) == (7, True, Severity.LOW)
+    assert mine == AuditConfig(checks=["performance"], seed=3,
+                               params={"performance": {"ece_medium": 0.1}})

@@ -73,3 +73,15 @@ def test_derive_seed_is_stable_and_salted() -> None:
     # fixed value: must not depend on PYTHONHASHSEED or platform
     assert derive_seed(0, "a") == int.from_bytes(
         __import__("hashlib").sha256(b"0:a").digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def test_one_severity_order_everywhere():
+    from typing import get_args
+
+    from audit.report.view import SEVERITY_ORDER, severity_rank
+    from audit.result import SEVERITIES, Severity, SeverityName
+
+    assert [s.rank for s in SEVERITIES] == [0, 1, 2, 3, 4]
+    assert SEVERITY_ORDER == tuple(s.value for s in sorted(Severity, key=lambda s: -s.rank))
+    assert all(severity_rank(s.value) == s.rank for s in Severity)
+    assert get_args(SeverityName) == tuple(s.value for s in SEVERITIES)

@@ -54,7 +54,7 @@ def test_exit_codes_documented() -> None:
 
 
 def test_config_reference_is_current() -> None:
-    from audit.report.configdoc import defaults_markdown
+    from audit.config.docs import defaults_markdown
 
     text = (ROOT / "README.md").read_text()
     start = text.index("<!-- config-reference:start")

@@ -17,6 +17,7 @@ from report_samples import HOSTILE, hostile_result, rich_result
 
 from audit.checks import all_checks, make_params
 from audit.config import parse_config
+from audit.config.write import config_toml
 from audit.loading import bundled_models
 from audit.report.render import (
     load_result,
@@ -25,7 +26,7 @@ from audit.report.render import (
     word_breaks,
     write_outputs,
 )
-from audit.report.view import build_view, config_toml, slug
+from audit.report.view import build_view, slug
 from audit.result import AuditResult
 
 ROOT = Path(__file__).resolve().parents[1]

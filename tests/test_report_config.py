@@ -13,7 +13,7 @@ import pytest
 from audit.checks import Check, all_checks, make_params
 from audit.cli import main
 from audit.config import parse_config
-from audit.report.configdoc import (
+from audit.config.docs import (
     _check_doc,
     check_docs,
     defaults_markdown,

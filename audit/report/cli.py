@@ -98,7 +98,7 @@ def config_cmd(
 ) -> None:
     """Print an audit.toml holding every check's settings at their defaults (or the Markdown
     reference with --markdown); with FILE, validate it and print the effective settings."""
-    from audit.report.configdoc import defaults_markdown, defaults_toml
+    from audit.config.docs import defaults_markdown, defaults_toml
 
     if file is None:
         text = defaults_markdown() if markdown else defaults_toml()
@@ -108,8 +108,8 @@ def config_cmd(
         raise UsageError("--markdown prints the defaults reference; drop FILE or --markdown")
     from audit.checks import make_params
     from audit.config import load_config
-    from audit.report.configdoc import check_docs
-    from audit.report.view import config_toml
+    from audit.config.docs import check_docs
+    from audit.config.write import config_toml
 
     cfg = load_config(file)
     doc = cfg.to_dict()

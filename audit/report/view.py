@@ -15,9 +15,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-SEVERITY_ORDER: tuple[str, ...] = ("critical", "high", "medium", "low", "info")
+from audit.config.write import config_toml
+from audit.result import SEVERITIES
+
+SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in reversed(SEVERITIES))
 """Severities, most severe first (display order)."""
-_RANK = {s: 4 - i for i, s in enumerate(SEVERITY_ORDER)}
+_RANK = {s.value: s.rank for s in SEVERITIES}
 STATUSES: tuple[str, ...] = ("fail", "error", "warn", "pass", "skipped")
 _MIMES = {"image/svg+xml", "image/png"}
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
@@ -493,53 +496,3 @@ def _repro(doc: dict[str, Any]) -> list[KV]:
         KV("Data sha256", text(_get(_get(doc, "data"), "sha256", "")) or "–", code=True),
     ]
     return rows
-
-
-def toml_value(v: Any) -> str:
-    """A TOML literal for a JSON-like value (None has no TOML form and gives ``""``)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return "nan"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v, ensure_ascii=False)
-    if isinstance(v, list | tuple):
-        return "[" + ", ".join(toml_value(x) for x in v if x is not None) + "]"
-    if isinstance(v, dict):
-        items = [f"{_toml_key(k)} = {toml_value(x)}" for k, x in v.items() if x is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    return json.dumps(text(v), ensure_ascii=False)
-
-
-def _toml_key(k: Any) -> str:
-    s = text(k)
-    return s if re.fullmatch(r"[A-Za-z0-9_-]+", s) else json.dumps(s, ensure_ascii=False)
-
-
-def config_toml(config: dict[str, Any]) -> str:
-    """The effective configuration of a result written as an ``audit.toml`` that reproduces it.
-
-    Keys whose value is ``None`` are written as comments (TOML has no null).
-    """
-    lines = ["[audit]"]
-    for key in ("checks", "fail_on", "seed", "quick", "batch_size"):
-        if key in config:
-            v = config[key]
-            lines.append(f"# {key} = (default)" if v is None else f"{key} = {toml_value(v)}")
-    params = config.get("params") or {}
-    if isinstance(params, dict):
-        for check, values in params.items():
-            if not isinstance(values, dict):
-                continue
-            lines.append("")
-            lines.append(f"[checks.{_toml_key(check)}]")
-            for k, v in values.items():
-                lines.append(f"# {_toml_key(k)} = (none)" if v is None
-                             else f"{_toml_key(k)} = {toml_value(v)}")
-    return "\n".join(lines) + "\n"

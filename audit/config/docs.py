@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from audit.checks import Check, all_checks
-from audit.report.view import toml_value
+from audit.config.write import toml_value
+from audit.result import SEVERITIES
 
 AUDIT_KEYS: list[tuple[str, str, Any, str]] = [
     ("checks", "list[str]", None,
@@ -105,7 +106,7 @@ def _source_help(cls: type) -> dict[str, str]:
     return out
 
 
-_SEVERITY_SUFFIXES = ("info", "low", "medium", "high", "critical")
+_SEVERITY_SUFFIXES = tuple(s.value for s in SEVERITIES)
 
 
 def _guess_help(name: str) -> str:

@@ -18,6 +18,7 @@ the file.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,15 +114,19 @@ def _known_check(name: str, where: str) -> Any:
 def resolve_config(config: AuditConfig | str | Path | None, *, seed: int | None = None,
                    quick: bool | None = None, fail_on: str | Severity | None = None
                    ) -> AuditConfig:
-    """An :class:`AuditConfig` from an object or a file, with command-line values on top."""
-    cfg = config if isinstance(config, AuditConfig) else load_config(config)
-    if seed is not None:
-        cfg.seed = seed
-    if quick is not None:
-        cfg.quick = quick
-    if fail_on is not None:
-        cfg.fail_on = Severity.parse(fail_on)
-    return cfg
+    """A new :class:`AuditConfig` from an object or a file, with command-line values on top;
+    ``config`` itself is never modified."""
+    base = config if isinstance(config, AuditConfig) else load_config(config)
+    # A copy: the caller's config (reused across audits, e.g. by ``audit examples``) stays as
+    # it was, including its per-check params tables.
+    return dataclasses.replace(
+        base,
+        checks=list(base.checks) if base.checks is not None else None,
+        params={name: dict(values) for name, values in base.params.items()},
+        seed=base.seed if seed is None else seed,
+        quick=base.quick if quick is None else quick,
+        fail_on=base.fail_on if fail_on is None else Severity.parse(fail_on),
+    )
 
 
 def load_config(path: Path | str | None) -> AuditConfig:
