@@ -1,18 +1,18 @@
-"""Loading checkpoints safely (:mod:`audit.loading.checkpoint`) and the normalising wrapper that
-puts a card's mean/std inside the model (:mod:`audit.loading.normalize`)."""
+"""Loading checkpoints safely (:mod:`audit.loading.checkpoint`, pickle safety in
+:mod:`audit.loading.pickles`) and the normalising wrapper that puts a card's mean/std inside
+the model (:mod:`audit.loading.normalize`)."""
 
 from audit.loading.checkpoint import (
     LoadedModel,
     bundled_models,
     import_arch,
     infer_card,
-    is_safe_global,
     load_model,
-    pickle_globals,
     resolve,
     sniff,
 )
 from audit.loading.normalize import Normalize, NormalizedModel
+from audit.loading.pickles import is_safe_global, pickle_globals
 
 __all__ = [
     "LoadedModel",

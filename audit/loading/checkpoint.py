@@ -20,10 +20,7 @@ in it runs, unless ``trust_checkpoint=True``. Loading never falls back to full p
 from __future__ import annotations
 
 import importlib
-import io
 import json
-import pickle
-import pickletools
 import sys
 import zipfile
 from collections.abc import Mapping
@@ -35,14 +32,14 @@ import torch
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
-from audit.errors import AuditError, CheckpointError, UnsafeCheckpointError, UsageError
+from audit.errors import CheckpointError, UsageError
 from audit.io import sha256_file
 from audit.loading.normalize import NormalizedModel
+from audit.loading.pickles import check_export_archive, torch_load
 from audit.paths import models_dir
 
 _WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth", "model.pt2")
-_TRUST_HINT = ("pass --trust-checkpoint only if you trust its source (it can run arbitrary "
-               "code), or re-save it as a state dict or safetensors")
+
 
 
 @dataclass
@@ -129,7 +126,7 @@ def load_model(
         model = _load_export(weights, trust_checkpoint)
         arch_name, fmt = "torch.export", "torch.export"
     elif kind in ("torch-zip", "pickle"):
-        obj = _torch_load(weights, trust_checkpoint)
+        obj = torch_load(weights, trust_checkpoint)
         if isinstance(obj, nn.Module):
             model, fmt = obj, "pickled-module"
             arch_name = f"{type(obj).__module__}:{type(obj).__qualname__}"
@@ -202,91 +199,6 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path} is not a valid safetensors file ({msg}); it may be "
                               "truncated; save it again") from None
-
-
-def pickle_globals(data: bytes) -> list[str]:
-    """The ``module.name`` globals a pickle stream would import, found without running it.
-
-    Raises :class:`CheckpointError` when the bytes are not a well-formed pickle.
-    """
-    found: list[str] = []
-    stream = io.BytesIO(data)
-    while stream.tell() < len(data):
-        strings: list[str] = []
-        try:
-            for op, arg, _pos in pickletools.genops(stream):
-                if op.name in ("GLOBAL", "INST"):
-                    found.append(str(arg).replace(" ", "."))
-                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
-                    found.append(f"{strings[-2]}.{strings[-1]}")
-                elif isinstance(arg, str):
-                    strings.append(arg)
-        except Exception as e:  # pickletools raises ValueError or others on junk
-            raise CheckpointError(f"not a valid pickle stream ({type(e).__name__}: "
-                                  f"{str(e)[:80]})") from None
-    return sorted(set(found))
-
-
-_SAFE_GLOBALS = {"collections.OrderedDict", "builtins.set", "builtins.frozenset",
-                 "_codecs.encode", "torch.Size", "torch.device", "torch.storage.UntypedStorage",
-                 "torch.storage.TypedStorage"}
-
-
-def is_safe_global(name: str) -> bool:
-    """Whether a pickle global is one of torch's tensor-rebuilding pieces (no code runs)."""
-    if name in _SAFE_GLOBALS:
-        return True
-    if name.startswith(("torch._utils._rebuild_", "torch._tensor._rebuild_")):
-        return True
-    module, _, attr = name.rpartition(".")
-    return module == "torch" and (attr.endswith("Storage")
-                                  or isinstance(getattr(torch, attr, None), torch.dtype))
-
-
-def _refuse_unsafe(path: Path, pickle_bytes: bytes) -> None:
-    """Raise UnsafeCheckpointError naming the globals that need full pickle, or
-    CheckpointError when the pickle is damaged."""
-    try:
-        names = pickle_globals(pickle_bytes)
-    except CheckpointError as e:
-        raise CheckpointError(f"{path} is corrupt or not a checkpoint: {e}") from None
-    unsafe = [n for n in names if not is_safe_global(n)]
-    shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
-    raise UnsafeCheckpointError(
-        f"refused {path}: it needs full pickle to load"
-        + (f" (it imports {shown})" if shown else "") + f"; {_TRUST_HINT}")
-
-
-def _pickle_payload(path: Path) -> bytes:
-    """The pickle bytes of a torch.save file (data.pkl inside a zip, or the raw file)."""
-    raw = path.read_bytes()
-    if raw[:4] == b"PK\x03\x04":
-        try:
-            with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-                pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-                return zf.read(pkl[0]) if pkl else b""
-        except Exception as e:  # BadZipFile, KeyError, OSError, UnicodeDecodeError, ...
-            raise CheckpointError(f"{path} is a damaged zip archive ({type(e).__name__}); "
-                                  "save it again") from None
-    return raw
-
-
-def _torch_load(path: Path, trust: bool) -> Any:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        if not trust:
-            _refuse_unsafe(path, _pickle_payload(path))
-    except Exception as e:  # torch raises many types on damaged files
-        msg = str(e).splitlines()[0][:160] if str(e) else ""
-        raise CheckpointError(f"{path} is corrupt or truncated ({type(e).__name__}: {msg}); "
-                              "save it again") from None
-    # trusted: the user consented to running the checkpoint's code
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"{path} could not be loaded even with --trust-checkpoint: "
-                              f"{type(e).__name__}: {str(e)[:160]}") from None
 
 
 def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
@@ -389,56 +301,15 @@ class _ExportedModule(nn.Module):
         return self
 
 
-def _check_archive_members(path: Path) -> None:
-    """Refuse a torch.export archive if any member would need full pickle.
-
-    ``torch.export.load`` unpickles weights, constants and example inputs with
-    ``weights_only=False`` (or falls back to it), and opaque objects with plain
-    ``pickle.loads``; so every member that is a pickle is checked here first: nested
-    ``torch.save`` archives must load with ``weights_only=True``, bare pickle streams may only
-    import torch's own rebuild functions. Members that are raw tensor bytes are not pickles
-    and pass.
-    """
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for name in zf.namelist():
-                blob = zf.read(name)
-                if blob[:4] == b"PK\x03\x04":
-                    try:
-                        torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
-                    except pickle.UnpicklingError:
-                        _refuse_unsafe(path, _pickle_payload_from_bytes(blob))
-                elif blob[:1] == b"\x80" and len(blob) > 1 and 2 <= blob[1] <= 5:
-                    try:
-                        names = pickle_globals(blob)
-                    except CheckpointError:
-                        continue  # raw tensor bytes that happen to start like a pickle
-                    if not all(is_safe_global(n) for n in names):
-                        _refuse_unsafe(path, blob)
-    except AuditError:
-        raise
-    except Exception as e:  # zipfile raises many types on damaged archives
-        raise CheckpointError(f"{path} is a damaged torch.export archive "
-                              f"({type(e).__name__}: {str(e)[:120]})") from None
-
-
 def _load_export(path: Path, trust: bool) -> nn.Module:
     if not trust:
-        _check_archive_members(path)
+        check_export_archive(path)
     try:
         program = torch.export.load(str(path))
     except Exception as e:
         raise CheckpointError(f"{path} could not be loaded as torch.export: "
                               f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
     return _ExportedModule(program)
-
-
-def _pickle_payload_from_bytes(blob: bytes) -> bytes:
-    if blob[:4] == b"PK\x03\x04":
-        with zipfile.ZipFile(io.BytesIO(blob)) as zf:
-            pkl = [n for n in zf.namelist() if n.endswith("data.pkl")]
-            return zf.read(pkl[0]) if pkl else b""
-    return blob
 
 
 def infer_card(loaded: LoadedModel, sample_x: torch.Tensor, classes: list[str] | None,

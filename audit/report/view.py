@@ -9,89 +9,29 @@ by the format's renderer.
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from audit.config.write import config_toml
-from audit.result import SEVERITIES
+from audit.report.text import (
+    SEVERITY_ORDER,
+    STATUSES,
+    as_float,
+    clean_severity,
+    clean_status,
+    compact,
+    fmt_number,
+    fmt_value,
+    nice_time,
+    severity_rank,
+    slug,
+    text,
+)
 
-SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in reversed(SEVERITIES))
-"""Severities, most severe first (display order)."""
-_RANK = {s.value: s.rank for s in SEVERITIES}
-STATUSES: tuple[str, ...] = ("fail", "error", "warn", "pass", "skipped")
 _MIMES = {"image/svg+xml", "image/png"}
 _BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 TOP_FINDINGS = 8
-
-
-def severity_rank(severity: Any) -> int:
-    """0 for info up to 4 for critical; unknown severities rank as info."""
-    return _RANK.get(str(severity), 0)
-
-
-def clean_severity(severity: Any) -> str:
-    """A known severity name (unknown values read as ``info``)."""
-    s = str(severity)
-    return s if s in _RANK else "info"
-
-
-def clean_status(status: Any) -> str:
-    """A known section status (unknown values read as ``error``)."""
-    s = str(status)
-    return s if s in STATUSES else "error"
-
-
-def text(value: Any) -> str:
-    """Any value as display text (``None`` is empty)."""
-    if value is None:
-        return ""
-    return value if isinstance(value, str) else str(value)
-
-
-def fmt_number(v: Any, digits: int = 4) -> str:
-    """Compact number formatting: ints stay ints, floats get ``digits`` significant digits,
-    None/NaN show as an en dash, other values as text."""
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if not math.isfinite(v):
-            return "–"
-        if v == int(v) and abs(v) < 1e9:
-            return str(int(v))
-        return f"{v:.{digits}g}"
-    return text(v)
-
-
-def fmt_value(v: Any, limit: int = 600) -> str:
-    """A scalar as :func:`fmt_number`; lists and mappings as compact JSON, cut at ``limit``."""
-    if v is None or isinstance(v, bool | int | float | str):
-        return fmt_number(v)
-    try:
-        s = json.dumps(v, sort_keys=True, default=str, ensure_ascii=False)
-    except (TypeError, ValueError):
-        s = text(v)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
-def as_float(v: Any) -> float | None:
-    """A finite float, or None."""
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    f = float(v)
-    return f if math.isfinite(f) else None
-
-
-def slug(value: Any, limit: int = 48) -> str:
-    """An ASCII anchor fragment: letters, digits, ``-`` and ``_``; never empty."""
-    s = re.sub(r"[^A-Za-z0-9_]+", "-", text(value)).strip("-").lower()[:limit].strip("-")
-    return s or "x"
 
 
 class Anchors:
@@ -262,23 +202,6 @@ def _table(t: Any, anchor: str) -> TableView:
                      text(_get(t, "caption", "")))
 
 
-def compact(v: Any, limit: int = 4000) -> str:
-    """A readable one-or-few-line text of a value: lists as ``a, b, c``, a mapping as one
-    ``key: value`` line per entry (nested values as compact JSON)."""
-    if isinstance(v, dict):
-        lines = [f"{text(k)}: {compact(x, 400) if not isinstance(x, dict) else fmt_value(x, 400)}"
-                 for k, x in v.items()]
-        s = "\n".join(lines)
-    elif isinstance(v, list | tuple):
-        if all(x is None or isinstance(x, str | int | float | bool) for x in v):
-            s = ", ".join(fmt_number(x) for x in v)
-        else:
-            s = fmt_value(list(v), limit)
-    else:
-        s = fmt_value(v, limit)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
-
-
 def _kvs(d: Any) -> list[KV]:
     if not isinstance(d, dict):
         return []
@@ -362,15 +285,6 @@ def build_view(doc: dict[str, Any]) -> ReportView:
              f"{text(_get(_get(doc, 'tool'), 'version', '?'))}",
         created=nice_time(_get(_get(doc, "run"), "created_at", "")),
     )
-
-
-def nice_time(value: Any) -> str:
-    """An ISO timestamp as ``2026-01-31 12:00 UTC`` (other text unchanged)."""
-    s = text(value)
-    m = re.fullmatch(r"(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2})(:\d{2}(\.\d+)?)?(\+00:00|Z)?", s)
-    if not m:
-        return s
-    return f"{m.group(1)} {m.group(2)}{' UTC' if m.group(5) else ''}"
 
 
 def _top(ranked: list[FindingView]) -> list[FindingView]:
