@@ -1,0 +1,30 @@
+"""Settings of the surrogate check (one dataclass, parsed from ``[checks.surrogate]``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SurrogateParams:
+    """Settings of the surrogate check."""
+
+    max_rows: int = 3000  # audit rows sampled (seeded) for fitting and scoring
+    holdout: float = 0.3  # share of rows held out to measure fidelity
+    perturbed_ratio: float = 1.0  # perturbed samples added per audit row
+    min_fit_samples: int = 2000  # fit on at least this many rows (more perturbed ones)
+    perturb_prob: float = 0.3  # chance that a column/region is swapped in a perturbed row
+    tree_depths: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6, 8, 10])
+    """Tree depths of the fidelity sweep."""
+    min_samples_leaf: int = 5  # smallest leaf of a surrogate tree
+    linear_steps: int = 10  # points on the L1 regularisation path
+    linear_span: float = 3.0  # decades spanned by the L1 path
+    tolerance: float = 0.02  # recommend the smallest surrogate within this of the best
+    min_fidelity_medium: float = 0.9  # best agreement below this: medium finding
+    min_fidelity_high: float = 0.75  # best agreement below this: high finding
+    sensitive_share_medium: float = 0.05  # weight share on sensitive columns for a finding
+    n_bootstrap: int = 200  # bootstrap resamples of the fidelity intervals
+    grid: int = 4  # images: regions per side of the pooled features
+    draw_depth: int = 3  # depth of the drawn tree
+    max_rules: int = 16  # rules listed in the report
+    max_weights: int = 15  # linear weights listed in the report
