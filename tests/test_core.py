@@ -85,3 +85,24 @@ def test_one_severity_order_everywhere():
     assert SEVERITY_ORDER == tuple(s.value for s in sorted(Severity, key=lambda s: -s.rank))
     assert all(severity_rank(s.value) == s.rank for s in Severity)
     assert get_args(SeverityName) == tuple(s.value for s in SEVERITIES)
+
+
+def test_a_registry_naming_a_missing_module_fails_loudly():
+    from audit.plugins import PluginError, import_plugins
+
+    import_plugins(["audit.result", "json"])  # present modules import quietly
+    with pytest.raises(PluginError, match="audit.nosuch.check"):
+        import_plugins(["audit.result", "audit.nosuch.check"])
+    with pytest.raises(PluginError, match="audit.performanse"):
+        import_plugins(["audit.performanse"])
+
+
+def test_a_plugin_whose_own_import_fails_is_not_reported_as_missing(tmp_path, monkeypatch):
+    from audit.plugins import PluginError, import_plugins
+
+    (tmp_path / "broken_plugin.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError) as info:
+        import_plugins(["broken_plugin"])
+    assert not isinstance(info.value, PluginError)
+    assert info.value.name == "no_such_dependency_xyz"
