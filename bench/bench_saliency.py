@@ -1,8 +1,8 @@
 """Saliency speed, measured against references in the same run (prints ratios, asserts nothing).
 
-1. Grad-CAM and Grad-CAM++ (one forward + one backward per batch) against a plain forward +
-   backward of the same batch (the explained logits summed, backward to the input and
-   parameters as any training step would). Goal: <= 1.3x.
+1. Grad-CAM, Grad-CAM++ and XGrad-CAM (the shared CAM base: one forward + one backward per
+   batch) against a plain forward + backward of the same batch (the explained logits summed,
+   backward to the input and parameters as any training step would). Goal: <= 1.3x.
 2. Our LIME (grid segments, batched perturbation and prediction) against the ``lime`` package's
    ``LimeImageExplainer.explain_instance`` called image by image with its defaults (quickshift,
    1000 samples, batch_size 10, top_labels 5): ours at 1000 samples and at the saliency check's
@@ -15,6 +15,7 @@ Run: ``python bench/bench_saliency.py [--images 8] [--batch 256] [--repeats 5]``
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -27,11 +28,11 @@ import torch
 
 from audit.datasets import load_dataset
 from audit.loading import load_model
-from audit.saliency.check import SaliencyParams
-from audit.saliency.gradcam import GradCAM, GradCAMPlusPlus
+from audit.saliency.gradcam import GradCAM, GradCAMPlusPlus, XGradCAM
 from audit.saliency.layers import find_target_layer
 from audit.saliency.lime import LimeImage, grid_segments, predict_proba
 from audit.saliency.metrics import faithfulness, random_maps
+from audit.saliency.settings import SaliencyParams
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:
@@ -65,9 +66,9 @@ def bench_cam(model_name: str, dataset: str, batch: int, repeats: int) -> None:
 
     ref = timed(plain, repeats)
     ref_in = timed(input_only, repeats)
-    for cls in (GradCAM, GradCAMPlusPlus):
+    for cls in (GradCAM, GradCAMPlusPlus, XGradCAM):
         cam = cls(model, layer.module, batch_size=batch)
-        t = timed(lambda cam=cam: cam.explain(x, target), repeats)
+        t = timed(functools.partial(cam.explain, x, target), repeats)
         print(f"{model_name:11s} {cls.title:11s} batch {batch}: {t * 1e3:6.1f} ms; forward+"
               f"backward {ref * 1e3:6.1f} ms -> ratio {t / ref:.2f}x (goal <= 1.3x); "
               f"forward+backward to the input only {ref_in * 1e3:6.1f} ms -> {t / ref_in:.2f}x")

@@ -154,5 +154,6 @@ def test_the_checker_sees_lazy_relative_and_type_only_imports():
               "def f():\n    from ..report.render import render_html\n    import audit.cli.run\n"
               "from . import evaluate\n")
     found = imports_in(source, "audit.robustness.check", is_package=False)
-    assert {"audit.runner", "audit.report.render", "audit.cli", "audit.robustness"} <= found
+    for wanted in ("audit.runner", "audit.report.render", "audit.cli", "audit.robustness"):
+        assert any(m == wanted or m.startswith(wanted + ".") for m in found), wanted
     assert layer_of("audit.report.render") > layer_of("audit.robustness.check")

@@ -14,12 +14,13 @@ from torch import nn
 
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
-from audit.errors import DataError, UsageError
+from audit.errors import ConfigError, DataError, UsageError
 from audit.loading import LoadedModel, load_model
 from audit.paths import models_dir
 from audit.result import AuditResult, Section, Severity
 from audit.runner import run_audit
 from audit.saliency.check import SaliencyCheck, SaliencyParams
+from audit.saliency.measure import validate
 from audit.subject import AuditData
 
 SMALL: dict[str, Any] = {"samples": 8, "lime_samples": 120, "ig_steps": 12,
@@ -87,6 +88,29 @@ def test_layer_override_and_bad_layer() -> None:
     with pytest.raises(UsageError, match="not a module"):
         run_audit("digits-cnn", checks=["saliency"], quick=True,
                   params={"saliency": {**params, "layer": "nope"}})
+
+
+def test_xgradcam_is_opt_in_through_the_methods_setting() -> None:
+    assert "xgradcam" not in SaliencyParams().methods  # the default reports stay as they were
+    params = {**SMALL, "methods": ["xgradcam", "gradcam"], "featvis": False}
+    sec = saliency(run_audit("digits-cnn", checks=["saliency"], quick=True,
+                             params={"saliency": params}))
+    assert {"gallery-xgradcam", "gallery-gradcam"} <= {f.id for f in sec.figures}
+    quality = {t.id: t for t in sec.tables}["quality"]
+    assert [r[0] for r in quality.rows] == ["XGrad-CAM", "Grad-CAM", "random order"]
+    assert sec.metrics["xgradcam.gain_over_random"] > 0
+    assert "xgradcam.sanity_spearman" in sec.metrics
+    assert "Grad-CAM target layer: features" in sec.summary
+
+
+def test_unknown_or_empty_methods_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown nope; choose from gradcam, gradcam[+][+], "
+                                          "xgradcam"):
+        validate(SaliencyParams(methods=["gradcam", "nope"]))
+    with pytest.raises(ConfigError, match="unknown [(]empty[)]"):
+        validate(SaliencyParams(methods=[]))
+    with pytest.raises(ConfigError, match="samples and deletion_steps"):
+        validate(SaliencyParams(samples=1))
 
 
 class FlatMLP(nn.Module):
@@ -230,6 +254,22 @@ def test_tabular_importance_and_faithfulness() -> None:
     assert sec.metrics["methods_rank_agreement"] > 0.7
     assert not any(f.id.startswith("saliency.tabular-skipped") for f in sec.findings)
     assert "strong" in sec.summary
+
+
+def test_tabular_runs_what_applies_and_names_what_does_not() -> None:
+    loaded, data = _tabular()
+    params = {"samples": 12, "methods": ["xgradcam", "lime", "smoothgrad"]}
+    sec = saliency(run_audit(loaded, data=data, checks=["saliency"], quick=True,
+                             params={"saliency": params}))
+    f = finding(sec, "saliency.tabular-skipped")
+    assert f is not None and f.title == "XGrad-CAM skipped on tabular data"
+    assert "lime.gain_over_random" in sec.metrics and "smoothgrad.deletion_auc" in sec.metrics
+    assert not any(k.startswith("xgradcam") for k in sec.metrics)
+    only_cams = {"methods": ["gradcam", "xgradcam"]}
+    skipped = saliency(run_audit(loaded, data=data, checks=["saliency"], quick=True,
+                                 params={"saliency": only_cams}))
+    assert skipped.status == "skipped"
+    assert finding(skipped, "saliency.tabular-skipped") is not None
 
 
 def test_applies_rejects_wrong_shapes() -> None:

@@ -1,5 +1,7 @@
 """Figures of the saliency section: galleries, curves, where-the-model-looks, sanity, feature
-visualisation and tabular feature importance. Image figures are PNG (small), plots SVG."""
+visualisation and tabular feature importance. Image figures are PNG (small), plots SVG.
+:func:`image_figures` and :func:`tabular_figures` draw a section's figures, in report order,
+from an evaluation; every drawing function is :func:`~audit.figures.styled`."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from PIL import Image
 
 from audit.figures import PALETTE, new_figure, styled, to_figure
 from audit.result import Figure
+from audit.saliency.evaluation import ImageEvaluation, TabularEvaluation
 from audit.saliency.metrics import Faithfulness
 
 _OK, _BAD = "#109618", "#dc3912"
@@ -116,6 +119,7 @@ def _mosaic_figure(rows: list[list[np.ndarray]], col_titles: Sequence[str],
     return fig
 
 
+@styled
 def gallery(method: str, title: str, images: np.ndarray, maps: torch.Tensor,
             true: Sequence[str], pred: Sequence[str], masks: torch.Tensor | None,
             n_correct: int) -> Figure:
@@ -141,6 +145,7 @@ def _short(name: str, n: int = 9) -> str:
     return name if len(name) <= n else name[: n - 1] + "…"
 
 
+@styled
 def curves(results: dict[str, Faithfulness], titles: dict[str, str], random: Faithfulness,
            unit: str) -> Figure:
     """Mean deletion and insertion curves of each method and of a random order."""
@@ -268,3 +273,43 @@ def importance_figure(names: Sequence[str], values: dict[str, np.ndarray],
                      "Mean absolute attribution per feature over the explained rows, for each "
                      "method, scaled so each method's top feature is 1. Features are ordered by "
                      "their average rank across methods.")
+
+
+def image_figures(ev: ImageEvaluation) -> list[Figure]:
+    """Where the model looks (with masks), a gallery per method, the faithfulness curves, the
+    sanity comparison and the feature visualisation, as far as they were measured."""
+    out: list[Figure] = []
+    e = ev.explained
+    if e is None:
+        return out
+    sc = ev.shortcut
+    if sc is not None and sc.maps is not None:
+        h = sc.hotspot
+        out.append(where_figure(sc.maps.mean_map, sc.maps.outside_map, sc.maps.object_freq,
+                                (h.row, h.col, h.size), h.where,
+                                display_images(sc.maps.example, e.value_range)[0]))
+    images = display_images(e.x, e.value_range)
+    show = e.show
+    for s in ev.scores:
+        out.append(gallery(s.name, s.title, images[show], e.maps[s.name][show],
+                           [e.true[i] for i in show], [e.pred[i] for i in show],
+                           None if e.masks is None else e.masks[show], e.n_correct))
+    titles = {s.name: s.title for s in ev.scores}
+    out.append(curves({s.name: s.faithfulness for s in ev.scores}, titles, ev.random, "pixel"))
+    if e.random_maps:
+        k = min(2, len(next(iter(e.random_maps.values()))))
+        rho = {s.name: s.sanity for s in ev.scores if s.sanity is not None}
+        out.append(sanity_figure(images[:k], {m: e.maps[m][:k] for m in e.random_maps},
+                                 {m: v[:k] for m, v in e.random_maps.items()}, titles, rho))
+    if (fv := ev.featvis) is not None:
+        out.append(featvis_figure(display_images(fv.images, e.value_range), fv.classes,
+                                  fv.probabilities))
+    return out
+
+
+def tabular_figures(ev: TabularEvaluation) -> list[Figure]:
+    """The feature-importance bars and the faithfulness curves over features."""
+    titles = {s.name: s.title for s in ev.scores}
+    return [importance_figure([ev.feature_names[f] for f in ev.order],
+                              {m: v[ev.order] for m, v in ev.mean_abs.items()}, titles),
+            curves({s.name: s.faithfulness for s in ev.scores}, titles, ev.random, "feature")]

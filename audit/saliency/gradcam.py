@@ -1,80 +1,101 @@
-"""Class activation maps: Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al.
-2018). Each takes exactly one forward and one backward pass per batch.
+"""Class activation maps: one base, one hook per variant (pytorch-grad-cam's ``get_cam_weights``).
 
-Grad-CAM is captum's ``LayerGradCam``; Grad-CAM++ weights the same layer activations and
-gradients (taken with captum's ``compute_layer_gradients_and_eval``, the helper ``LayerGradCam``
-itself uses) with the closed-form ``alpha`` of the paper, as pytorch-grad-cam does. Maps are
-upsampled bilinearly to the input size and scaled to [0, 1].
+:class:`CAM` takes one forward and one backward pass per batch (captum's
+``compute_layer_gradients_and_eval``, the helper ``LayerGradCam`` uses), asks the variant's
+:meth:`~CAM.cam_weights` how to weight the layer's activations, and returns
+``ReLU(sum_k w_k A_k)`` upsampled bilinearly to the input size. Variants: Grad-CAM (Selvaraju et
+al. 2017), Grad-CAM++ (Chattopadhay et al. 2018), XGrad-CAM (Fu et al. 2020).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from abc import abstractmethod
+from typing import ClassVar, Self
 
 import torch
 from captum._utils.gradient import compute_layer_gradients_and_eval
-from captum.attr import LayerAttribution, LayerGradCam
+from captum.attr import LayerAttribution
 from torch import nn
 
-from audit.saliency import batches, normalize_maps
+from audit.saliency.base import ExplainContext, Explainer, Modality, batches, model_device
 
 
-class _CAM:
-    """A CAM variant over ``layer`` (a module of ``model``); subclasses give :meth:`_cam`."""
+class CAM(Explainer):
+    """A class activation map over ``layer`` (a module of ``model`` with a ``(C, h, w)``
+    output); subclasses write :meth:`cam_weights`."""
 
-    name: ClassVar[str]
-    title: ClassVar[str]
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"image"})
+    default_for: ClassVar[frozenset[Modality]] = frozenset({"image"})
+    needs_layer: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, layer: nn.Module, batch_size: int = 128) -> None:
-        self.model = model
+        super().__init__(model)
         self.layer = layer
         self.batch_size = batch_size
 
-    def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Low-resolution maps ``(N, 1, h, w)`` at the layer."""
-        raise NotImplementedError
+    @classmethod
+    def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
+        if ctx.layer is None:
+            raise ValueError(f"{cls.title} needs a target layer")
+        # by name: the sanity check builds the CAM again on a randomised copy of the model
+        return cls(model, dict(model.named_modules())[ctx.layer], batch_size=ctx.batch_size)
 
-    def explain(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``(N, H, W)`` maps in [0, 1] (see :class:`audit.saliency.Explainer`)."""
-        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+    @abstractmethod
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        """Weights of the layer's ``activations`` ``(N, K, h, w)`` given the explained logit's
+        ``gradients`` with respect to them: ``(N, K, 1, 1)`` per channel, or per position."""
+
+    def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``ReLU(sum_k w_k A_k)`` as ``(N, H, W)`` maps at the input's resolution."""
+        device = model_device(self.model)
         out = []
         for s in batches(len(x), self.batch_size):
-            xb = x[s].to(device)
-            tb = target[s].to(device)
             with torch.enable_grad():
-                cam = self._cam(xb, tb).detach()
+                grads, acts = compute_layer_gradients_and_eval(
+                    self.model, self.layer, x[s].to(device), target[s].to(device))
+                weights = self.cam_weights(acts[0], grads[0])
+                cam = torch.relu(torch.sum(weights * acts[0], dim=1, keepdim=True)).detach()
             up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]),
                                               interpolate_mode="bilinear")
             out.append(up[:, 0].cpu())
-        return normalize_maps(torch.cat(out))
+        return torch.cat(out)
 
 
-class GradCAM(_CAM):
-    """Grad-CAM: activations weighted by their spatially averaged gradients, then ReLU."""
+class GradCAM(CAM):
+    """Grad-CAM: each channel weighted by its spatially averaged gradient (= captum's
+    ``LayerGradCam`` with ``relu_attributions``)."""
 
     name = "gradcam"
     title = "Grad-CAM"
 
-    def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        attr: torch.Tensor = LayerGradCam(self.model, self.layer).attribute(
-            x, target=target, relu_attributions=True)
-        return attr
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        return torch.mean(gradients, dim=(2, 3), keepdim=True)
 
 
-class GradCAMPlusPlus(_CAM):
+class GradCAMPlusPlus(CAM):
     """Grad-CAM++: per-position weights ``alpha = g^2 / (2 g^2 + sum(A) g^3)`` on positive
     gradients, which credits several instances of a class instead of the strongest one."""
 
     name = "gradcam++"
     title = "Grad-CAM++"
 
-    def _cam(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        grads_t, acts_t = compute_layer_gradients_and_eval(self.model, self.layer, x, target)
-        grads, acts = grads_t[0], acts_t[0]
-        g2 = grads.pow(2)
-        g3 = g2 * grads
-        sum_acts = acts.sum(dim=(2, 3), keepdim=True)
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        g2 = gradients.pow(2)
+        g3 = g2 * gradients
+        sum_acts = activations.sum(dim=(2, 3), keepdim=True)
         alpha = g2 / (2 * g2 + sum_acts * g3 + 1e-7)
-        alpha = torch.where(grads != 0, alpha, torch.zeros_like(alpha))
-        weights = (alpha * grads.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
-        return torch.relu((weights * acts).sum(dim=1, keepdim=True))
+        alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+        return (alpha * gradients.clamp(min=0)).sum(dim=(2, 3), keepdim=True)
+
+
+class XGradCAM(CAM):
+    """XGrad-CAM: gradients averaged with the channel's normalised activations as weights,
+    ``w_k = sum_ij A_kij g_kij / sum_ij A_kij`` (the axiom-based weighting of Fu et al.)."""
+
+    name = "xgradcam"
+    title = "XGrad-CAM"
+    default_for: ClassVar[frozenset[Modality]] = frozenset()  # opt-in via the methods setting
+
+    def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
+        total = activations.sum(dim=(2, 3), keepdim=True)
+        return (gradients * activations / (total + 1e-7)).sum(dim=(2, 3), keepdim=True)

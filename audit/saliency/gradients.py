@@ -3,41 +3,50 @@ SmoothGrad (Smilkov et al. 2017, captum's ``NoiseTunnel`` over ``Saliency``).
 
 Both work on images ``(N, C, H, W)`` (maps ``(N, H, W)``: absolute attribution summed over
 channels) and on tabular rows ``(N, F)`` (maps ``(N, F)``). :meth:`attribute` returns the raw,
-signed attributions in the input's shape for tables of feature effects.
+signed attributions in the input's shape (tables of feature effects read their sign); the base's
+``explain`` post-processes them into maps.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 from torch import nn
 
-from audit.saliency import batches, channel_sum_abs, normalize_maps
+from audit.saliency.base import ExplainContext, Explainer, Modality, batches, model_device
+
+_BOTH: frozenset[Modality] = frozenset({"image", "tabular"})
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next((p.device for p in model.parameters()), torch.device("cpu"))
+def _batch(ctx: ExplainContext) -> dict[str, Any]:
+    return {} if ctx.gradient_batch is None else {"batch_size": ctx.gradient_batch}
 
 
-class IntegratedGradientsExplainer:
+class IntegratedGradientsExplainer(Explainer):
     """Integrated Gradients from ``baseline`` (a tensor broadcastable to one input, e.g. the data
     mean) with ``steps`` Riemann steps; attributions sum to ``f(x) - f(baseline)``."""
 
-    name: ClassVar[str] = "integrated-gradients"
-    title: ClassVar[str] = "Integrated Gradients"
+    name = "integrated-gradients"
+    title = "Integrated Gradients"
+    modalities: ClassVar[frozenset[Modality]] = _BOTH
+    default_for: ClassVar[frozenset[Modality]] = _BOTH
 
     def __init__(self, model: nn.Module, baseline: torch.Tensor | float = 0.0, steps: int = 32,
                  batch_size: int = 32) -> None:
-        self.model = model
+        super().__init__(model)
         self.baseline = baseline
         self.steps = steps
         self.batch_size = batch_size
 
+    @classmethod
+    def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
+        return cls(model, ctx.baseline, steps=ctx.settings.ig_steps, **_batch(ctx))
+
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Signed attributions with the shape of ``x``."""
-        dev = _device(self.model)
+        dev = model_device(self.model)
         ig = IntegratedGradients(self.model)
         out = []
         for s in batches(len(x), self.batch_size):
@@ -50,28 +59,31 @@ class IntegratedGradientsExplainer:
             out.append(a.detach().cpu())
         return torch.cat(out)
 
-    def explain(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Maps in [0, 1] (see :class:`audit.saliency.Explainer`)."""
-        return normalize_maps(channel_sum_abs(self.attribute(x, target)))
 
-
-class SmoothGrad:
+class SmoothGrad(Explainer):
     """SmoothGrad: the absolute input gradient averaged over ``samples`` copies of the input with
     Gaussian noise of standard deviation ``noise`` (in input units)."""
 
-    name: ClassVar[str] = "smoothgrad"
-    title: ClassVar[str] = "SmoothGrad"
+    name = "smoothgrad"
+    title = "SmoothGrad"
+    modalities: ClassVar[frozenset[Modality]] = _BOTH
+    default_for: ClassVar[frozenset[Modality]] = frozenset({"image"})
 
     def __init__(self, model: nn.Module, noise: float = 0.15, samples: int = 16,
                  batch_size: int = 64) -> None:
-        self.model = model
+        super().__init__(model)
         self.noise = noise
         self.samples = samples
         self.batch_size = batch_size
 
+    @classmethod
+    def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
+        return cls(model, noise=ctx.noise, samples=ctx.settings.smoothgrad_samples,
+                   **_batch(ctx))
+
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean absolute gradients with the shape of ``x`` (noise from torch's global RNG)."""
-        dev = _device(self.model)
+        dev = model_device(self.model)
         nt = NoiseTunnel(Saliency(self.model))
         out = []
         for s in batches(len(x), self.batch_size):
@@ -82,7 +94,3 @@ class SmoothGrad:
                                  stdevs=self.noise, target=target[s].to(dev))
             out.append(a.detach().cpu())
         return torch.cat(out)
-
-    def explain(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Maps in [0, 1] (see :class:`audit.saliency.Explainer`)."""
-        return normalize_maps(channel_sum_abs(self.attribute(x, target)))

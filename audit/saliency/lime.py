@@ -15,7 +15,7 @@ discretisation, binary columns as categorical) with a batched ``predict_fn``.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 import torch
@@ -24,12 +24,12 @@ from lime.lime_tabular import LimeTabularExplainer
 from sklearn.metrics import pairwise_distances
 from torch import nn
 
-from audit.saliency import batches, normalize_maps
+from audit.saliency.base import ExplainContext, Explainer, Modality, batches, model_device
 
 
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Softmax probabilities of ``model`` on ``x`` in batches, without gradients, on the CPU."""
-    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    dev = model_device(model)
     out = []
     with torch.no_grad():
         for s in batches(len(x), batch_size):
@@ -61,7 +61,7 @@ def lime_kernel(d: np.ndarray, kernel_width: float = 0.25) -> np.ndarray:
     return np.asarray(np.sqrt(np.exp(-(d**2) / kernel_width**2)))
 
 
-class LimeImage:
+class LimeImage(Explainer):
     """LIME for images with batched perturbation and prediction (see the module doc).
 
     ``hide`` is what a switched-off segment shows: a tensor broadcastable to one image (e.g. the
@@ -69,14 +69,16 @@ class LimeImage:
     ``last_scores`` holds the surrogate's weighted R^2 per image of the last call.
     """
 
-    name: ClassVar[str] = "lime"
-    title: ClassVar[str] = "LIME"
+    name = "lime"
+    title = "LIME"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"image"})
+    default_for: ClassVar[frozenset[Modality]] = frozenset({"image"})
 
     def __init__(self, model: nn.Module, samples: int = 500,
                  segmentation: Literal["grid", "slic"] = "grid", cells: int = 8,
                  hide: torch.Tensor | None = None, seed: int = 0, images_per_batch: int = 8,
                  predict_batch: int = 256) -> None:
-        self.model = model
+        super().__init__(model)
         self.samples = samples
         self.segmentation = segmentation
         self.cells = cells
@@ -86,6 +88,12 @@ class LimeImage:
         self.predict_batch = predict_batch
         self.last_scores: list[float] = []
 
+    @classmethod
+    def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
+        p = ctx.settings
+        return cls(model, samples=p.lime_samples, segmentation=p.lime_segmentation,
+                   cells=p.lime_cells, hide=ctx.baseline, seed=ctx.seed)
+
     def segments(self, x: torch.Tensor) -> torch.Tensor:
         """Segment labels ``(N, H, W)`` (0..K-1 per image)."""
         h, w = x.shape[-2:]
@@ -93,8 +101,9 @@ class LimeImage:
             return torch.stack([slic_segments(img, self.cells * self.cells) for img in x])
         return grid_segments(h, w, self.cells).expand(len(x), h, w)
 
-    def explain(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``(N, H, W)`` maps in [0, 1]: each segment's positive LIME weight for ``target``."""
+    def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W)`` maps of each segment's signed LIME weight for ``target`` (``explain``
+        keeps the positive part)."""
         x = x.detach().float().cpu()
         segs = self.segments(x)
         gen = torch.Generator().manual_seed(self.seed)
@@ -120,7 +129,7 @@ class LimeImage:
                     w[int(f)] = float(v)
                 maps[s.start + j] = w[sb[j]]
                 self.last_scores.append(float(score))
-        return normalize_maps(maps)
+        return maps
 
     def _predict_perturbed(self, xb: torch.Tensor, sb: torch.Tensor, z: torch.Tensor
                            ) -> torch.Tensor:
@@ -154,17 +163,19 @@ class LimeImage:
         return fill
 
 
-class LimeTabular:
+class LimeTabular(Explainer):
     """LIME for rows ``(N, F)``: ``lime_tabular.LimeTabularExplainer`` fitted on ``background``
     (rows representative of the data), ``samples`` perturbations per row."""
 
-    name: ClassVar[str] = "lime"
-    title: ClassVar[str] = "LIME"
+    name = "lime"
+    title = "LIME"
+    modalities: ClassVar[frozenset[Modality]] = frozenset({"tabular"})
+    default_for: ClassVar[frozenset[Modality]] = frozenset({"tabular"})
 
     def __init__(self, model: nn.Module, background: torch.Tensor,
                  feature_names: list[str] | None = None, samples: int = 1000,
                  seed: int = 0) -> None:
-        self.model = model
+        super().__init__(model)
         bg = background.detach().float().cpu().numpy().astype(np.float64)
         self.num_features = bg.shape[1]
         binary = [i for i in range(bg.shape[1]) if len(np.unique(bg[:, i])) <= 2]
@@ -174,6 +185,13 @@ class LimeTabular:
             random_state=np.random.RandomState(seed % 2**32))
         self.samples = samples
         self.last_scores: list[float] = []
+
+    @classmethod
+    def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
+        if ctx.background is None:
+            raise ValueError("LIME (tabular) needs background rows")
+        return cls(model, ctx.background, ctx.feature_names,
+                   samples=ctx.settings.lime_tabular_samples, seed=ctx.seed)
 
     def _predict(self, rows: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.asarray(rows, dtype=np.float32))
@@ -194,7 +212,3 @@ class LimeTabular:
                 out[i, int(f)] = float(v)
             self.last_scores.append(float(exp.score))
         return out
-
-    def explain(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """``(N, F)`` maps in [0, 1]: absolute LIME weights."""
-        return normalize_maps(self.attribute(x, target).abs())

@@ -1,0 +1,151 @@
+"""What the ``saliency`` check measured, as typed values: the input of the finding rules
+(:mod:`audit.saliency.findings`), the section text (:mod:`audit.saliency.section`) and the
+figures (:mod:`audit.saliency.figures`). Every field is a measurement, never a verdict; the
+thresholds are applied by the findings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from audit.saliency.base import Explainer, Modality
+from audit.saliency.metrics import Faithfulness
+
+
+@dataclass(frozen=True)
+class LayerChoice:
+    """The CAM target layer: dotted name, per-sample output shape, and how it was chosen."""
+
+    name: str
+    shape: tuple[int, ...]
+    automatic: bool  # traced automatically (else named by --layer)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The explainers that run on this data, and those left out and why (titles)."""
+
+    kind: Modality
+    methods: tuple[type[Explainer], ...]
+    no_layer: tuple[str, ...] = ()  # need a spatial layer the model does not have
+    not_for_kind: tuple[str, ...] = ()  # do not apply to this kind of data
+    layer: LayerChoice | None = None
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """One method's faithfulness and sanity."""
+
+    name: str
+    title: str
+    faithfulness: Faithfulness
+    gain: float  # (insertion - deletion) AUC minus the random order's
+    sanity: float | None  # mean Spearman rho with the randomised model's maps; None: not run
+
+
+@dataclass(frozen=True)
+class Localisation:
+    """Where one method's maps fall relative to the object masks."""
+
+    pointing_game: float  # share of maps whose peak lies on the object
+    energy_in_object: float  # mean share of the saliency inside the mask
+    object_focus: float  # energy in object / object area share (NaN for empty masks)
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """The window outside the object where saliency concentrates (top-left row and column)."""
+
+    row: int
+    col: int
+    size: int
+    where: str  # plain words: "top-left corner"
+
+
+@dataclass(frozen=True)
+class ShortcutMaps:
+    """Figure material of the outside-the-object test."""
+
+    mean_map: torch.Tensor  # (H, W) mean saliency of the trusted methods
+    outside_map: torch.Tensor  # (H, W) the same outside the objects
+    object_freq: torch.Tensor  # (H, W) how often each pixel is object
+    example: torch.Tensor  # (1, C, H, W) one explained input
+
+
+@dataclass(frozen=True)
+class ShortcutEvidence:
+    """Saliency outside the object and two counterfactuals (object only, hotspot occluded)."""
+
+    object_only_agreement: float  # predictions unchanged with only the object kept
+    chance_agreement: float  # 1 / classes
+    hotspot: Hotspot
+    hotspot_change: float  # predictions changed by occluding the hotspot (NaN: no image fit)
+    hotspot_images: int
+    random_change: float  # the same for random windows outside the object
+    reliance: float  # max(1 - agreement, hotspot change - random change)
+    saliency_outside: float  # median share of the trusted maps' energy outside the object
+    object_focus: float  # median object focus of the trusted methods
+    object_area_share: float
+    methods: list[str]  # the trusted methods (beat random, pass sanity), else all
+    images: int  # images the counterfactuals used
+    maps: ShortcutMaps | None = None
+
+
+@dataclass(frozen=True)
+class FeatureVis:
+    """Per-class feature visualisations and the model's probability of each class for them."""
+
+    classes: list[str]
+    images: torch.Tensor  # (K, C, H, W) in the model's input space
+    probabilities: list[float]
+    mean_probability: float
+
+
+@dataclass(frozen=True)
+class Explained:
+    """Figure material: the explained inputs, their labels and every method's maps."""
+
+    x: torch.Tensor
+    value_range: tuple[float, float]
+    true: list[str]  # class name per sample
+    pred: list[str]  # explained (predicted) class name per sample
+    masks: torch.Tensor | None
+    maps: dict[str, torch.Tensor]
+    random_maps: dict[str, torch.Tensor]  # the randomised model's maps (sanity samples)
+    show: list[int]  # gallery samples: correctly classified first
+    n_correct: int
+
+
+@dataclass(frozen=True)
+class ImageEvaluation:
+    """Everything the check measured on images."""
+
+    selection: Selection
+    samples: int
+    scores: list[MethodScore]
+    random: Faithfulness
+    sanity_error: str | None = None  # why the model could not be randomised
+    localisation: dict[str, Localisation] | None = None  # None: the data has no masks
+    object_area_share: float | None = None
+    shortcut: ShortcutEvidence | None = None
+    featvis: FeatureVis | None = None
+    explained: Explained | None = None
+
+
+@dataclass(frozen=True)
+class TabularEvaluation:
+    """Everything the check measured on rows."""
+
+    selection: Selection
+    samples: int
+    scores: list[MethodScore]
+    random: Faithfulness
+    feature_names: list[str]
+    order: list[int]  # the top features by mean rank across methods
+    mean_rank: np.ndarray  # per feature, 0 = most important
+    mean_abs: dict[str, np.ndarray]  # per method: mean |attribution| per feature
+    positive_share: dict[str, list[float]]  # per method: rows where the feature pushed up
+    rank_agreement: float | None = None  # Spearman of the first two methods' mean |attr|
+    sanity_error: str | None = None

@@ -1,0 +1,45 @@
+"""Settings and thresholds of the ``saliency`` check (``[checks.saliency]`` in audit.toml)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from audit.saliency.registry import default_methods
+
+
+@dataclass
+class SaliencyParams:
+    """Settings and thresholds of the saliency check."""
+
+    methods: list[str] = field(default_factory=lambda: default_methods("image"))  # to run
+    samples: int = 32  # images (rows) explained and scored, a seeded sample of the data
+    layer: str | None = None  # Grad-CAM target layer (--layer); default: traced automatically
+    ig_steps: int = 32  # Integrated Gradients steps from the data-mean baseline
+    smoothgrad_samples: int = 16  # noisy copies per input for SmoothGrad
+    smoothgrad_noise: float = 0.15  # SmoothGrad noise std as a share of the input range
+    lime_samples: int = 400  # LIME perturbations per image
+    lime_segmentation: Literal["grid", "slic"] = "grid"  # LIME segments: grid cells or SLIC
+    lime_cells: int = 8  # grid cells per side (SLIC: cells^2 superpixels)
+    lime_tabular_samples: int = 1000  # LIME perturbations per tabular row
+    deletion_steps: int = 16  # steps of the deletion/insertion curves
+    sanity_samples: int = 12  # inputs explained again with randomised weights
+    gallery: int = 4  # correct and misclassified samples shown per method
+    featvis: bool = True  # draw the per-class feature visualisation
+    featvis_steps: int = 128  # optimisation steps of the feature visualisation
+    featvis_classes: int = 20  # at most this many classes are visualised
+    shortcut_samples: int = 600  # images with masks used by the counterfactual tests
+    occlusion_windows: int = 16  # random background windows occluded as the reference
+    faithfulness_gain_medium: float = 0.05  # gain over random below this: medium finding
+    sanity_rank_medium: float = 0.5  # Spearman with the randomised model above this: medium
+    reliance_medium: float = 0.3  # prediction change outside the object for a medium finding
+    reliance_high: float = 0.5  # prediction change outside the object for a high finding
+    object_focus_low: float = 1.0  # object focus below this: saliency prefers the background
+    tabular_top: int = 15  # features listed in the importance table and plot
+
+
+QUICK: dict[str, Any] = {
+    "samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
+    "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6, "gallery": 3,
+    "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8}
+"""``--quick`` overrides: fewer samples and steps, the same methods."""
