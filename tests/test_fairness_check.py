@@ -15,8 +15,9 @@ from fairlearn.metrics import demographic_parity_difference, equalized_odds_diff
 from torch import nn
 
 from audit.card import InputSpec, ModelCard
+from audit.fairness.findings import findings
 from audit.fairness.metrics import assess_fairness
-from audit.fairness.section import FairnessParams, findings
+from audit.fairness.params import FairnessParams
 from audit.loading import LoadedModel
 from audit.report.render import validate_result
 from audit.result import AuditResult, Severity
@@ -132,6 +133,48 @@ def test_gap_that_may_be_noise_is_at_most_low() -> None:
     assert f.severity == Severity.LOW
     assert f.evidence["p_value"] > 0.05
     assert "not statistically distinguishable from zero" in f.detail
+
+
+def test_a_new_disparity_is_one_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One entry in the catalogue puts a disparity in the table, the metrics, the chart, the
+    guide and the findings: nothing else looks metrics up by name."""
+    from audit.fairness import metrics, section
+    from audit.fairness.plots import disparity_rows
+    from audit.fairness.specs import DISPARITIES, DisparitySpec, FindingPolicy
+
+    spec = DisparitySpec(
+        "precision_ratio", ("precision",), "ratio", "Precision ratio", "precision ratio",
+        headline=True, guide=("Smallest divided by largest precision.", "1 is parity."),
+        policy=FindingPolicy("ratio", "precision-ratio", "Precision ratio {value:.2f} by "
+                             "{grouping}", "{rate} {low} for {d.low_group} against {high} for "
+                             "{d.high_group} ({ci}), {sig}.", "Review the decision rule."))
+    for module in (metrics, section):  # where the catalogue is read: what adding it does
+        monkeypatch.setattr(module, "DISPARITIES", (*DISPARITIES, spec))
+    # both groups selected half the time; the selections are right 90% (A) and 40% (B)
+    y = np.array([1] * 90 + [0] * 10 + [0] * 100 + [1] * 40 + [0] * 60 + [1] * 20 + [0] * 80)
+    pred = np.array([1] * 100 + [0] * 100 + [1] * 100 + [0] * 100)
+    sf = pd.DataFrame({"g": ["A"] * 200 + ["B"] * 200})
+    params = FairnessParams(n_boot=50)
+    res = assess_fairness(y, pred, sf, min_group_size=30, n_boot=50)
+    d = res.groupings[0].disparities["precision_ratio"]
+    assert d.value == pytest.approx(0.4 / 0.9)
+    sec = section.fairness_section(res, params, check="fairness", title="t", positive="1",
+                                   params={})
+    table = next(t for t in sec.tables if t.id == "disparities")
+    row = next(r for r in table.rows if r[1] == "precision_ratio")
+    assert row[2] == pytest.approx(0.444) and "44% of the precision of A" in row[-1]
+    assert [r[1] for r in table.rows].index("precision_ratio") < \
+        [r[1] for r in table.rows].index("false_positive_rate_difference")  # a headline row
+    assert sec.metrics["g.precision_ratio"] == d.value
+    assert ("g", "precision ratio", d) in disparity_rows(res, "ratio")
+    guide = next(t for t in sec.tables if t.id == "metric-guide")
+    assert ["precision_ratio", "Smallest divided by largest precision.", "1 is parity."] \
+        in guide.rows
+    f = next(f for f in sec.findings if f.id == "fairness.precision-ratio.g")
+    assert f.severity == Severity.HIGH  # below ratio_high = 0.5, and significant
+    assert f.title == "Precision ratio 0.44 by g"
+    assert f.detail.startswith("precision 40.0% for B against 90.0% for A (95% CI ")
+    assert f.evidence["metric"] == "precision_ratio"
 
 
 def test_small_groups_and_missing_values_are_reported() -> None:

@@ -25,12 +25,9 @@ from fairlearn.metrics import (
 
 from audit.errors import DataError
 from audit.fairness.groups import MISSING, make_groupings
-from audit.fairness.metrics import (
-    CALIBRATION,
-    assess_fairness,
-    expected_calibration_error,
-    homogeneity_p_value,
-)
+from audit.fairness.metrics import assess_fairness
+from audit.fairness.specs import CALIBRATION
+from audit.fairness.stats import expected_calibration_error, homogeneity_p_value
 
 TOL = 1e-9
 

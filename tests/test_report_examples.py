@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from audit.apps.examples import Example, ExampleContext, planned_examples, regenerate_examples
+from audit.apps.examples import registry as ex
 from audit.errors import UsageError
-from audit.report import examples as ex
-from audit.report.examples import Example, ExampleContext, regenerate_examples
+from audit.plugins import PluginError
 from audit.report.render import load_result, render_html
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,6 +117,35 @@ def test_only_and_failures(models: Path, tmp_path: Path,
     assert outcomes[0].error and not outcomes[1].error  # one broken model, the rest still run
     assert outcomes[2].name == "tiny-a-vs-tiny-b" and outcomes[2].error
     assert "| tiny-a | failed |" in (out / "README.md").read_text()
+
+
+def test_the_registry_loads_its_modules_and_a_missing_one_is_an_error(
+        models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    plans = [name for name, _, _ in planned_examples()]  # the real modules, nothing run
+    assert plans == ["tiny-a", "tiny-b", "adult-mlp-mitigation", "tiny-a-vs-tiny-b"]
+    monkeypatch.setattr(ex, "_EXAMPLE_MODULES", ["audit.apps.examples.mitigaton"])
+    with pytest.raises(PluginError, match="mitigaton"):
+        planned_examples()
+
+
+@pytest.mark.slow
+def test_the_mitigation_example_writes_its_report_and_table(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``audit examples --only adult-mlp-mitigation`` through the API (trains: about a minute)."""
+    monkeypatch.chdir(ROOT)  # committed examples show the bundled model's path from here
+    out = tmp_path / "r"
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    (outcome,) = regenerate_examples(out, only=["adult-mlp-mitigation"], seed=0, quick=True,
+                                     console=console, show_progress=False)
+    assert not outcome.error
+    assert [p.name for p in outcome.files] == [f"adult-mlp-mitigation.{ext}"
+                                               for ext in ("html", "json", "md", "csv")]
+    doc = load_result(out / "adult-mlp-mitigation.json")
+    table = next(t for s in doc["sections"] if s["check"] == "mitigation" for t in s["tables"])
+    lines = (out / "adult-mlp-mitigation.csv").read_text().splitlines()
+    assert lines[0] == ",".join(table["columns"]) and len(lines) == len(table["rows"]) + 1
+    assert doc["model"]["path"] == "models/adult-mlp"
+    assert "| adult-mlp-mitigation: adult-mlp: bias mitigation" in (out / "README.md").read_text()
 
 
 def test_examples_command_shows_progress_lines(models: Path, tmp_path: Path) -> None:

@@ -7,6 +7,10 @@ Library use::
     res = assess_fairness(y_true, y_pred, frame[["sex", "race"]], score=proba)
     res.groupings[0].disparities["demographic_parity_difference"].value
 
+A new disparity over the existing rates is one :class:`DisparitySpec` in
+:data:`audit.fairness.specs.DISPARITIES`: its flags and :class:`FindingPolicy` decide its place
+in the table, the metrics, the chart and the findings.
+
 Commands: ``audit run MODEL --sensitive COL[,COL]`` (the ``fairness`` check), ``audit fairness
 predictions.csv ...`` (no model) and ``audit mitigate MODEL``.
 """
@@ -16,8 +20,11 @@ from typing import TYPE_CHECKING
 from audit._lazy import lazy_exports
 
 _EXPORTS = {
-    **dict.fromkeys(["DISPARITIES", "RATES", "Disparity", "FairnessResult", "GroupingResult",
-                     "assess_fairness", "bootstrap_indices"], "audit.fairness.metrics"),
+    **dict.fromkeys(["Disparity", "FairnessResult", "GroupingResult", "assess_fairness"],
+                    "audit.fairness.metrics"),
+    **dict.fromkeys(["DISPARITIES", "RATES", "DisparitySpec", "FindingPolicy"],
+                    "audit.fairness.specs"),
+    "bootstrap_indices": "audit.fairness.stats",
     **dict.fromkeys(["FairnessPenalty", "GroupThresholds", "Reweighing", "train_with_penalty"],
                     "audit.fairness.mitigation"),
 }
@@ -25,8 +32,10 @@ __all__ = [
     "DISPARITIES",
     "RATES",
     "Disparity",
+    "DisparitySpec",
     "FairnessPenalty",
     "FairnessResult",
+    "FindingPolicy",
     "GroupThresholds",
     "GroupingResult",
     "Reweighing",
@@ -37,18 +46,12 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
-    from audit.fairness.metrics import (
-        DISPARITIES,
-        RATES,
-        Disparity,
-        FairnessResult,
-        GroupingResult,
-        assess_fairness,
-        bootstrap_indices,
-    )
+    from audit.fairness.metrics import Disparity, FairnessResult, GroupingResult, assess_fairness
     from audit.fairness.mitigation import (
         FairnessPenalty,
         GroupThresholds,
         Reweighing,
         train_with_penalty,
     )
+    from audit.fairness.specs import DISPARITIES, RATES, DisparitySpec, FindingPolicy
+    from audit.fairness.stats import bootstrap_indices

@@ -16,7 +16,8 @@ from audit.checks import Check, register
 from audit.errors import ConfigError, DataError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
-from audit.fairness.section import QUICK, FairnessParams, fairness_section
+from audit.fairness.params import QUICK, FairnessParams
+from audit.fairness.section import fairness_section
 from audit.result import Section
 from audit.subject import Subject
 

@@ -31,75 +31,29 @@ the per-group tables, flagged. With ``min_group_size=0`` every group counts, as 
 Whether a gap is distinguishable from zero: the max − min gap is never negative, so its
 interval never straddles zero; instead a test of equal rates across the counted groups gives a
 p-value (Pearson's chi-square test of homogeneity for the rates; Cochran's Q for calibration).
+
+The disparities and how the report shows them are data (:mod:`audit.fairness.specs`); the
+statistics live in :mod:`audit.fairness.stats`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from audit.errors import DataError
 from audit.fairness.groups import Grouping, make_groupings
-
-RATES: dict[str, str] = {
-    "selection_rate": "selection rate",
-    "true_positive_rate": "true positive rate",
-    "false_positive_rate": "false positive rate",
-    "precision": "precision",
-    "accuracy": "accuracy",
-}
-"""Per-group rates, by key, with their display names."""
-
-CALIBRATION = "calibration_in_the_large"
-
-DENOMINATORS: dict[str, str] = {
-    "selection_rate": "members",
-    "true_positive_rate": "actual positives",
-    "false_positive_rate": "actual negatives",
-    "precision": "predicted positives",
-    "accuracy": "members",
-    CALIBRATION: "members",
-}
-
-
-@dataclass(frozen=True)
-class DisparitySpec:
-    """A disparity: ``kind`` of the rates across groups (worst case over several rates)."""
-
-    name: str
-    rates: tuple[str, ...]
-    kind: Literal["difference", "ratio"]
-    title: str
-
-
-DISPARITIES: tuple[DisparitySpec, ...] = (
-    DisparitySpec("demographic_parity_difference", ("selection_rate",), "difference",
-                  "Demographic parity difference"),
-    DisparitySpec("demographic_parity_ratio", ("selection_rate",), "ratio",
-                  "Demographic parity ratio"),
-    DisparitySpec("equal_opportunity_difference", ("true_positive_rate",), "difference",
-                  "Equal opportunity difference"),
-    DisparitySpec("equal_opportunity_ratio", ("true_positive_rate",), "ratio",
-                  "Equal opportunity ratio"),
-    DisparitySpec("false_positive_rate_difference", ("false_positive_rate",), "difference",
-                  "False positive rate difference"),
-    DisparitySpec("equalized_odds_difference", ("true_positive_rate", "false_positive_rate"),
-                  "difference", "Equalized odds difference"),
-    DisparitySpec("equalized_odds_ratio", ("true_positive_rate", "false_positive_rate"),
-                  "ratio", "Equalized odds ratio"),
-    DisparitySpec("precision_difference", ("precision",), "difference",
-                  "Precision difference"),
-    DisparitySpec("accuracy_score_difference", ("accuracy",), "difference",
-                  "Accuracy difference"),
-    DisparitySpec("calibration_difference", (CALIBRATION,), "difference",
-                  "Calibration difference"),
+from audit.fairness.inputs import binary_labels, sample_weights, scores
+from audit.fairness.specs import CALIBRATION, DISPARITIES, RATES, DisparitySpec
+from audit.fairness.stats import (
+    bootstrap_indices,
+    cochran_q_p_value,
+    expected_calibration_error,
+    homogeneity_p_value,
+    percentile_interval,
 )
-SPECS: dict[str, DisparitySpec] = {s.name: s for s in DISPARITIES}
 
 
 @dataclass
@@ -156,6 +110,10 @@ class GroupingResult:
     @property
     def labels(self) -> tuple[str, ...]:
         return self.grouping.labels
+
+    def groups_compared(self, rate: str = "selection_rate") -> int:
+        """Groups whose ``rate`` enters the disparities (large enough, and measurable)."""
+        return int(np.isfinite(np.where(self.counted[rate], self.rates[rate], np.nan)).sum())
 
     def small_groups(self, min_group_size: int) -> list[str]:
         """Labels of groups with fewer than ``min_group_size`` rows."""
@@ -227,101 +185,7 @@ def _spread(values: np.ndarray, kind: str) -> np.ndarray:
         return np.where(hi != 0, lo / np.where(hi != 0, hi, 1.0), np.nan)
 
 
-def bootstrap_indices(n: int, n_boot: int, random_state: int, chunk: int = 64
-                      ) -> Iterator[np.ndarray]:
-    """Resampled row indices, ``chunk`` resamples at a time (arrays of shape (k, n)).
-
-    The same resamples as Fairlearn's ``MetricFrame(n_boot=n_boot, random_state=random_state)``:
-    one uint32 seed per resample drawn from ``default_rng(random_state)``, and each resample is
-    ``DataFrame.sample(frac=1, replace=True, random_state=seed)``.
-    """
-    seeds = np.random.default_rng(int(random_state)).integers(
-        low=0, high=np.iinfo(np.uint32).max, size=n_boot, dtype=np.uint32)
-    for start in range(0, n_boot, chunk):
-        yield np.stack([np.random.RandomState(s).randint(0, n, size=n)
-                        for s in seeds[start:start + chunk]])
-
-
-def _percentiles(samples: np.ndarray, ci_level: float) -> np.ndarray:
-    """Percentile interval along axis 0 (NaN samples ignored): shape (2, ...)."""
-    q = [(1 - ci_level) / 2, 1 - (1 - ci_level) / 2]
-    ok = np.isfinite(samples).any(axis=0)
-    filled = np.where(ok, samples, 0.0)
-    out = np.nanquantile(filled, q, axis=0)
-    return np.where(ok, out, np.nan)
-
-
-# --------------------------------------------------------------------------- tests
-
-def homogeneity_p_value(num: np.ndarray, den: np.ndarray) -> float:
-    """p-value of Pearson's chi-square test that the rates ``num/den`` are equal across groups.
-
-    1.0 when there is nothing to test (fewer than two groups, or every rate 0 or every rate 1).
-    """
-    keep = den > 0
-    num, den = num[keep], den[keep]
-    if len(num) < 2:
-        return 1.0
-    table = np.stack([num, den - num], axis=1)
-    if (table.sum(axis=0) == 0).any():
-        return 1.0
-    res = stats.chi2_contingency(table, correction=False)
-    return float(res.pvalue)
-
-
-def cochran_q_p_value(means: np.ndarray, variances: np.ndarray, sizes: np.ndarray) -> float:
-    """p-value of Cochran's Q test that group means are equal (variance of each mean =
-    ``variances / sizes``); 1.0 with fewer than two usable groups."""
-    keep = (sizes > 1) & np.isfinite(means)
-    m, v, n = means[keep], variances[keep], sizes[keep]
-    if len(m) < 2:
-        return 1.0
-    se2 = np.maximum(v / n, 1e-12)
-    w = 1.0 / se2
-    pooled = float((w * m).sum() / w.sum())
-    q = float((w * (m - pooled) ** 2).sum())
-    return float(stats.chi2.sf(q, df=len(m) - 1))
-
-
-def expected_calibration_error(score: np.ndarray, y: np.ndarray, bins: int = 10,
-                               weights: np.ndarray | None = None) -> float:
-    """Binary ECE: sum over equal-width score bins of (share of rows) x |observed rate − mean
-    score|; NaN for no rows."""
-    if len(score) == 0:
-        return float("nan")
-    w = np.ones(len(score)) if weights is None else weights
-    idx = np.clip((score * bins).astype(np.int64), 0, bins - 1)
-    tot = np.bincount(idx, weights=w, minlength=bins)
-    ys = np.bincount(idx, weights=w * y, minlength=bins)
-    ss = np.bincount(idx, weights=w * score, minlength=bins)
-    used = tot > 0
-    return float(np.abs(ys[used] - ss[used]).sum() / tot.sum())
-
-
 # --------------------------------------------------------------------------- main API
-
-def _binary(name: str, values: np.ndarray) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.ndim != 1:
-        raise DataError(f"{name} must be one value per row, got shape {arr.shape}")
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    try:
-        num = arr.astype(np.float64)
-    except (TypeError, ValueError):
-        bad = sorted({str(v) for v in arr.tolist()})[:5]
-        raise DataError(f"{name} must hold 0/1 labels, found {', '.join(bad)}; name the "
-                        "favourable value with --pos-label") from None
-    if not np.isfinite(num).all():
-        raise DataError(f"{name} has {int((~np.isfinite(num)).sum())} missing or non-finite "
-                        "value(s); remove those rows first")
-    bad_vals = sorted(set(np.unique(num).tolist()) - {0.0, 1.0})
-    if bad_vals:
-        shown = ", ".join(f"{v:g}" for v in bad_vals[:5])
-        raise DataError(f"{name} must hold 0/1 labels, found {shown}; name the favourable value "
-                        "with --pos-label")
-    return num.astype(np.int64)
-
 
 def assess_fairness(
     y_true: np.ndarray,
@@ -348,8 +212,8 @@ def assess_fairness(
     random_state=random_state).difference_ci()``. ``n_boot=0`` skips the bootstrap (NaN
     intervals).
     """
-    yt = _binary("y_true", y_true)
-    yp = _binary("y_pred", y_pred)
+    yt = binary_labels("y_true", y_true)
+    yp = binary_labels("y_pred", y_pred)
     n = len(yt)
     if len(yp) != n or len(sensitive) != n:
         raise DataError(f"y_true, y_pred and the sensitive columns differ in length ({n}, "
@@ -358,17 +222,8 @@ def assess_fairness(
         raise DataError("no rows to assess")
     if not 0 < ci_level < 1:
         raise ValueError(f"ci_level must be in (0, 1), got {ci_level}")
-    w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if w is not None and (w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any()):
-        raise DataError("sample_weight must be one finite, non-negative number per row")
-    s = None
-    if score is not None:
-        s = np.asarray(score, dtype=np.float64)
-        if s.shape != (n,):
-            raise DataError(f"score must be one value per row, got shape {s.shape}")
-        if not np.isfinite(s).all() or (s < 0).any() or (s > 1).any():
-            raise DataError("score must be probabilities of the favourable class in [0, 1]; "
-                            "found values outside it or missing")
+    w = sample_weights(sample_weight, n)
+    s = scores(score, n)
     groupings, missing, skipped = make_groupings(sensitive, intersectional=intersectional,
                                                  max_groups=max_groups)
     base = 2 * yt + yp
@@ -514,7 +369,7 @@ def _bootstrap(results: list[GroupingResult], base: np.ndarray, s: np.ndarray | 
                 ds[name].append(_worst(per_rate, d.spec.kind))
     for res, ds, rs in zip(results, disp_samples, rate_samples, strict=True):
         for name, d in res.disparities.items():
-            lo, hi = _percentiles(np.concatenate(ds[name]), ci_level)
+            lo, hi = percentile_interval(np.concatenate(ds[name]), ci_level)
             d.ci_low, d.ci_high = float(lo), float(hi)
         for key, chunks in rs.items():
-            res.rate_ci[key] = _percentiles(np.concatenate(chunks, axis=0), ci_level).T
+            res.rate_ci[key] = percentile_interval(np.concatenate(chunks, axis=0), ci_level).T

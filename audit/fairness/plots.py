@@ -13,21 +13,11 @@ from audit.figures import PALETTE, new_figure, styled, to_figure
 from audit.result import Figure
 
 if TYPE_CHECKING:
-    from audit.fairness.metrics import FairnessResult
+    from audit.fairness.metrics import Disparity, FairnessResult
 
 RATE_STYLE = (("selection_rate", "selection rate", PALETTE[0], "o"),
               ("true_positive_rate", "TPR", PALETTE[3], "s"),
               ("false_positive_rate", "FPR", PALETTE[1], "^"))
-
-DIFFERENCES = (("demographic_parity_difference", "demographic parity diff."),
-               ("equal_opportunity_difference", "equal opportunity diff."),
-               ("false_positive_rate_difference", "FPR diff."),
-               ("equalized_odds_difference", "equalized odds diff."),
-               ("accuracy_score_difference", "accuracy diff."),
-               ("calibration_difference", "calibration diff."))
-RATIOS = (("demographic_parity_ratio", "DP ratio"),
-          ("equal_opportunity_ratio", "EOpp ratio"),
-          ("equalized_odds_ratio", "EO ratio"))
 
 
 def _short(label: str, limit: int = 28) -> str:
@@ -79,20 +69,19 @@ def group_rates_figure(res: FairnessResult, min_group_size: int) -> Figure:
                      "disparity; wide bars mean few rows.")
 
 
+def disparity_rows(res: FairnessResult, kind: str) -> list[tuple[str, str, Disparity]]:
+    """(grouping, short name, disparity) of every plotted disparity of ``kind``, in the order
+    of the groupings and their specs."""
+    return [(g.name, d.spec.short, d) for g in res.groupings for d in g.disparities.values()
+            if d.spec.plot and d.spec.kind == kind]
+
+
 @styled
 def disparity_figure(res: FairnessResult, low: float, medium: float, high: float,
                      four_fifths: float) -> Figure:
     """Differences (left) and ratios (right) of every grouping with intervals, against the
     severity thresholds and the four-fifths line."""
-    rows_d: list[tuple[str, str, Any]] = []
-    rows_r: list[tuple[str, str, Any]] = []
-    for g in res.groupings:
-        for key, name in DIFFERENCES:
-            if key in g.disparities:
-                rows_d.append((g.name, name, g.disparities[key]))
-        for key, name in RATIOS:
-            if key in g.disparities:
-                rows_r.append((g.name, name, g.disparities[key]))
+    rows_d, rows_r = disparity_rows(res, "difference"), disparity_rows(res, "ratio")
     n = max(len(rows_d), 1)
     fig, (ax, ax2) = new_figure(9.0, 1.0 + 0.26 * n, ncols=2,
                                 gridspec_kw={"width_ratios": [3, 2]})
@@ -120,7 +109,7 @@ def disparity_figure(res: FairnessResult, low: float, medium: float, high: float
                      "against the four-fifths rule.")
 
 
-def _bars(ax: Any, rows: Sequence[tuple[str, str, Any]], colours: dict[str, str]) -> None:
+def _bars(ax: Any, rows: Sequence[tuple[str, str, Disparity]], colours: dict[str, str]) -> None:
     ys = np.arange(len(rows))[::-1]
     for y, (gname, _, d) in zip(ys, rows, strict=True):
         if not math.isfinite(d.value):

@@ -19,16 +19,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from audit import __version__
 from audit.checks import make_params
 from audit.config import AuditConfig, resolve_config
 from audit.errors import DataError, UsageError
 from audit.fairness.check import FairnessCheck
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
-from audit.fairness.section import FairnessParams, fairness_section
+from audit.fairness.params import FairnessParams
+from audit.fairness.section import fairness_section
 from audit.result import AuditResult, Severity, section_status, sha256_bytes, summarize
 from audit.subject import derive_seed
+from audit.version import __version__
 
 _TRUE = {"1", "1.0", "true", "yes", "y", "t"}
 _FALSE = {"0", "0.0", "false", "no", "n", "f"}

@@ -1,0 +1,162 @@
+"""Findings of a fairness assessment: pure functions of the measured result and the params.
+
+Data problems (missing values, too many groups, small groups) are fixed rules; every disparity
+whose spec carries a :class:`~audit.fairness.specs.FindingPolicy` is judged by that policy, in
+the order of :data:`~audit.fairness.specs.DISPARITIES`, so a new disparity with a policy needs
+no code here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from audit.fairness.groups import MISSING
+from audit.fairness.metrics import Disparity, FairnessResult, GroupingResult
+from audit.fairness.params import FairnessParams
+from audit.fairness.specs import RATES, FindingPolicy, SeverityRule
+from audit.fairness.text import ci_text, pct, slug
+from audit.result import Finding, Severity
+
+
+def _gap(value: float, p: FairnessParams) -> Severity | None:
+    if not math.isfinite(value):
+        return None
+    if value >= p.gap_high:
+        return Severity.HIGH
+    if value >= p.gap_medium:
+        return Severity.MEDIUM
+    if value >= p.gap_low:
+        return Severity.LOW
+    return None
+
+
+def _ratio(value: float, p: FairnessParams) -> Severity | None:
+    if not math.isfinite(value) or value >= p.four_fifths:
+        return None
+    return Severity.HIGH if value < p.ratio_high else Severity.MEDIUM
+
+
+def _calibration(value: float, p: FairnessParams) -> Severity | None:
+    return Severity.MEDIUM if math.isfinite(value) and value >= p.calibration_medium else None
+
+
+RULES: dict[SeverityRule, Callable[[float, FairnessParams], Severity | None]] = {
+    "gap": _gap, "ratio": _ratio, "calibration": _calibration}
+"""Severity of a disparity's value under each rule (``None``: no finding)."""
+
+
+def significance(d: Disparity, alpha: float) -> tuple[bool, str]:
+    """Whether the test of equal rates rejects at ``alpha``, and that in words."""
+    if d.p_value < alpha:
+        return True, f"distinguishable from zero (p={d.p_value:.2g} < {alpha:g})"
+    return False, (f"not statistically distinguishable from zero (p={d.p_value:.2g} ≥ "
+                   f"{alpha:g}); it may be sampling noise")
+
+
+def _cap(sev: Severity, significant: bool) -> Severity:
+    """A gap that may be noise is at most ``low``."""
+    return sev if significant or sev.rank <= Severity.LOW.rank else Severity.LOW
+
+
+def evidence(g: GroupingResult, d: Disparity, alpha: float) -> dict[str, Any]:
+    """The numbers behind a disparity finding."""
+    return {"grouping": g.name, "metric": d.name, "value": d.value, "ci_low": d.ci_low,
+            "ci_high": d.ci_high, "p_value": d.p_value, "significant": d.p_value < alpha,
+            "rate": d.rate, "highest_group": d.high_group, "highest": d.high_value,
+            "lowest_group": d.low_group, "lowest": d.low_value, "groups_compared": d.groups_used}
+
+
+def policy_finding(g: GroupingResult, d: Disparity, policy: FindingPolicy,
+                   p: FairnessParams) -> Finding | None:
+    """The finding ``policy`` raises for disparity ``d`` of grouping ``g``, if any.
+
+    Template fields: ``value`` (the disparity), ``grouping`` (its display name), ``ci`` (the
+    interval in words), ``sig`` (significance in words), ``rate`` (the deciding rate's name),
+    ``high``/``low`` (the extreme groups' rates as percentages), ``d`` (the
+    :class:`~audit.fairness.metrics.Disparity`), ``p`` (the params) and ``disparities`` (all of
+    the grouping's, by name).
+    """
+    sev = RULES[policy.rule](d.value, p)
+    if sev is None:
+        return None
+    if policy.max_severity is not None:
+        sev = min(sev, policy.max_severity, key=lambda s: s.rank)
+    sig, sig_text = significance(d, p.alpha)
+    fields = {"value": d.value, "grouping": g.name, "ci": ci_text(d), "sig": sig_text,
+              "rate": RATES.get(d.rate, "mean score − observed rate"),
+              "high": pct(d.high_value), "low": pct(d.low_value), "d": d, "p": p,
+              "disparities": g.disparities}
+    return Finding(id=f"fairness.{policy.slug}.{slug(g.key)}", severity=_cap(sev, sig),
+                   title=policy.title.format(**fields), detail=policy.detail.format(**fields),
+                   evidence=evidence(g, d, p.alpha), recommendation=policy.recommendation)
+
+
+def findings(res: FairnessResult, p: FairnessParams) -> list[Finding]:
+    """Findings of one assessment (stable ids ``fairness.KIND.GROUPING``)."""
+    out: list[Finding] = []
+    for col, n_missing in res.missing.items():
+        if n_missing:
+            out.append(Finding(
+                id=f"fairness.missing-sensitive.{slug(col)}", severity=Severity.LOW,
+                title=f"{n_missing} row(s) have no value for {col}",
+                detail=(f"{n_missing} of {res.n} rows ({n_missing / res.n:.1%}) have a missing "
+                        f"{col}; they are assessed as the group {MISSING} rather than dropped."),
+                evidence={"column": col, "missing": n_missing, "rows": res.n},
+                recommendation="Find out why the attribute is missing: if it is missing more "
+                               "often for one group, the audit under-counts that group."))
+    for name, count in res.skipped.items():
+        out.append(Finding(
+            id=f"fairness.too-many-groups.{slug(name)}", severity=Severity.MEDIUM,
+            title=f"{name} has {count} groups; not assessed",
+            detail=(f"{name} splits the data into {count} groups, more than max_groups="
+                    f"{p.max_groups}; most would be too small to compare."),
+            evidence={"grouping": name, "groups": count, "max_groups": p.max_groups},
+            recommendation="Bin the column into a few meaningful ranges (e.g. age bands) and "
+                           "assess again, or raise [checks.fairness] max_groups."))
+    for g in res.groupings:
+        out.extend(grouping_findings(g, p))
+    return out
+
+
+def grouping_findings(g: GroupingResult, p: FairnessParams) -> list[Finding]:
+    """Small groups, then either "not assessable" or each disparity's policy finding."""
+    out: list[Finding] = []
+    small = _small_groups(g, p)
+    if small is not None:
+        out.append(small)
+    compared = g.groups_compared()
+    if compared < 2:
+        out.append(Finding(
+            id=f"fairness.not-assessable.{slug(g.key)}", severity=Severity.MEDIUM,
+            title=f"{g.name}: fewer than two groups large enough to compare",
+            detail=(f"Only {compared} group(s) of {g.name} have at least "
+                    f"{p.min_group_size} rows, so no disparity can be measured."),
+            evidence={"grouping": g.name, "groups": len(g.labels),
+                      "min_group_size": p.min_group_size},
+            recommendation="Audit on more data, or lower [checks.fairness] min_group_size "
+                           "knowing the numbers will be noisy."))
+        return out
+    for d in g.disparities.values():
+        found = None if d.spec.policy is None else policy_finding(g, d, d.spec.policy, p)
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def _small_groups(g: GroupingResult, p: FairnessParams) -> Finding | None:
+    small = g.small_groups(p.min_group_size)
+    if not small:
+        return None
+    sizes = {lab: int(n) for lab, n in zip(g.labels, g.rows, strict=True) if lab in small}
+    shown = ", ".join(f"{k} ({v})" for k, v in list(sizes.items())[:8])
+    return Finding(
+        id=f"fairness.small-groups.{slug(g.key)}", severity=Severity.LOW,
+        title=f"{len(small)} group(s) of {g.name} too small to compare",
+        detail=(f"{shown}{' …' if len(sizes) > 8 else ''} have fewer than min_group_size="
+                f"{p.min_group_size} rows: their rates are shown in the table but do not "
+                "enter the disparities, whose intervals would be too wide to judge."),
+        evidence={"grouping": g.name, "groups": sizes, "min_group_size": p.min_group_size},
+        recommendation="Collect more data for these groups before relying on the model "
+                       "for them, or merge groups where that is meaningful.")
