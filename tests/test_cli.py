@@ -14,6 +14,7 @@ import torch
 from audit.cli import main
 from audit.paths import models_dir
 from audit.report.render import validate_result
+from audit.result import AuditResult
 from audit.zoo.digits import DigitsCNN
 
 CARD = str(models_dir() / "digits-cnn" / "card.json")
@@ -162,3 +163,72 @@ def test_train_reproduces_bundled_digits(tmp_path: Path) -> None:
     assert ours.keys() == ref.keys()
     for k in ref:
         torch.testing.assert_close(ours[k], ref[k], atol=1e-4, rtol=1e-3)
+
+
+# --- output formats: one registry feeds write_outputs and every command's options ------------
+
+_EXTRA_FORMAT = """
+import sys
+import audit.report.formats as f
+f.FORMATS += (f.OutputFormat("compact", ".json", "json:dumps", "compact JSON",
+                             option="--compact"),)
+from audit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_registered_format_is_an_option_of_every_command(
+        tmp_path: Path, digits_performance: AuditResult) -> None:
+    """One line in FORMATS (here a renderer from the standard library) gives ``--compact`` to
+    run, report and fairness, with help, writing and the usage hint, and no CLI change."""
+    src = tmp_path / "r.json"
+    src.write_text(json.dumps(digits_performance.to_dict()))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", _EXTRA_FORMAT, *args], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+
+    res = cli("report", str(src), "--compact", "c.json", "--md", "c.md")
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "c.json").read_text() == json.dumps(json.loads(src.read_text()))
+    assert res.stdout.split() == ["markdown:", "c.md", "compact:", "c.json"]
+    res = cli("report", str(src))
+    assert res.returncode == 4
+    assert "--md X.md, --junit X.xml and/or --compact X.json" in " ".join(res.stderr.split())
+    helps = {cmd: " ".join(cli(cmd, "--help").stdout.split()) for cmd in
+             ("run", "report", "fairness")}
+    assert "--compact <path> Also write compact JSON here." in helps["run"]
+    assert "--compact <path> Compact JSON to write." in helps["report"]
+    assert "--compact <path> Also write compact JSON." in helps["fairness"]
+
+
+def test_write_outputs_iterates_the_registry(tmp_path: Path,
+                                            digits_performance: AuditResult) -> None:
+    from audit.report.formats import FORMATS, get_format, option_formats, write_outputs
+    from audit.report.junit import render_junit
+
+    assert [f.name for f in FORMATS] == ["html", "json", "markdown", "junit"]
+    assert [f.option for f in option_formats()] == ["--md", "--junit"]
+    written = write_outputs(digits_performance, junit=tmp_path / "j.xml", md=None,
+                            fail_on="info")
+    assert written == [tmp_path / "j.xml"]
+    assert written[0].read_text() == render_junit(digits_performance, "info") \
+        == get_format("junit").render(digits_performance, "info")
+    with pytest.raises(TypeError, match="unknown format"):
+        write_outputs(digits_performance, sarif=tmp_path / "x.sarif")
+    with pytest.raises(KeyError, match="no output format 'sarif'"):
+        get_format("sarif")
+
+
+def test_every_verb_comes_from_a_module_of_the_command_registry() -> None:
+    import importlib
+
+    from audit.cli import app
+    from audit.cli._main import COMMAND_MODULES
+
+    verbs = [c.name for c in app.registered_commands]
+    assert verbs == ["run", "models", "report", "train", "harden", "fairness", "mitigate",
+                     "diff", "examples", "config"]
+    owners = {c.callback.__module__ for c in app.registered_commands if c.callback}
+    assert owners == set(COMMAND_MODULES)
+    assert all(callable(importlib.import_module(m).register) for m in COMMAND_MODULES)

@@ -142,7 +142,8 @@ def test_diff_command(tmp_path: Path, before: dict[str, Any], after: dict[str, A
     out = tmp_path / "d" / "diff.html"
     assert main(["diff", str(pa), str(pb), "--out", str(out), "--labels", "old,new"]) == 0
     assert out.is_file() and out.with_suffix(".md").is_file()
-    assert "old" in out.with_suffix(".md").read_text()
+    assert out.with_suffix(".md").read_text() == render_diff_markdown(
+        diff_results(before, after, ("old", "new")))
     assert main(["diff", str(pa), str(pb), "--out", str(out), "--fail-on-new", "high"]) == 1
     assert main(["diff", str(pb), str(pa), "--out", str(out), "--fail-on-new", "high"]) == 1
     assert main(["diff", str(pa), str(pa), "--out", str(out), "--fail-on-new", "info"]) == 0

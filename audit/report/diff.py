@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.io import atomic_write_text
+from audit.report.formats import as_document
 from audit.report.view import (
     SEVERITY_ORDER,
     FindingView,
@@ -124,15 +125,20 @@ class ResultDiff:
                 f"{self.b.status.upper()}. Findings: {', '.join(parts)}. "
                 f"{changed} metric{'s' if changed != 1 else ''} changed.")
 
+    def write(self, out: str | Path) -> tuple[Path, Path]:
+        """Write the comparison as ``out`` (HTML) and the Markdown beside it (``.md``),
+        atomically; returns (html_path, markdown_path)."""
+        out = Path(out)
+        md_path = out.with_suffix(".md")
+        atomic_write_text(md_path, render_diff_markdown(self))
+        atomic_write_text(out, render_diff_html(self))
+        return out, md_path
+
     def regressions(self, at_least: str | Severity) -> list[FindingChange]:
         """New or more severe findings in B at or above ``at_least``."""
         rank = severity_rank(Severity.parse(at_least).value)
         return [c for c in (*self.new, *self.worse)
                 if c.b is not None and severity_rank(c.b.severity) >= rank]
-
-
-def _doc(result: AuditResult | dict[str, Any]) -> dict[str, Any]:
-    return result.to_dict() if isinstance(result, AuditResult) else result
 
 
 def _delta_text(d: float | None) -> str:
@@ -168,7 +174,7 @@ def _metric_deltas(a: dict[str, float | None], b: dict[str, float | None],
 def diff_results(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any],
                  labels: tuple[str, str] = ("A", "B")) -> ResultDiff:
     """Compare result ``a`` (baseline) with ``b`` (candidate)."""
-    da, db = _doc(a), _doc(b)
+    da, db = as_document(a), as_document(b)
     va, vb = build_view(da), build_view(db)
     by_id_a: dict[str, list[FindingView]] = defaultdict(list)
     for f in sorted(va.findings, key=lambda f: f.order):
@@ -333,10 +339,6 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
 
 def write_diff(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any],
                out: str | Path, labels: tuple[str, str] = ("A", "B")) -> tuple[Path, Path]:
-    """Write the comparison as ``out`` (HTML) and the Markdown beside it (``.md``)."""
-    out = Path(out)
-    diff = diff_results(a, b, labels)
-    md_path = out.with_suffix(".md")
-    atomic_write_text(md_path, render_diff_markdown(diff))
-    atomic_write_text(out, render_diff_html(diff))
-    return out, md_path
+    """Compare ``a`` with ``b`` and write ``out`` (HTML) and the Markdown beside it (``.md``);
+    :meth:`ResultDiff.write` does the same for a comparison already made."""
+    return diff_results(a, b, labels).write(out)

@@ -12,6 +12,7 @@ import html
 import re
 from typing import Any
 
+from audit.report.formats import as_document
 from audit.report.view import (
     SEVERITY_ORDER,
     FindingView,
@@ -51,7 +52,7 @@ def code_id(value: str) -> str:
 def render_markdown(result: AuditResult | dict[str, Any], *, top: int = 10,
                     metrics_per_section: int = 30) -> str:
     """The Markdown summary of a result (an :class:`AuditResult` or its JSON dict)."""
-    doc = result.to_dict() if isinstance(result, AuditResult) else result
+    doc = as_document(result)
     v = build_view(doc)
     out: list[str] = []
     icon = STATUS_ICON.get(v.status, "")

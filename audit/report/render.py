@@ -2,6 +2,8 @@
 
 The HTML makes no network request and runs no script: a Content-Security-Policy forbids both,
 figures are ``data:`` images, CSS is inlined, and every user string is escaped by Jinja2.
+``write_report`` writes it with the JSON result beside it; the other formats are in
+:mod:`audit.report.formats` (``write_outputs`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from markupsafe import Markup, escape
 
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
+from audit.report.formats import as_document, get_format, write_outputs
 from audit.report.view import SEVERITY_ORDER, build_view, fmt_number
 from audit.result import AuditResult
 
@@ -52,11 +55,6 @@ def _css() -> str:
     return (resources.files("audit") / "report" / "static" / "report.css").read_text("utf-8")
 
 
-def as_document(result: AuditResult | dict[str, Any]) -> dict[str, Any]:
-    """The JSON dict of a result (an :class:`AuditResult` or already a dict)."""
-    return result.to_dict() if isinstance(result, AuditResult) else result
-
-
 def render_html(result: AuditResult | dict[str, Any]) -> str:
     """The HTML report of a result (an :class:`AuditResult` or its JSON dict).
 
@@ -70,8 +68,7 @@ def render_html(result: AuditResult | dict[str, Any]) -> str:
 
 def result_json(result: AuditResult | dict[str, Any]) -> str:
     """The JSON text of a result (stable key order)."""
-    doc = result.to_dict() if isinstance(result, AuditResult) else result
-    return json.dumps(doc, indent=1, sort_keys=False, allow_nan=False) + "\n"
+    return json.dumps(as_document(result), indent=1, sort_keys=False, allow_nan=False) + "\n"
 
 
 def write_report(result: AuditResult | dict[str, Any], out: str | Path) -> tuple[Path, Path]:
@@ -83,9 +80,10 @@ def write_report(result: AuditResult | dict[str, Any], out: str | Path) -> tuple
     if out.suffix.lower() not in (".html", ".htm"):
         raise OutputError(f"--out {out} must end in .html (the JSON result is written beside "
                           "it)")
-    json_path = out.with_suffix(".json")
-    html = render_html(result)
-    text = result_json(result)
+    json_path = out.with_suffix(get_format("json").suffix)
+    doc = as_document(result)
+    html = get_format("html").render(doc)
+    text = get_format("json").render(doc)
     atomic_write_text(json_path, text)
     atomic_write_text(out, html)
     return out, json_path
@@ -125,23 +123,3 @@ def validate_result(doc: Any, where: str = "result") -> None:
     if error is not None:
         loc = "/".join(str(x) for x in error.absolute_path) or "(top level)"
         raise DataError(f"{where} is not an audit result: at {loc}: {error.message[:200]}")
-
-
-def write_outputs(result: AuditResult | dict[str, Any], *, md: str | Path | None = None,
-                  junit: str | Path | None = None, fail_on: str | None = None) -> list[Path]:
-    """Write the Markdown summary and/or JUnit XML of a result (atomically); returns paths.
-
-    ``fail_on`` sets which findings are JUnit failures (default: the audit's own threshold).
-    """
-    from audit.report.junit import render_junit
-    from audit.report.markdown import render_markdown
-
-    doc = as_document(result)
-    written = []
-    if md is not None:
-        atomic_write_text(Path(md), render_markdown(doc))
-        written.append(Path(md))
-    if junit is not None:
-        atomic_write_text(Path(junit), render_junit(doc, fail_on))
-        written.append(Path(junit))
-    return written

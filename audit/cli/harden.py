@@ -7,12 +7,19 @@ DistributedDataParallel (gloo on CPU, NCCL with CUDA); ``--batch-size`` is the g
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from audit.cli.common import (
+    command_line,
+    err_console,
+    out_console,
+    require_html,
+    show_progress,
+    split,
+)
 from audit.errors import AuditError, Interrupted, UsageError
 
 EXIT_CODES = ("Exit codes: 0 hardened (and audited); 2 error (bad input, unreadable or "
@@ -20,12 +27,6 @@ EXIT_CODES = ("Exit codes: 0 hardened (and audited); 2 error (bad input, unreada
               "--trust-checkpoint); 4 usage error (bad flags, an earlier run's checkpoint in "
               "--out without --resume); 130 interrupted (finished epochs are kept: run again "
               "with --resume).")
-
-
-def _consoles() -> tuple[Any, Any]:
-    from audit.cli import err_console, out_console
-
-    return out_console, err_console
 
 
 class _EpochProgress:
@@ -137,39 +138,34 @@ def harden_cmd(
     """Adversarially train MODEL (PGD, TRADES or fast FGSM), keep the epoch with the best
     robust validation accuracy, write the hardened model and card into --out, then audit the
     model before and after and write a side-by-side comparison."""
-    from audit.cli import _command_line
+    from audit.apps.harden import CHECKPOINT, AdversarialConfig, harden
     from audit.io import check_writable
-    from audit.robustness.harden import CHECKPOINT, harden
-    from audit.robustness.training import TrainConfig, init_distributed
+    from audit.training import init_distributed, random_shift
 
     if augment not in ("none", "shift"):
         raise UsageError(f"--augment must be none or shift, got {augment!r}")
-    config = TrainConfig.from_dict({
+    config = AdversarialConfig.from_dict({
         "method": method, "eps": eps, "norm": norm, "epochs": epochs,
         "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "steps": steps,
         "beta": beta, "warmup_epochs": warmup_epochs, "co_action": co_action, "seed": seed})
     config.validate()
     new_name = name or out.resolve().name
     report_path = report or Path("reports") / f"{new_name}-hardening.html"
-    if run_audit and report_path.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--report {report_path} must end in .html")
+    if run_audit:
+        require_html(report_path, "--report")
     dist = init_distributed()
     if dist.is_main:
         check_writable(out / CHECKPOINT)
         if run_audit:
             check_writable(report_path)
-    from audit.robustness.training import random_shift
-
     aug_fn = random_shift if augment == "shift" else None
-    out_console, err_console = _consoles()
-    show = progress and dist.is_main and (err_console.is_terminal
-                                          or bool(os.environ.get("AUDIT_PROGRESS")))
+    show = dist.is_main and show_progress(progress)
     bar = _EpochProgress(err_console, epochs, show)
     try:
         with bar:
             outcome = harden(
                 model, out, config, data=data, val_fraction=val_fraction, resume=resume,
-                name=name, command=_command_line(), augment=aug_fn,
+                name=name, command=command_line(), augment=aug_fn,
                 augment_name=None if augment == "none" else "random shift up to 1 pixel",
                 keep_checkpoint=keep_checkpoint, arch=arch, card=card,
                 trust_checkpoint=trust_checkpoint, dist=dist,
@@ -185,22 +181,10 @@ def harden_cmd(
         torch.distributed.destroy_process_group()
     if not dist.is_main:
         return
-    m = outcome.card.metrics
-    robust_key = next((k for k in m if k.startswith("test_pgd")), None)
-    summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
-    if outcome.resumed_epoch:
-        out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
-    elif resume:
-        out_console.print(f"no checkpoint in {out} to resume from: trained from the start",
-                          highlight=False)
-    out_console.print(f"hardened {outcome.parent.card.name if outcome.parent.card else model} "
-                      f"-> {out} ({config.method}, {config.norm} eps {eps:g}): {summary}",
-                      highlight=False)
-    if robust_key is None:
-        out_console.print("(no test split to measure on; see the audit)", highlight=False)
+    parent = outcome.parent.card.name if outcome.parent.card else model
+    _print_outcome(outcome, parent, out, f"{config.method}, {config.norm} eps {eps:g}", resume)
     if run_audit:
-        labels = (f"{outcome.parent.card.name if outcome.parent.card else model} (before)",
-                  f"{new_name} (after)")
+        labels = (f"{parent} (before)", f"{new_name} (after)")
         try:
             _audit_before_after(model, out, labels, report_path, checks, quick, seed, data,
                                 outcome.card.dataset, arch, card, trust_checkpoint, show)
@@ -209,18 +193,31 @@ def harden_cmd(
                           f"failed: {e.message}") from None
 
 
+def _print_outcome(outcome: Any, parent: str, out: Path, how: str, resume: bool) -> None:
+    """What was trained and how it measures on the test split."""
+    m = outcome.card.metrics
+    summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
+    if outcome.resumed_epoch:
+        out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
+    elif resume:
+        out_console.print(f"no checkpoint in {out} to resume from: trained from the start",
+                          highlight=False)
+    out_console.print(f"hardened {parent} -> {out} ({how}): {summary}", highlight=False)
+    if not any(k.startswith("test_pgd") for k in m):
+        out_console.print("(no test split to measure on; see the audit)", highlight=False)
+
+
 def _audit_before_after(model: str, out: Path, labels: tuple[str, str], report: Path,
                         checks: str | None, quick: bool, seed: int, data: str | None,
                         dataset: str | None, arch: str | None, card: Path | None, trust: bool,
                         progress: bool) -> None:
     """Audit the parent and the hardened model on the same data and write the comparison."""
-    from audit.cli import _split, out_console
     from audit.report.diff import write_diff
     from audit.report.render import write_report
     from audit.runner import run_audit
 
     audit_data = None if dataset else data
-    common: dict[str, Any] = {"data": audit_data, "checks": _split(checks), "seed": seed,
+    common: dict[str, Any] = {"data": audit_data, "checks": split(checks), "seed": seed,
                               "quick": quick or None, "progress": progress}
     stem = report.with_suffix("")
     before = run_audit(model, arch=arch, card=card, trust_checkpoint=trust,

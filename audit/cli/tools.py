@@ -1,4 +1,5 @@
-"""Report commands: ``audit diff``, ``audit examples`` and ``audit config``."""
+"""Tool commands: ``audit diff`` (compare two results), ``audit examples`` (regenerate the
+example reports) and ``audit config`` (the audit.toml reference and validator)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ from typing import Annotated
 
 import typer
 
+from audit.cli.common import err_console, out_console, require_html
 from audit.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
-
-
-def _console(stderr: bool = False):  # type: ignore[no-untyped-def]
-    from audit.cli import err_console, out_console
-
-    return err_console if stderr else out_console
 
 
 def diff_cmd(
@@ -30,12 +26,11 @@ def diff_cmd(
     """Compare two results side by side: new and fixed findings, severity changes, metric
     deltas (HTML and Markdown)."""
     from audit.io import check_writable
-    from audit.report.diff import diff_results, render_diff_html, render_diff_markdown
+    from audit.report.diff import diff_results
     from audit.report.render import load_result
     from audit.result import Severity
 
-    if out.suffix.lower() not in (".html", ".htm"):
-        raise UsageError(f"--out {out} must end in .html (the Markdown is written beside it)")
+    require_html(out, why="the Markdown is written beside it")
     parts = [p.strip() for p in labels.split(",")]
     if len(parts) != 2 or not all(parts):
         raise UsageError(f"--labels needs two names separated by a comma, got {labels!r}")
@@ -44,13 +39,9 @@ def diff_cmd(
     check_writable(out)
     doc_a, doc_b = load_result(a), load_result(b)
     d = diff_results(doc_a, doc_b, (parts[0], parts[1]))
-    from audit.io import atomic_write_text
-
-    md_path = out.with_suffix(".md")
-    atomic_write_text(md_path, render_diff_markdown(d))
-    atomic_write_text(out, render_diff_html(d))
-    _console().print(f"{d.headline}\ndiff: {out}\nmarkdown: {md_path}", highlight=False,
-                     markup=False)
+    html, md_path = d.write(out)
+    out_console.print(f"{d.headline}\ndiff: {html}\nmarkdown: {md_path}", highlight=False,
+                      markup=False)
     if fail_on_new is not None and d.regressions(fail_on_new):
         raise typer.Exit(EXIT_FINDINGS)
     raise typer.Exit(EXIT_OK)
@@ -71,21 +62,21 @@ def examples_cmd(
 ) -> None:
     """Regenerate the example report of every bundled model (and the registered extra
     examples) under reports/: HTML, JSON and Markdown, plus reports/README.md."""
+    from audit.apps.examples import regenerate_examples
     from audit.io import check_writable
-    from audit.report.examples import regenerate_examples
 
     check_writable(out / "README.md")
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     outcomes = regenerate_examples(out, only=names, seed=seed, quick=quick,
-                                   show_progress=progress, console=_console(stderr=True),
+                                   show_progress=progress, console=err_console,
                                    render_only=render_only)
     failed = [o for o in outcomes if o.error]
-    _console().print(f"wrote {len(outcomes) - len(failed)} example(s) to {out} "
-                     f"(index: {out / 'README.md'})", highlight=False, markup=False)
+    out_console.print(f"wrote {len(outcomes) - len(failed)} example(s) to {out} "
+                      f"(index: {out / 'README.md'})", highlight=False, markup=False)
     if failed:
-        _console(stderr=True).print(f"error: {len(failed)} example(s) failed: "
-                                    f"{', '.join(o.name for o in failed)}", highlight=False,
-                                    markup=False)
+        err_console.print(f"error: {len(failed)} example(s) failed: "
+                          f"{', '.join(o.name for o in failed)}", highlight=False,
+                          markup=False)
         raise typer.Exit(EXIT_ERROR)
 
 
@@ -102,24 +93,22 @@ def config_cmd(
 
     if file is None:
         text = defaults_markdown() if markdown else defaults_toml()
-        _console().print(text, highlight=False, markup=False, end="", soft_wrap=True)
+        out_console.print(text, highlight=False, markup=False, end="", soft_wrap=True)
         return
     if markdown:
         raise UsageError("--markdown prints the defaults reference; drop FILE or --markdown")
-    from audit.checks import make_params
+    from audit.checks import get_check, make_params
     from audit.config import load_config
     from audit.config.docs import check_docs
     from audit.config.write import config_toml
 
     cfg = load_config(file)
     doc = cfg.to_dict()
-    from audit.checks import get_check
-
     doc["params"] = {d.name: _asdict(make_params(get_check(d.name), cfg.params.get(d.name),
                                                  cfg.quick, str(file)))
                      for d in check_docs()}
-    _console().print(f"# {file} is valid; effective settings:\n" + config_toml(doc),
-                     highlight=False, markup=False, end="", soft_wrap=True)
+    out_console.print(f"# {file} is valid; effective settings:\n" + config_toml(doc),
+                      highlight=False, markup=False, end="", soft_wrap=True)
 
 
 def _asdict(params: object) -> dict[str, object]:

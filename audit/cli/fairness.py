@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from audit.errors import EXIT_FINDINGS, EXIT_OK, UsageError
-
-
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
+from audit.cli.common import (
+    check_report_out,
+    command_line,
+    err_console,
+    exit_with_verdict,
+    out_console,
+    print_summary,
+    safe_name,
+    split,
+)
+from audit.cli.outputs import NO_OUTPUTS, Outputs, check_outputs, format_options, write_formats
+from audit.errors import UsageError
 
 
 def _floats(value: str | None, option: str) -> list[float] | None:
     if value is None:
         return None
     try:
-        out = [float(v) for v in _split(value)]
+        out = [float(v) for v in split(value) or []]
     except ValueError:
         raise UsageError(f"{option} takes comma-separated numbers, got {value!r}") from None
     if not out or any(v < 0 for v in out):
@@ -27,16 +33,7 @@ def _floats(value: str | None, option: str) -> list[float] | None:
     return out
 
 
-def _check_out(out: Path | None) -> None:
-    from audit.io import check_writable
-
-    if out is not None:
-        if out.suffix.lower() not in (".html", ".htm"):
-            raise UsageError(f"--out {out} must end in .html (the JSON result is written "
-                             "beside it)")
-        check_writable(out)
-
-
+@format_options("brief")
 def fairness_cmd(
     predictions: Annotated[Path, typer.Argument(metavar="PREDICTIONS.csv", help=(
         "CSV with one row per decision: true label, prediction, optional score, sensitive "
@@ -64,36 +61,29 @@ def fairness_cmd(
                     ] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Fewer bootstrap resamples.")
                      ] = False,
-    md: Annotated[Path | None, typer.Option("--md", help="Also write a Markdown summary.")
-                  ] = None,
-    junit: Annotated[Path | None, typer.Option("--junit", help="Also write JUnit XML.")
-                     ] = None,
+    outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
     """Audit the fairness of predictions you already have (no model needed): group metrics,
     disparities with intervals, findings; writes the same HTML and JSON as 'audit run'."""
-    from audit.cli import _command_line, _safe_name, print_summary
     from audit.fairness.predictions import audit_predictions
-    from audit.io import check_writable
-    from audit.report.render import write_outputs, write_report
+    from audit.report.render import write_report
     from audit.result import Severity
 
     if fail_on is not None:
         Severity.parse(fail_on)
-    cols = _split(sensitive)
+    cols = split(sensitive)
     if not cols:
         raise UsageError("--sensitive needs at least one column name")
-    _check_out(out)
-    for extra in (md, junit):
-        if extra is not None:
-            check_writable(extra)
+    check_report_out(out)
+    check_outputs(outputs)
     result = audit_predictions(predictions, y_true=y_true, y_pred=y_pred, sensitive=cols,
                                score=score, pos_label=pos_label, config=config, seed=seed,
-                               quick=quick or None, fail_on=fail_on, command=_command_line())
-    target = out or Path("reports") / f"{_safe_name(predictions.stem)}-fairness.html"
+                               quick=quick or None, fail_on=fail_on, command=command_line())
+    target = out or Path("reports") / f"{safe_name(predictions.stem)}-fairness.html"
     html, json_path = write_report(result, target)
-    write_outputs(result, md=md, junit=junit)
+    write_formats(result, outputs, announce=False)
     print_summary(result, html, json_path)
-    raise typer.Exit(EXIT_FINDINGS if result.summary["status"] == "fail" else EXIT_OK)
+    raise exit_with_verdict(result)
 
 
 def mitigate_cmd(
@@ -138,20 +128,20 @@ def mitigate_cmd(
     """Retrain or post-process a model with each bias mitigation (reweighing, fairness
     penalty for each λ, group thresholds) and report fairness gap against accuracy: a table,
     a trade-off plot and the baseline's fairness audit."""
-    from audit.cli import _command_line, _safe_name, err_console, out_console
-    from audit.fairness.experiment import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
+    from audit.apps.mitigate import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
     from audit.io import atomic_write_text
+    from audit.report.formats_csv import table_csv
     from audit.report.render import write_report
     from audit.result import Severity
 
     if fail_on is not None:
         Severity.parse(fail_on)
-    _check_out(out)
+    check_report_out(out)
     if n_boot < 0:
         raise UsageError("--n-boot must be 0 or more")
     if epochs is not None and epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    chosen = _split(methods) or list(METHODS)
+    chosen = split(methods) or list(METHODS)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}")
@@ -160,32 +150,21 @@ def mitigate_cmd(
         err_console.print(f"mitigate: {text}", highlight=False, markup=False)
 
     result = mitigate(model, data=data, train=train, evaluate=evaluate, target=target,
-                      sensitive=_split(sensitive) or None, groups=_split(groups) or None,
+                      sensitive=split(sensitive), groups=split(groups),
                       methods=chosen, lambdas=_floats(lambdas, "--lambdas") or DEFAULT_LAMBDAS,
                       tols=_floats(tols, "--tols") or DEFAULT_TOLS, epochs=epochs, seed=seed,
                       n_boot=n_boot, config=str(config) if config else None, fail_on=fail_on,
-                      command=_command_line(), progress=progress)
-    target_html = out or Path("reports") / f"{_safe_name(result.model['name'])}-mitigation.html"
+                      command=command_line(), progress=progress)
+    target_html = out or Path("reports") / f"{safe_name(result.model['name'])}-mitigation.html"
     html, json_path = write_report(result, target_html)
     table = next(t for s in result.sections if s.check == "mitigation" for t in s.tables)
     csv_path = html.with_suffix(".csv")
-    atomic_write_text(csv_path, _csv(table.columns, table.rows))
+    atomic_write_text(csv_path, table_csv(table))
     mit = next(s for s in result.sections if s.check == "mitigation")
     out_console.print(mit.summary, highlight=False, markup=False)
     out_console.print(f"report: {html}\nresult: {json_path}\ntable: {csv_path}",
                       highlight=False, markup=False)
-    raise typer.Exit(EXIT_FINDINGS if result.summary["status"] == "fail" else EXIT_OK)
-
-
-def _csv(columns: list[str], rows: Sequence[Sequence[object]]) -> str:
-    import csv
-    import io
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
-    w.writerows(["" if c is None else c for c in row] for row in rows)
-    return buf.getvalue()
+    raise exit_with_verdict(result)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,178 @@
+"""Audit commands: ``audit run``, ``audit models``, ``audit report`` and ``audit train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table as RichTable
+
+from audit.cli.common import (
+    EXIT_CODES_HELP,
+    check_report_out,
+    command_line,
+    err_console,
+    exit_with_verdict,
+    out_console,
+    print_summary,
+    require_html,
+    safe_name,
+    show_progress,
+    split,
+)
+from audit.cli.outputs import (
+    NO_OUTPUTS,
+    Outputs,
+    check_outputs,
+    format_options,
+    given,
+    options_hint,
+    write_formats,
+)
+from audit.errors import AuditError, UsageError
+
+
+@format_options("audit")
+def run_cmd(
+    model: Annotated[str, typer.Argument(help="Bundled model name, model folder, or checkpoint "
+                                              "file (.safetensors, .pt, .pt2, TorchScript).")],
+    data: Annotated[str | None, typer.Option(help="Bundled dataset name or a .npz/.csv file "
+                                                  "(default: the card's dataset, test split).")
+                    ] = None,
+    checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run "
+                                                    "(default: every check that applies).")
+                      ] = None,
+    out: Annotated[Path | None, typer.Option(help="HTML report path; the JSON result is "
+                                                  "written beside it (default: "
+                                                  "reports/<model>.html).")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding is at or above this severity: info, low, "
+                          "medium, high (default), critical.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the whole audit (default 0).")
+                    ] = None,
+    config: Annotated[Path | None, typer.Option(help="audit.toml with checks, parameters "
+                                                     "and thresholds.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a fast look.")
+                     ] = False,
+    target: Annotated[str | None, typer.Option(help="Label column of a CSV file.")] = None,
+    sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive columns "
+                                                       "for the fairness check.")] = None,
+    arch: Annotated[str | None, typer.Option(help="Architecture 'module:Class' for a "
+                                                  "state-dict checkpoint.")] = None,
+    card: Annotated[Path | None, typer.Option(help="card.json describing the model (input "
+                                                   "shape, range, classes).")] = None,
+    layer: Annotated[str | None, typer.Option(help="Layer for Grad-CAM (default: the last "
+                                                   "layer with a spatial output).")] = None,
+    trust_checkpoint: Annotated[bool, typer.Option(
+        "--trust-checkpoint", help="Allow full pickle loading, which can run code from the "
+                                   "checkpoint. Only for files you trust.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
+) -> None:
+    """Audit a model and write an HTML report plus its JSON result."""
+    from audit.report.render import write_report
+    from audit.result import Severity
+    from audit.runner import run_audit
+
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    check_report_out(out)
+    check_outputs(outputs)
+    params: dict[str, dict[str, Any]] = {}
+    if layer:
+        params["saliency"] = {"layer": layer}
+    result = run_audit(
+        model, data=data, checks=split(checks), config=config, seed=seed,
+        quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
+        arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
+        progress=show_progress(progress), command=command_line())
+    target_html = out or Path("reports") / f"{safe_name(result.model['name'])}.html"
+    html, json_path = write_report(result, target_html)
+    write_formats(result, outputs)
+    print_summary(result, html, json_path)
+    raise exit_with_verdict(result)
+
+
+def models_cmd() -> None:
+    """List the bundled models with their headline metrics."""
+    from audit.card import ModelCard
+    from audit.loading import bundled_models
+
+    table = RichTable(title="Bundled models")
+    for col in ("name", "architecture", "data", "input", "headline metrics"):
+        table.add_column(col)
+    found = bundled_models()
+    for name, folder in found.items():
+        try:
+            c = ModelCard.load(folder / "card.json")
+        except AuditError as e:
+            table.add_row(name, "-", "-", "-", f"[red]invalid card: {e}[/]")
+            continue
+        metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                            for k, v in c.metrics.items() if not k.endswith("seconds"))
+        table.add_row(name, c.arch.split(":")[-1], c.dataset or "-",
+                      f"{c.input.kind} {'x'.join(map(str, c.input.shape))}", metrics or "-")
+    if not found:
+        err_console.print("no bundled models found (set AUDIT_MODELS_DIR?)")
+    out_console.print(table)
+
+
+@format_options("render")
+def report_cmd(
+    result: Annotated[Path, typer.Argument(help="A JSON result written by 'audit run'.")],
+    out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
+    outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Severity at or above which findings are JUnit failures (default: "
+                          "the threshold the audit ran with).")] = None,
+) -> None:
+    """Re-render a saved JSON result as HTML, Markdown and/or JUnit XML."""
+    from audit.io import atomic_write_text, check_writable
+    from audit.report.render import load_result, render_html
+    from audit.result import Severity
+
+    if out is None and not given(outputs):
+        raise UsageError(f"nothing to write: pass --out X.html, {options_hint()}")
+    if out is not None:
+        require_html(out)
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    if out is not None:
+        check_writable(out)
+    check_outputs(outputs)
+    doc = load_result(result)
+    if out is not None:
+        atomic_write_text(out, render_html(doc))
+        out_console.print(f"report: {out}", highlight=False)
+    write_formats(doc, outputs, fail_on)
+
+
+def train_cmd(
+    name: Annotated[str, typer.Argument(help="Bundled model to reproduce from its recipe.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: models/NAME).")
+                   ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: the recipe's).")] = None,
+) -> None:
+    """Reproduce a bundled model from its recipe (writes model.safetensors + card.json)."""
+    import time
+
+    from audit.paths import models_dir
+    from audit.zoo import get_recipe
+
+    recipe = get_recipe(name)
+    target = out or models_dir() / name
+    start = time.perf_counter()
+    with err_console.status(f"training {name} ({recipe.description})"):
+        card = recipe.train(target, recipe.default_seed if seed is None else seed, False)
+    metrics = ", ".join(f"{k} {v}" for k, v in card.metrics.items())
+    out_console.print(f"trained {name} in {time.perf_counter() - start:.1f} s: {metrics}\n"
+                      f"wrote {target}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``models``, ``report`` and ``train`` to the ``audit`` command line."""
+    app.command("run", epilog=EXIT_CODES_HELP)(run_cmd)
+    app.command("models")(models_cmd)
+    app.command("report")(report_cmd)
+    app.command("train")(train_cmd)
