@@ -65,7 +65,7 @@ def fairness_cmd(
 ) -> None:
     """Audit the fairness of predictions you already have (no model needed): group metrics,
     disparities with intervals, findings; writes the same HTML and JSON as 'audit run'."""
-    from audit.fairness.predictions import audit_predictions
+    from audit.apps.predictions import audit_predictions
     from audit.report.render import write_report
     from audit.result import Severity
 
