@@ -26,9 +26,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from audit.apps.harden import harden
 from audit.io import sha256_file
 from audit.paths import models_dir
-from audit.robustness.harden import harden
 from audit.runner import run_audit
 from audit.zoo.robust import PARENT, config
 

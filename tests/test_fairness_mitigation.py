@@ -10,16 +10,17 @@ import torch
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
 from torch import nn
 
+from audit.apps.mitigate import TrainingSettings
 from audit.errors import DataError
-from audit.fairness.experiment import TrainingSettings
 from audit.fairness.mitigation import (
     FairnessPenalty,
+    FairnessPenaltyLoss,
     GroupThresholds,
     Reweighing,
     group_codes,
     train_with_penalty,
 )
-from audit.zoo.common import train_classifier
+from audit.training import CrossEntropy, TrainConfig, Trainer
 
 
 def biased_data(n: int = 3000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, pd.DataFrame]:
@@ -78,14 +79,23 @@ def test_penalty_is_the_relaxed_gap() -> None:
     assert float(tiny) == 0.0  # groups under min_rows are left out
 
 
-def test_no_penalty_trains_the_same_model_as_train_classifier() -> None:
-    x, y, _ = biased_data(n=600)
-    a = train_classifier(small_mlp(), x, y, epochs=2, lr=1e-2, batch_size=64, seed=3)
+def test_no_penalty_trains_the_same_model_as_plain_cross_entropy() -> None:
+    x, y, frame = biased_data(n=600)
+    config = TrainConfig(epochs=2, lr=1e-2, batch_size=64, seed=3)
+    a = small_mlp()
+    Trainer(a, config, CrossEntropy(), (x, y)).fit()
     b = train_with_penalty(small_mlp(), x, y, epochs=2, lr=1e-2, batch_size=64, seed=3,
                            groups=torch.zeros(len(y), dtype=torch.long),
                            penalty=FairnessPenalty("demographic_parity", weight=0.0))
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
         assert torch.equal(pa, pb)
+    # the same loss with a weight trains another model (the penalty reaches the gradients)
+    c = small_mlp()
+    groups = torch.from_numpy(group_codes(frame)[0])
+    Trainer(c, config, FairnessPenaltyLoss(FairnessPenalty("demographic_parity", 2.0),
+                                           groups), (x, y)).fit()
+    assert not all(torch.equal(pa, pc) for pa, pc in zip(a.parameters(), c.parameters(),
+                                                          strict=True))
 
 
 def _dp(model: nn.Module, x: torch.Tensor, y: torch.Tensor, frame: pd.DataFrame) -> float:
@@ -143,8 +153,8 @@ def test_training_settings_from_the_adult_card() -> None:
 
 @pytest.mark.slow
 def test_mitigation_reduces_the_gap_on_adult() -> None:
+    from audit.apps.mitigate import run_mitigation
     from audit.datasets import load_dataset
-    from audit.fairness.experiment import run_mitigation
     from audit.loading import load_model
 
     card = load_model("adult-mlp").card

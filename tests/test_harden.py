@@ -103,11 +103,11 @@ def test_harden_writes_bundle_card_and_before_after_report(cli: Cli, tmp_path: P
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--method", "free"], "method must be one of pgd, trades, fast"),
+    (["--method", "free"], "method must be one of 'pgd', 'trades', 'fast'"),
     (["--eps", "0"], "eps must be > 0"),
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--augment", "flip"], "--augment must be none or shift"),
-    (["--co-action", "panic"], "co_action must be fallback, stop or warn"),
+    (["--co-action", "panic"], "co_action must be one of 'fallback', 'stop', 'warn'"),
     (["--threads", "0"], "--threads must be >= 1"),
     (["--val-fraction", "1.5"], "--val-fraction must be in [0, 1)"),
 ])
@@ -256,7 +256,7 @@ def test_bundled_robust_model_meets_the_goal() -> None:
 def test_examples_compare_the_bundled_pair(tmp_path: Path) -> None:
     """``audit examples`` compares digits-cnn-robust with its card's parent (the report's
     automatic before/after example; audits reused from the run, here cheap ones)."""
-    from audit.report.examples import ExampleContext, planned_examples
+    from audit.apps.examples import ExampleContext, planned_examples
     from audit.runner import run_audit
 
     plans = {name: make for name, _, make in planned_examples()}

@@ -1,186 +1,258 @@
-"""Adversarial training: the drop-in loss, the epsilon schedule, the overfitting monitor, the
-trainer's checkpoints and exact resume (in process; the real-process kill test is in
-test_harden.py)."""
+"""The shared training layer: a custom BatchLoss plugs into the trainer (its context, tallies,
+hooks and state), validation keeps the best epoch, checkpoints resume bit for bit, the config
+is parsed like every settings table, and the small pieces (augmentation, shards, DDP scaling,
+determinism). Adversarial training on top of it: test_adversarial_training.py."""
 
 from __future__ import annotations
 
 import itertools
 import math
-import warnings
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 
-from audit.errors import CheckpointError, UsageError
-from audit.loading import LoadedModel
-from audit.robustness.attacks import PGD
-from audit.robustness.training import (
-    METHODS,
-    AdversarialTrainer,
-    CatastrophicOverfittingWarning,
-    CoMonitor,
+from audit.errors import CheckpointError, ConfigError, UsageError
+from audit.robustness.adversarial import AdversarialConfig
+from audit.training import (
+    BatchContext,
+    BatchLoss,
+    CrossEntropy,
     Distributed,
+    EpochStats,
     TrainConfig,
-    adversarial_batch,
-    adversarial_loss,
-    eps_schedule,
+    Trainer,
+    Validator,
     random_shift,
-    random_unit_noise,
+    reproducible,
 )
 
 
-def _digits_batch(n: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    from audit.datasets import load_dataset
-
-    d = load_dataset("digits", "test")
-    return d.x[:n], d.y[:n]
-
-
-D = 25
-
-
-def _blobs(n: int, seed: int, margin: float = 0.3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two tabular classes in [0, 1]^D: feature 0 separates them with a margin of ``margin``
-    (robust); the other D - 1 separate them too, each by less than 0.1 (predictive, fragile)."""
+def _data(n: int = 200, seed: int = 0) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 2, (n,), generator=g)
-    sign = (2 * y.float() - 1)[:, None]
-    x = torch.empty(n, D)
-    x[:, :1] = 0.5 + sign * (margin + 0.1 * torch.rand(n, 1, generator=g))
-    x[:, 1:] = 0.5 + sign * 0.08 + 0.02 * torch.randn(n, D - 1, generator=g)
-    return x.clamp(0, 1), y
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] + 0.5 * x[:, 1] > 0).long()
 
 
-class MLP(nn.Module):
-    def __init__(self, d: int = D, h: int = 32, k: int = 2) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, h), nn.ReLU(), nn.Linear(h, k))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+def _mlp(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 2))
 
 
-# ----------------------------------------------------------------------------- the loss
+class Recording(BatchLoss):
+    """Cross-entropy on inputs with noise from the loss's own stream; records what the trainer
+    passes, tallies a constant, shows a counter, and stops after ``stop_after`` steps."""
+
+    def __init__(self, stop_after: int | None = None) -> None:
+        self.calls: list[tuple[int, int, int, tuple[int, int], list[int], float]] = []
+        self.steps = 0
+        self.stop_after = stop_after
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor,
+                 ctx: BatchContext) -> Tensor:
+        self.calls.append((ctx.epoch, ctx.batch, ctx.batches, ctx.shard, idx.tolist(),
+                           ctx.progress))
+        noisy = x + 0.1 * torch.randn(x.shape, generator=ctx.generator)
+        ctx.tally("rows", float(len(x)))
+        return F.cross_entropy(model(noisy), y, label_smoothing=0.1)
+
+    def epoch_info(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def after_step(self, trainer: Trainer, ctx: BatchContext) -> None:
+        self.steps += 1
+        if self.stop_after is not None and self.steps >= self.stop_after:
+            trainer.report(f"stopped after {self.steps} steps")
+            trainer.stop()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.steps = int(state["steps"])
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_loss_has_gradients_and_leaves_model_alone(digits_loaded: LoadedModel,
-                                                   method: str) -> None:
-    model = digits_loaded.model
-    x, y = _digits_batch()
-    model.train()
-    for p in model.parameters():
-        p.grad = None
-    loss = adversarial_loss(model, x, y, method=method, eps=0.1, steps=3,
-                            generator=torch.Generator().manual_seed(0))
-    assert loss.ndim == 0 and math.isfinite(float(loss.detach()))
-    assert model.training, "the attack must restore the model's mode"
-    assert all(p.grad is None for p in model.parameters()), "attack touched parameter grads"
-    loss.backward()
-    assert all(p.grad is not None for p in model.parameters())
-    model.eval()
+def test_a_custom_batch_loss_plugs_into_the_trainer() -> None:
+    x, y = _data()
+    model = _mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = Recording()
+    history = Trainer(model, TrainConfig(epochs=2, batch_size=64, lr=1e-2), loss, (x, y)).fit()
+    assert len(loss.calls) == 2 * 4  # ceil(200 / 64) batches per epoch
+    for epoch in (0, 1):
+        calls = [c for c in loss.calls if c[0] == epoch]
+        assert [c[1] for c in calls] == [0, 1, 2, 3] and {c[2] for c in calls} == {4}
+        assert [c[3] for c in calls] == [(0, 64), (0, 64), (0, 64), (0, 8)]
+        rows = sorted(i for c in calls for i in c[4])
+        assert rows == list(range(200)), "every row once per epoch"
+        assert [c[5] for c in calls] == [epoch + b / 4 for b in range(4)]
+    assert [c[4] for c in loss.calls[:4]] != [c[4] for c in loss.calls[4:]], "reshuffled"
+    assert not all(torch.equal(a, p) for a, p in zip(before, model.parameters(), strict=True))
+    # tallies are per training row; the loss's info and the values are attributes too
+    assert [h.train["rows"] for h in history] == [1.0, 1.0]
+    assert [h.steps for h in history] == [4, 8] and history[-1].to_dict()["steps"] == 8
+    assert history[-1].best and not model.training
+    with pytest.raises(AttributeError):
+        _ = history[0].no_such_value
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_adversarial_inputs_stay_in_ball_and_range(digits_loaded: LoadedModel,
-                                                   method: str) -> None:
-    x, y = _digits_batch()
-    out = adversarial_batch(digits_loaded.model, x, y, method=method, eps=0.1, steps=3,
-                            generator=torch.Generator().manual_seed(1))
-    assert float((out.x_adv - x).abs().max()) <= 0.1 + 1e-6
-    assert float(out.x_adv.min()) >= 0.0 and float(out.x_adv.max()) <= 1.0
-    assert out.loss.shape == (len(x),)
+def test_a_loss_can_stop_training_and_report() -> None:
+    x, y = _data()
+    t = Trainer(_mlp(), TrainConfig(epochs=5, batch_size=64), Recording(stop_after=6), (x, y))
+    t.fit()
+    assert t.stopped and len(t.history) == 2 and t.history[-1].steps == 6
+    assert t.events == ["stopped after 6 steps"] == t.history[-1].events
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_zero_eps_gives_the_clean_loss(digits_loaded: LoadedModel, method: str) -> None:
-    """Known answer: with eps 0 every method's loss is the clean cross-entropy (TRADES' KL
-    term is KL(p || p) = 0)."""
-    model = digits_loaded.model.eval()
-    x, y = _digits_batch()
-    loss = adversarial_loss(model, x, y, method=method, eps=0.0, steps=2,
-                            generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        clean = F.cross_entropy(model(x), y)
-    # TRADES starts from x + 0.001 N(0, 1), projected back into the (empty) ball
-    assert float(loss.detach()) == pytest.approx(float(clean), rel=1e-5, abs=1e-6)
+def test_resume_restores_the_loss_state_and_gives_bitwise_identical_weights(
+        tmp_path: Path) -> None:
+    """Two epochs, a fresh process-like start (other global RNG state), resume: the same
+    weights as four uninterrupted epochs, and the loss's own state and stream continue."""
+    x, y = _data()
+    config = TrainConfig(epochs=4, batch_size=32, lr=1e-2, seed=5)
+    full = Trainer(_mlp(), config, Recording(), (x, y))
+    full.fit()
+    first = Trainer(_mlp(), config, Recording(), (x, y), checkpoint=tmp_path / "c.pt")
+    for _ in range(2):
+        first.train_epoch()
+        first.save_checkpoint()
+    torch.manual_seed(123)
+    second_loss = Recording()
+    second = Trainer(_mlp(), config, second_loss, (x, y), checkpoint=tmp_path / "c.pt")
+    second.fit(resume=True)
+    assert second_loss.steps == full.loss.steps  # type: ignore[attr-defined]
+    for a, b in zip(full.module.parameters(), second.module.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert [h.epoch for h in second.history] == [1, 2, 3, 4]
+    other = Trainer(_mlp(), TrainConfig(epochs=4, batch_size=32, lr=3e-2, seed=5), Recording(),
+                    (x, y), checkpoint=tmp_path / "c.pt")
+    with pytest.raises(CheckpointError, match="other settings: lr 0.01"):
+        other.fit(resume=True)
 
 
-def test_pgd_loss_exceeds_clean_loss_and_fast_is_weaker(digits_loaded: LoadedModel) -> None:
-    """Invariant: PGD's last iterate raises the loss of a clean-trained model, and more
-    steps raise it at least as much as one FGSM step (averaged over the batch)."""
-    model = digits_loaded.model.eval()
-    x, y = _digits_batch(64)
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        clean = float(F.cross_entropy(model(x), y))
-    pgd = float(adversarial_loss(model, x, y, method="pgd", eps=0.1, steps=10,
-                                 generator=gen).detach())
-    fast = float(adversarial_loss(model, x, y, method="fast", eps=0.1, generator=gen).detach())
-    assert pgd > clean * 5
-    assert pgd >= fast
+class Scripted(Validator):
+    """Returns the next score of a script (and the metric the trainer records)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        self.scores = iter(scores)
+
+    def __call__(self, model: nn.Module, dist: Distributed) -> dict[str, float]:
+        return {"val_score": next(self.scores)}
 
 
-def test_per_sample_eps(digits_loaded: LoadedModel) -> None:
-    x, y = _digits_batch(8)
-    eps = torch.tensor([0.0, 0.05] * 4)
-    out = adversarial_batch(digits_loaded.model, x, y, method="pgd", eps=eps, steps=3,
-                            generator=torch.Generator().manual_seed(0))
-    size = (out.x_adv - x).flatten(1).abs().amax(1)
-    assert torch.all(size <= eps + 1e-6)
-    assert float(size[1::2].min()) > 0.01
+def test_validation_keeps_the_best_epoch_ties_going_to_the_later_one() -> None:
+    x, y = _data()
+    states: list[dict[str, Tensor]] = []
+
+    def keep(stats: EpochStats) -> None:
+        states.append({k: v.clone() for k, v in t.module.state_dict().items()})
+
+    t = Trainer(_mlp(), TrainConfig(epochs=4, batch_size=64), CrossEntropy(), (x, y),
+                validator=Scripted([0.5, 0.8, 0.8, 0.6]), on_epoch=keep)
+    t.fit()
+    assert t.best_epoch == 3 and [h.best for h in t.history] == [True, True, True, False]
+    assert [h.val_score for h in t.history] == [0.5, 0.8, 0.8, 0.6]
+    assert all(torch.equal(v, states[2][k]) for k, v in t.best_state.items())
+    assert not all(torch.equal(v, states[3][k]) for k, v in t.best_state.items())
 
 
-def test_bad_method_is_a_usage_error(digits_loaded: LoadedModel) -> None:
-    x, y = _digits_batch(4)
-    with pytest.raises(UsageError, match="unknown adversarial training method"):
-        adversarial_loss(digits_loaded.model, x, y, method="free", eps=0.1)
+def test_cross_entropy_matches_the_plain_loop_and_weights() -> None:
+    """Known answer: the trainer with CrossEntropy is the textbook loop (same shuffling);
+    sample weights of 2 on every row give the unweighted model (the weighted mean)."""
+    x, y = _data(130)
+    config = TrainConfig(epochs=2, batch_size=50, lr=1e-2, weight_decay=1e-4, seed=1)
+    a = _mlp()
+    Trainer(a, config, CrossEntropy(), (x, y)).fit()
+    b = _mlp()
+    opt = torch.optim.AdamW(b.parameters(), lr=1e-2, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=1e-2, total_steps=2 * 3)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):
+        perm = torch.randperm(130, generator=gen)
+        for i in range(0, 130, 50):
+            idx = perm[i:i + 50]
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(b(x[idx]), y[idx]).backward()
+            opt.step()
+            sched.step()
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    c = _mlp()
+    Trainer(c, config, CrossEntropy(torch.full((130,), 2.0)), (x, y)).fit()
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(a.parameters(), c.parameters(),
+                                                                strict=True))
 
 
-def test_noise_shapes_and_l2_ball() -> None:
-    g = torch.Generator().manual_seed(0)
-    u = random_unit_noise((500, 3, 4), "linf", g)
-    assert float(u.abs().max()) <= 1 and float(u.min()) < -0.9 and float(u.max()) > 0.9
-    v = random_unit_noise((500, 12), "l2", g)
-    norms = v.norm(dim=1)
-    assert float(norms.max()) <= 1 + 1e-6 and float(norms.median()) > 0.8  # mass near sphere
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_rank_shares_average_to_the_global_mean(weighted: bool) -> None:
+    """DDP averages the ranks' gradients: the ranks' losses must average to the global one."""
+    per_sample = torch.rand(10)
+    weight = torch.rand(10) + 0.5 if weighted else None
+    rows = torch.arange(10)
+    loss = CrossEntropy(weight)
+    single = Distributed()
+    whole = loss.reduce(per_sample, rows, BatchContext(0, 0, 1, rows, (0, 10), single,
+                                                       torch.Generator()))
+    shares = []
+    for rank in (0, 1):
+        d = Distributed(rank=rank, world_size=2)
+        lo, hi = d.shard(10)
+        ctx = BatchContext(0, 0, 1, rows, (lo, hi), d, torch.Generator())
+        shares.append(float(loss.reduce(per_sample[lo:hi], rows[lo:hi], ctx)))
+    assert sum(shares) / 2 == pytest.approx(float(whole), rel=1e-6)
 
 
-def test_random_shift_matches_digits_augmentation_and_keeps_channels() -> None:
-    from audit.zoo.digits import shift_augment
-
-    x = torch.rand(16, 1, 8, 8)
-    ours = random_shift(x, torch.Generator().manual_seed(3))
-    ref = shift_augment(x, torch.Generator().manual_seed(3))
-    assert torch.equal(ours, ref)
-    rgb = torch.rand(5, 3, 6, 7)
-    out = random_shift(rgb, torch.Generator().manual_seed(0), max_shift=2)
-    assert out.shape == rgb.shape
-    # every output value is an input value of the same channel, or the zero fill
-    for ch in range(3):
-        vals = set(rgb[:, ch].flatten().tolist()) | {0.0}
-        assert set(out[:, ch].flatten().tolist()) <= vals
-    with pytest.raises(UsageError, match="needs images"):
-        random_shift(torch.rand(4, 3), torch.Generator())
-
-
-def test_eps_schedule() -> None:
-    assert eps_schedule(0.0, 0.1, 0) == 0.1
-    assert eps_schedule(0.0, 0.1, 2) == 0.0
-    assert eps_schedule(1.0, 0.1, 2) == pytest.approx(0.05)
-    assert eps_schedule(5.0, 0.1, 2) == 0.1
-
-
-def test_train_config_validation() -> None:
-    TrainConfig().validate()
+def test_config_is_parsed_like_every_settings_table() -> None:
+    assert TrainConfig.from_dict({"epochs": 3, "lr": 1}).lr == 1.0
+    with pytest.raises(ConfigError, match="epochs must be an integer"):
+        TrainConfig.from_dict({"epochs": "3"})
+    with pytest.raises(ConfigError, match="unknown key 'eps'"):
+        TrainConfig.from_dict({"eps": 0.1})
+    with pytest.raises(ConfigError, match="optimizer must be one of 'adam', 'sgd'"):
+        TrainConfig(optimizer="lbfgs").validate()  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0).validate()
+    adv = AdversarialConfig.from_dict({"eps": 0.2, "bounds": [0, 2], "epochs": 3})
+    assert adv.bounds == (0.0, 2.0) and adv.to_dict()["bounds"] == [0.0, 2.0]
+    assert AdversarialConfig.from_dict(adv.to_dict()) == adv
     for bad in ({"method": "free"}, {"eps": 0.0}, {"eps": math.nan}, {"epochs": 0},
                 {"co_action": "panic"}, {"norm": "l1"}, {"bounds": (1.0, 0.0)}):
         with pytest.raises(UsageError):
-            TrainConfig.from_dict(bad).validate()
+            AdversarialConfig.from_dict(bad).validate()
+
+
+def test_sgd_and_schedules() -> None:
+    x, y = _data()
+    for optimizer, schedule in (("sgd", "cosine"), ("adam", "constant")):
+        t = Trainer(_mlp(), TrainConfig.from_dict({"epochs": 2, "optimizer": optimizer,
+                                                   "schedule": schedule, "lr": 0.05}),
+                    CrossEntropy(), (x, y))
+        assert isinstance(t.optimizer, torch.optim.SGD if optimizer == "sgd"
+                          else torch.optim.AdamW)
+        t.fit()
+        lrs = [h.lr for h in t.history]
+        assert lrs[0] == 0.05 if schedule == "constant" else lrs[-1] < 0.05 * 1e-3
+    with pytest.raises(UsageError, match="no training data"):
+        Trainer(_mlp(), TrainConfig(), CrossEntropy(), (x[:0], y[:0]))
+
+
+def test_random_shift_moves_images_by_the_drawn_offsets() -> None:
+    x = torch.rand(16, 2, 8, 8)
+    out = random_shift(x, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)  # the same draws: dx then dy per image
+    dx = torch.randint(0, 3, (16,), generator=g)
+    dy = torch.randint(0, 3, (16,), generator=g)
+    pad = F.pad(x, (1, 1, 1, 1))
+    for i in range(16):
+        expected = pad[i, :, dy[i]:dy[i] + 8, dx[i]:dx[i] + 8]
+        assert torch.equal(out[i], expected), i
+    rgb = torch.rand(5, 3, 6, 7)
+    assert random_shift(rgb, torch.Generator(), max_shift=2).shape == rgb.shape
+    with pytest.raises(UsageError, match="needs images"):
+        random_shift(torch.rand(4, 3), torch.Generator())
 
 
 def test_shards_cover_the_batch_once() -> None:
@@ -192,180 +264,12 @@ def test_shards_cover_the_batch_once() -> None:
             assert max(h - lo for lo, h in parts) - min(h - lo for lo, h in parts) <= 1
 
 
-# ----------------------------------------------------------------------------- monitor
-
-
-def test_co_monitor_flags_a_collapse_not_a_wobble() -> None:
-    flailing = CoMonitor(drop=0.2, floor=0.56)  # a constant classifier scores 0.56
-    assert not any(flailing.update(p, f) for p, f in ((0.56, 0.56), (0.03, 0.5), (0.44, 0.44)))
-    m = CoMonitor(drop=0.2)
-    assert not any(m.update(a, a + 0.1) for a in (0.1, 0.3, 0.5, 0.45, 0.55, 0.4))
-    assert not m.update(0.05, 0.1), "PGD and FGSM falling together is instability, not CO"
-    assert m.update(0.05, 0.8), "PGD collapsing while FGSM accuracy stays high is CO"
-    m2 = CoMonitor(drop=0.2)
-    m2.load_state_dict(m.state_dict())
-    assert m2.best == 0.55 and m2.update(0.3, 0.9) and not m2.update(0.4, 0.9)
-
-
-# ----------------------------------------------------------------------------- trainer
-
-
-def _tabular_trainer(method: str, epochs: int = 8, ckpt: Path | None = None,
-                     **kw: object) -> AdversarialTrainer:
-    torch.manual_seed(0)
-    x, y = _blobs(512, 0)
-    xv, yv = _blobs(256, 1)
-    cfg = TrainConfig.from_dict({"method": method, "eps": 0.2, "epochs": epochs,
-                                 "batch_size": 64, "lr": 3e-2, "steps": 5, "eval_steps": 10,
-                                 **kw})
-    return AdversarialTrainer(MLP(), cfg, (x, y), (xv, yv), checkpoint=ckpt)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_tabular_adversarial_training_beats_standard_training(method: str) -> None:
-    """Known answer on tabular data: one feature separates the classes by a margin of 0.3,
-    24 others by less than 0.1 each; at eps 0.2 adversarial training must rely on the robust
-    feature and reaches high robust accuracy, while standard training uses the fragile ones
-    and is broken."""
-    robust = _tabular_trainer(method)
-    robust.fit()
-    xv, yv = _blobs(256, 1)
-    attack = PGD(steps=20, generator=torch.Generator().manual_seed(0))
-    model = robust.module.eval()
-    model.load_state_dict(robust.best_state)
-    acc_robust = 1 - attack(model, xv, yv, eps=0.2).success.float().mean()
-
-    torch.manual_seed(0)
-    plain = MLP()
-    opt = torch.optim.Adam(plain.parameters(), lr=1e-2)
-    x, y = _blobs(512, 0)
-    for _ in range(200):
-        opt.zero_grad()
-        F.cross_entropy(plain(x), y).backward()
-        opt.step()
-    plain.eval()
-    acc_plain = 1 - attack(plain, xv, yv, eps=0.2).success.float().mean()
-    assert float(acc_robust) >= 0.9, robust.history
-    assert float(acc_plain) <= float(acc_robust) - 0.2
-
-
-def test_history_best_and_val_metrics() -> None:
-    t = _tabular_trainer("pgd", epochs=3)
-    hist = t.fit()
-    assert [h.epoch for h in hist] == [1, 2, 3]
-    best = max(reversed(hist), key=lambda h: (h.val_robust_accuracy, h.val_clean_accuracy))
-    assert t.best_epoch == best.epoch and best.best
-    assert all(0 <= h.val_robust_accuracy <= h.val_clean_accuracy <= 1 for h in hist)
-
-
-def test_warmup_ramps_eps_in_the_history() -> None:
-    t = _tabular_trainer("pgd", epochs=4, warmup_epochs=2)
-    hist = t.fit()
-    eps = [h.eps for h in hist]
-    assert eps[0] < eps[1] <= 0.2 and eps[2] == eps[3] == 0.2
-
-
-@pytest.mark.parametrize("method", ["pgd", "trades", "fast"])
-def test_resume_gives_bitwise_identical_weights(tmp_path: Path, method: str) -> None:
-    """Stop after epoch 2 (a fresh trainer, global RNGs disturbed), resume from the
-    checkpoint, and end with exactly the weights of an uninterrupted run."""
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    full = _tabular_trainer(method, epochs=4, warmup_epochs=1)
-    full.fit()
-
-    first = _tabular_trainer(method, epochs=4, ckpt=tmp_path / "c.pt", warmup_epochs=1)
-    for _ in range(2):
-        first.train_epoch()
-        first.save_checkpoint()
-    torch.manual_seed(999)  # the resumed process starts with other global RNG states
-    torch.rand(10)
-    second = _tabular_trainer(method, epochs=4, ckpt=tmp_path / "c.pt", warmup_epochs=1)
-    second.fit(resume=True)
-    for k, v in full.module.state_dict().items():
-        assert torch.equal(v, second.module.state_dict()[k]), k
-    for k, v in full.best_state.items():
-        assert torch.equal(v, second.best_state[k]), k
-    assert [h.to_dict()["val_robust_accuracy"] for h in full.history] == \
-        [h.to_dict()["val_robust_accuracy"] for h in second.history]
-
-
-def test_checkpoint_is_weights_only_and_refuses_other_settings(tmp_path: Path) -> None:
-    t = _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt")
-    t.fit()
-    state = torch.load(tmp_path / "c.pt", weights_only=True)  # no pickle needed
-    assert state["epoch"] == 1 and state["config"]["eps"] == 0.2
-    other = _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt", eps=0.3)
-    with pytest.raises(CheckpointError, match="eps 0.2"):
-        other.fit(resume=True)
-    (tmp_path / "c.pt").write_bytes(b"garbage")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
-        _tabular_trainer("pgd", epochs=1, ckpt=tmp_path / "c.pt").fit(resume=True)
-
-
-def test_co_fallback_and_stop_restore_the_last_good_weights() -> None:
-    """Drive the monitor with a probe accuracy that collapses: fallback switches to PGD and
-    restores the snapshot; stop ends training; warn only warns."""
-    for action in ("fallback", "stop", "warn"):
-        t = _tabular_trainer("fast", epochs=2, co_action=action, co_checks=2)
-        # (clean, robust) of: probe PGD, probe FGSM, probe PGD (collapse), probe FGSM,
-        # validation; then epoch 2 (after a fallback: validation only)
-        seq = iter([0.9, 0.95, 0.05, 0.9, 0.9, 0.9, 0.95, 0.9, 0.95, 0.9])
-
-        def probe(data: object, gen: object, attacks: list[object] | None = None,
-                  seq: Iterator[float] = seq) -> tuple[float, list[float]]:
-            return 1.0, [next(seq) for _ in attacks or [None]]
-
-        t._accuracies = probe  # type: ignore[method-assign]
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            t.fit()
-        assert any(issubclass(w.category, CatastrophicOverfittingWarning) for w in caught)
-        assert len(t.events) == 1 and "catastrophic overfitting" in t.events[0]
-        if action == "fallback":
-            assert t.method == "pgd" and t.history[-1].method == "pgd" and not t.stopped
-        elif action == "stop":
-            assert t.stopped and len(t.history) == 1
-        else:
-            assert t.method == "fast" and len(t.history) == 2
-
-
-class WideMLP(nn.Module):
-    def __init__(self, h: int = 256) -> None:
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(D, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
-                                 nn.Linear(h, 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-def _fast_run(rel_step: float, action: str, epochs: int = 8) -> AdversarialTrainer:
-    torch.manual_seed(0)
-    x, y = _blobs(1024, 0)
-    cfg = TrainConfig.from_dict({"method": "fast", "eps": 0.25, "epochs": epochs,
-                                 "batch_size": 64, "lr": 1e-2, "rel_step": rel_step,
-                                 "co_action": action, "co_checks": 4, "schedule": "constant"})
-    t = AdversarialTrainer(WideMLP(), cfg, (x, y), _blobs(256, 1))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", CatastrophicOverfittingWarning)
-        t.fit()
-    return t
-
-
-def test_catastrophic_overfitting_is_caught_in_real_fast_training() -> None:
-    """A model with the problem: FGSM training with a step of 2 eps (the random start no
-    longer matters: every value lands on the ball's corner) overfits catastrophically on the
-    tabular task (PGD accuracy on the probe collapses while FGSM accuracy stays high, Wong et
-    al.'s failure mode); the monitor catches it and falls back to PGD, which ends robust.
-    One without: FGSM-RS with the recommended step of 1.25 eps trains without a collapse."""
-    bad = _fast_run(2.0, "fallback")
-    assert len(bad.events) == 1 and "catastrophic overfitting" in bad.events[0]
-    assert bad.method == "pgd" and bad.history[-1].method == "pgd"
-    pgd, fgsm = bad.monitor.history[-1]  # the probe that triggered the fallback
-    assert bad.monitor.best > bad.monitor.floor
-    assert pgd < bad.monitor.best - 0.2 and fgsm > pgd + 0.2
-    assert bad.history[-1].val_robust_accuracy >= 0.9
-
-    good = _fast_run(1.25, "warn")
-    assert good.events == [] and good.method == "fast"
-    assert good.history[-1].val_robust_accuracy >= 0.9
+def test_reproducible_restores_the_torch_settings() -> None:
+    threads, det = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    with reproducible(seed=7, threads=1):
+        assert torch.get_num_threads() == 1 and torch.are_deterministic_algorithms_enabled()
+        a = torch.rand(3)
+    with reproducible(seed=7, threads=1):
+        assert torch.equal(torch.rand(3), a)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == det

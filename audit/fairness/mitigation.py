@@ -3,11 +3,12 @@
 - Before training, :class:`Reweighing` (Kamiran & Calders, 2012): weight every (group, label)
   cell by ``P(group) P(label) / P(group, label)`` so that, in the weighted training data, the
   label is independent of the group. Pass the weights to any weighted loss
-  (``audit.zoo.common.train_classifier(sample_weight=...)``).
+  (``audit.training.CrossEntropy(sample_weight=...)``).
 - During training, :class:`FairnessPenalty`: a differentiable relaxation of Fairlearn's
   demographic-parity or equalized-odds difference, computed on the predicted probabilities of
-  each mini-batch, added to the cross-entropy with weight ``lambda``; :func:`train_with_penalty`
-  is ``train_classifier``'s loop with that term (with ``weight=0`` it gives the same model).
+  each mini-batch, added to the cross-entropy with weight ``lambda``: the training loss
+  :class:`FairnessPenaltyLoss` of the shared trainer (:mod:`audit.training`);
+  :func:`train_with_penalty` runs it (with ``weight=0`` it gives the plain model).
 - After training, :class:`GroupThresholds`: group-specific (randomised) thresholds on the
   model's scores chosen by Fairlearn's ``ThresholdOptimizer`` to satisfy demographic parity or
   equalized odds (optionally up to a tolerance) at the best accuracy.
@@ -15,7 +16,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from audit.errors import DataError
-from audit.zoo.common import train_classifier
+from audit.training import CrossEntropy, TrainConfig, Trainer
 
 Constraint = Literal["demographic_parity", "equalized_odds"]
 CONSTRAINTS: tuple[str, ...] = ("demographic_parity", "equalized_odds")
@@ -139,6 +139,25 @@ class FairnessPenalty(nn.Module):
         return self.weight * g
 
 
+class FairnessPenaltyLoss(CrossEntropy):
+    """The in-training mitigation as a :class:`~audit.training.BatchLoss`: cross-entropy
+    (weighted by ``sample_weight`` when given) plus ``penalty(logits, y, groups[idx])`` on every
+    batch, ``groups`` holding the group code of every training row. A penalty of weight 0 adds
+    nothing, so it trains exactly the model plain cross-entropy does."""
+
+    def __init__(self, penalty: FairnessPenalty, groups: torch.Tensor,
+                 sample_weight: torch.Tensor | None = None) -> None:
+        super().__init__(sample_weight)
+        self.fairness = penalty
+        self.groups = groups
+
+    def penalty(self, logits: torch.Tensor, y: torch.Tensor, idx: torch.Tensor
+                ) -> torch.Tensor | None:
+        if self.fairness.weight == 0.0:
+            return None
+        return self.fairness(logits, y, self.groups[idx].to(logits.device))
+
+
 def train_with_penalty(
     model: nn.Module,
     x: torch.Tensor,
@@ -152,23 +171,19 @@ def train_with_penalty(
     groups: torch.Tensor | None = None,
     penalty: FairnessPenalty | None = None,
     sample_weight: torch.Tensor | None = None,
-    on_epoch: Callable[[int, float], None] | None = None,
 ) -> nn.Module:
-    """``audit.zoo.common.train_classifier``'s loop (AdamW, one-cycle, cross-entropy, same
-    shuffling) plus ``penalty(logits, y, groups)`` per batch. Without a penalty, or with weight
-    0, it trains exactly the same model as ``train_classifier`` for the same seed."""
+    """Train ``model`` with the shared trainer (AdamW, one-cycle, the bundled recipes'
+    settings and shuffling) on cross-entropy plus ``penalty(logits, y, groups)`` per batch.
+    Without a penalty, or with weight 0, it trains exactly the model plain cross-entropy
+    training gives for the same seed."""
     if penalty is not None and groups is None:
         raise ValueError("a fairness penalty needs the group of every training row")
-    extra = None
-    if penalty is not None and penalty.weight != 0.0 and groups is not None:
-        pen, grp = penalty, groups
-
-        def extra(logits: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-            return pen(logits, y[idx], grp[idx])
-
-    return train_classifier(model, x, y, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                            weight_decay=weight_decay, sample_weight=sample_weight,
-                            extra_loss=extra, on_epoch=on_epoch)
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, seed=seed)
+    loss = (FairnessPenaltyLoss(penalty, groups, sample_weight)
+            if penalty is not None and groups is not None else CrossEntropy(sample_weight))
+    Trainer(model, config, loss, (x, y)).fit()
+    return model
 
 
 # ----------------------------------------------------------------------------- thresholds

@@ -17,8 +17,9 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
 from audit.datasets.adult import CATEGORICAL, DROPPED, NUMERIC, SENSITIVE, TARGET
+from audit.training import TrainConfig, reproducible, save_bundle
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
+from audit.zoo.common import accuracy, fit_recipe
 
 
 class AdultMLP(nn.Module):
@@ -51,8 +52,9 @@ def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
     with reproducible(seed):  # tiny matrices: one thread is fastest and bitwise reproducible
         model = AdultMLP(n_features, len(train_data.classes), hidden=HIDDEN)
         start = time.perf_counter()
-        train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
-                         batch_size=BATCH, seed=seed, weight_decay=WEIGHT_DECAY)
+        config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR,
+                             weight_decay=WEIGHT_DECAY, seed=seed)
+        fit_recipe(model, train_data.x, train_data.y, config)
         seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     base_rate = float(test_data.y.float().mean())

@@ -10,8 +10,9 @@ from torch import nn
 
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
+from audit.training import TrainConfig, random_shift, reproducible, save_bundle
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
+from audit.zoo.common import accuracy, fit_recipe
 
 
 class DigitsCNN(nn.Module):
@@ -36,20 +37,6 @@ class DigitsCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-def shift_augment(x: torch.Tensor, gen: torch.Generator, max_shift: int = 1) -> torch.Tensor:
-    """Random translation by up to ``max_shift`` pixels with zero fill (digits' background)."""
-    n = x.shape[0]
-    pad = nn.functional.pad(x, (max_shift,) * 4)
-    dx = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
-    dy = torch.randint(0, 2 * max_shift + 1, (n,), generator=gen)
-    h, w = x.shape[-2:]
-    rows = (dy[:, None] + torch.arange(h)[None, :])  # (n, h)
-    cols = (dx[:, None] + torch.arange(w)[None, :])  # (n, w)
-    idx_n = torch.arange(n)[:, None, None]
-    out = pad[:, 0][idx_n, rows[:, :, None], cols[:, None, :]]
-    return out[:, None]
-
-
 EPOCHS = 40
 LR = 3e-3
 BATCH = 64
@@ -61,8 +48,9 @@ def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
     with reproducible(seed):
         model = DigitsCNN()
         start = time.perf_counter()
-        train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
-                         batch_size=BATCH, seed=seed, weight_decay=1e-4, augment=shift_augment)
+        config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=1e-4,
+                             seed=seed)
+        fit_recipe(model, train_data.x, train_data.y, config, augment=random_shift)
         seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     card = ModelCard(

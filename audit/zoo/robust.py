@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from audit.apps.harden import harden
 from audit.card import ModelCard
 from audit.paths import models_dir
-from audit.robustness.training import TrainConfig
+from audit.robustness.adversarial import AdversarialConfig
 from audit.zoo import Recipe, register_recipe
 
 NAME = "digits-cnn-robust"
@@ -27,17 +28,15 @@ COMMAND = (f"audit harden models/{PARENT} --method pgd --eps {EPS:g} --epochs {E
            f"--no-audit --out models/{NAME}")
 
 
-def config(seed: int = SEED) -> TrainConfig:
+def config(seed: int = SEED) -> AdversarialConfig:
     """The training settings of the bundled model (the CLI's defaults plus the flags in
     :data:`COMMAND`)."""
-    return TrainConfig(method="pgd", eps=EPS, epochs=EPOCHS, lr=LR, warmup_epochs=WARMUP,
-                       seed=seed, bounds=(0.0, 1.0))
+    return AdversarialConfig(method="pgd", eps=EPS, epochs=EPOCHS, lr=LR, warmup_epochs=WARMUP,
+                             seed=seed, bounds=(0.0, 1.0))
 
 
 def train(out_dir: Path, seed: int = SEED, quiet: bool = False) -> ModelCard:
     """Harden the bundled digits-cnn into ``out_dir`` with the bundled model's recipe."""
-    from audit.robustness.harden import harden
-
     command = COMMAND if seed == SEED else COMMAND.replace(f"--seed {SEED}", f"--seed {seed}")
     outcome = harden(models_dir() / PARENT, out_dir, config(seed), name=NAME, command=command,
                      threads=THREADS)

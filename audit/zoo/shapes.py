@@ -17,8 +17,9 @@ from torch import nn
 
 from audit.card import InputSpec, ModelCard
 from audit.datasets import load_dataset
+from audit.training import TrainConfig, reproducible, save_bundle
 from audit.zoo import Recipe, register_recipe
-from audit.zoo.common import accuracy, reproducible, save_bundle, train_classifier
+from audit.zoo.common import accuracy, fit_recipe
 
 
 def _block(c_in: int, c_out: int) -> nn.Sequential:
@@ -56,8 +57,9 @@ def _train(name: str, dataset: str, out_dir: Path, seed: int, description: str,
     with reproducible(seed):
         model = ShapesCNN(num_classes=len(train_data.classes))
         start = time.perf_counter()
-        train_classifier(model, train_data.x, train_data.y, epochs=EPOCHS, lr=LR,
-                         batch_size=BATCH, seed=seed, weight_decay=1e-4)
+        config = TrainConfig(epochs=EPOCHS, batch_size=BATCH, lr=LR, weight_decay=1e-4,
+                             seed=seed)
+        fit_recipe(model, train_data.x, train_data.y, config)
         seconds = time.perf_counter() - start
     acc = accuracy(model, test_data.x, test_data.y)
     metrics = {"test_accuracy": round(acc, 4), "train_seconds": round(seconds, 1)}

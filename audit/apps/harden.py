@@ -1,0 +1,327 @@
+"""Hardening a model end to end: load the parent, train it adversarially, write a new bundle.
+
+:func:`harden` is what ``audit harden`` and the ``digits-cnn-robust`` recipe run: it loads the
+parent checkpoint and its card, takes the training split of the card's dataset (or ``data``),
+holds out a stratified validation share, trains with
+:func:`audit.robustness.losses.adversarial_trainer` (checkpoint
+``<out>/training/checkpoint.pt`` after every epoch, atomically), and writes
+``<out>/model.safetensors`` + ``<out>/card.json`` with the best-robust weights, the recipe (exact
+command and settings), the metrics and the parent's name and sha256. In a distributed run every
+rank trains on its shard and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from audit.card import ModelCard
+from audit.datasets import dataset_names, load_dataset
+from audit.datasets.files import load_data_file
+from audit.errors import DataError, UsageError
+from audit.loading import LoadedModel, NormalizedModel, load_model
+from audit.robustness.adversarial import AdversarialConfig
+from audit.robustness.attacks import PGD, run_batched
+from audit.robustness.losses import adversarial_trainer
+from audit.subject import AuditData
+from audit.training import (
+    Augment,
+    Distributed,
+    EpochFn,
+    EpochStats,
+    ProgressFn,
+    Trainer,
+    init_distributed,
+    reproducible,
+    save_bundle,
+)
+
+CHECKPOINT = Path("training") / "checkpoint.pt"
+TEST_PGD_STEPS = 20
+
+__all__ = ["CHECKPOINT", "AdversarialConfig", "HardenOutcome", "harden", "split_validation",
+           "training_data"]
+
+
+@dataclass
+class HardenOutcome:
+    """What :func:`harden` did: the card written, the training history, where it went."""
+
+    card: ModelCard
+    out_dir: Path
+    parent: LoadedModel
+    history: list[EpochStats]
+    resumed_epoch: int
+    dist: Distributed
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """One hardening run's inputs, as :func:`harden` resolved them."""
+
+    model: str | Path
+    out_dir: Path
+    config: AdversarialConfig
+    parent: LoadedModel
+    card: ModelCard
+    dist: Distributed
+    data: str | Path | None
+    full: AuditData
+    n_train: int
+    n_val: int
+
+
+def training_data(spec: str | Path | None, card: ModelCard) -> AuditData:
+    """The training data: the train split of a bundled dataset (``spec`` or the card's), or a
+    ``.npz``/``.csv`` file checked against the card."""
+    if spec is None:
+        if not card.dataset or card.dataset not in dataset_names():
+            raise UsageError(f"the card of {card.name} names no bundled dataset; pass --data "
+                             "(a bundled dataset name or a .npz/.csv training file)")
+        return load_dataset(card.dataset, "train")
+    if str(spec) in dataset_names() and not Path(spec).exists():
+        return load_dataset(str(spec), "train")
+    path = Path(spec)
+    if not path.exists():
+        raise DataError(f"--data {spec} is neither a bundled dataset "
+                        f"({', '.join(dataset_names())}) nor an existing file")
+    return load_data_file(path, card, card.target)
+
+
+def split_validation(x: Tensor, y: Tensor, fraction: float, seed: int
+                     ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+    """Hold out a stratified ``fraction`` of ``(x, y)`` for validation (seeded)."""
+    if fraction <= 0:
+        return (x, y), None
+    if not 0 < fraction < 1:
+        raise UsageError(f"--val-fraction must be in [0, 1), got {fraction}")
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(x))
+    labels = y.numpy()
+    counts = np.bincount(labels) if labels.size else np.array([])
+    stratify = labels if counts.size and counts[counts > 0].min() >= 2 else None
+    try:
+        tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+    except ValueError as e:
+        raise DataError(f"cannot hold out {fraction:.0%} of {len(x)} samples for validation "
+                        f"({e}); lower --val-fraction or use more data") from None
+    tr, va = np.sort(tr), np.sort(va)
+    return (x[tr], y[tr]), (x[va], y[va])
+
+
+def harden(
+    model: str | Path,
+    out: str | Path,
+    config: AdversarialConfig,
+    *,
+    data: str | Path | None = None,
+    val_fraction: float = 0.1,
+    resume: bool = False,
+    name: str | None = None,
+    command: str | None = None,
+    augment: Augment | None = None,
+    augment_name: str | None = None,
+    keep_checkpoint: bool = False,
+    arch: str | None = None,
+    card: str | Path | None = None,
+    trust_checkpoint: bool = False,
+    dist: Distributed | None = None,
+    on_batch: ProgressFn | None = None,
+    on_epoch: EpochFn | None = None,
+    description: str | None = None,
+    threads: int | None = None,
+) -> HardenOutcome:
+    """Adversarially fine-tune ``model`` and write the hardened bundle into ``out``.
+
+    The training bounds are the card's input range (``config`` itself is not changed). With
+    ``resume`` the run continues from ``<out>/training/checkpoint.pt`` when it exists (same
+    settings required); without it an unfinished run in ``out`` is refused rather than
+    overwritten. ``threads`` sets torch's CPU threads (small models train fastest on one;
+    results are bitwise reproducible for a fixed thread count). Returns what was done, with
+    the card written.
+    """
+    if threads is not None and threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {threads}")
+    with reproducible(seed=None, threads=threads):
+        dist = dist or init_distributed()
+        parent = load_model(model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
+        run, train, val = _prepare(model, Path(out), config, parent, data, val_fraction,
+                                   resume, dist)
+        trainer = adversarial_trainer(parent.model, run.config, train, val,
+                                      checkpoint=run.out_dir / CHECKPOINT, dist=run.dist,
+                                      augment=augment, on_batch=on_batch, on_epoch=on_epoch)
+        resumed = trainer.epoch if resume and trainer.load_checkpoint() else 0
+        trainer.fit()
+        trainer.module.load_state_dict(trainer.best_state)
+        parent.model.eval()
+        new_card = _card(run, trainer, name, command, augment_name, description, resumed)
+        _write(run, parent.model, new_card, keep_checkpoint)
+    return HardenOutcome(card=new_card, out_dir=run.out_dir, parent=parent,
+                         history=list(trainer.history), resumed_epoch=resumed, dist=run.dist,
+                         events=list(trainer.events))
+
+
+def _prepare(model: str | Path, out_dir: Path, config: AdversarialConfig, parent: LoadedModel,
+             data: str | Path | None, val_fraction: float, resume: bool, dist: Distributed
+             ) -> tuple[_Run, tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
+    """Check the parent and the output folder, load and split the data, seed the run."""
+    if parent.card is None:
+        raise UsageError(f"{parent.path} has no card.json; hardening needs the card (input "
+                         "range, classes, dataset): pass --card card.json")
+    pcard = parent.card
+    config = dataclasses.replace(config, bounds=(float(pcard.input.range[0]),
+                                                 float(pcard.input.range[1])))
+    config.validate()
+    ckpt = out_dir / CHECKPOINT
+    if ckpt.is_file() and not resume:
+        raise UsageError(f"{out_dir} holds the checkpoint of an earlier hardening run ({ckpt}); "
+                         f"pass --resume to continue it, or delete {ckpt.parent} to start over")
+    if dist.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    full = training_data(data, pcard)
+    train, val = split_validation(full.x, full.y, val_fraction, config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed % (2**32))
+    torch.manual_seed(config.seed)
+    run = _Run(model=model, out_dir=out_dir, config=config, parent=parent, card=pcard,
+               dist=dist, data=data, full=full, n_train=len(train[0]),
+               n_val=len(val[0]) if val else 0)
+    return run, train, val
+
+
+def _trainable(model: nn.Module) -> nn.Module:
+    """The module whose weights the bundle stores (without the loader's normalisation)."""
+    return model.model if isinstance(model, NormalizedModel) else model
+
+
+def _write(run: _Run, model: nn.Module, card: ModelCard, keep_checkpoint: bool) -> None:
+    """Write the bundle and drop the checkpoint (rank 0), then wait for every rank."""
+    if run.dist.is_main:
+        save_bundle(_trainable(model), card, run.out_dir)
+        ckpt = run.out_dir / CHECKPOINT
+        if not keep_checkpoint:
+            ckpt.unlink(missing_ok=True)
+            if ckpt.parent.is_dir() and not any(ckpt.parent.iterdir()):
+                shutil.rmtree(ckpt.parent, ignore_errors=True)
+    run.dist.barrier()
+
+
+def _pgd_accuracy(model: nn.Module, x: Tensor, y: Tensor, config: AdversarialConfig,
+                  device: torch.device) -> tuple[float, float]:
+    """(clean, robust) test accuracy against PGD-20 (a quick robust number for the card; the
+    robustness check's full attack suite is the one to rely on)."""
+    model.eval()
+    with torch.no_grad():
+        clean = torch.cat([model(x[i:i + 512].to(device)).argmax(1).cpu()
+                           for i in range(0, len(x), 512)]) == y
+    attack = PGD(norm=config.norm, steps=TEST_PGD_STEPS, bounds=config.bounds,
+                 generator=torch.Generator().manual_seed(config.seed))
+    r = run_batched(attack, model, x, y, eps=config.eps, device=device)
+    return float(clean.float().mean()), float((clean & ~r.success).float().mean())
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+def _metrics(run: _Run, model: nn.Module, trainer: Trainer) -> dict[str, float]:
+    """The card's metrics: PGD-20 on the dataset's test split, the best epoch's validation
+    numbers, and the time spent."""
+    c, dataset = run.config, run.card.dataset
+    suffix = f"_accuracy_{c.norm}_{_fmt(c.eps)}"
+    metrics: dict[str, float] = {}
+    if dataset and dataset in dataset_names() and run.dist.is_main:
+        test = load_dataset(dataset, "test")
+        clean, robust = _pgd_accuracy(model, test.x, test.y, c, run.dist.device)
+        metrics["test_accuracy"] = round(clean, 4)
+        metrics[f"test_pgd{TEST_PGD_STEPS}{suffix}"] = round(robust, 4)
+    if trainer.best_epoch > 0:
+        best = trainer.history[trainer.best_epoch - 1]
+        metrics["val_accuracy"] = round(best.val_clean_accuracy, 4)
+        metrics[f"val_pgd{c.eval_steps}{suffix}"] = round(best.val_robust_accuracy, 4)
+    metrics["best_epoch"] = float(trainer.best_epoch)
+    metrics["train_seconds"] = round(trainer.train_seconds, 1)
+    metrics["train_cpu_seconds"] = round(trainer.train_cpu_seconds, 1)
+    metrics["validation_seconds"] = round(trainer.val_seconds, 1)
+    metrics["validation_cpu_seconds"] = round(trainer.val_cpu_seconds, 1)
+    return metrics
+
+
+def _recipe(run: _Run, command: str | None, augment_name: str | None) -> dict[str, Any]:
+    c, pcard = run.config, run.card
+    return {
+        "command": command or _command(run.model, run.out_dir, c, run.data),
+        "method": c.method, "eps": c.eps, "norm": c.norm, "epochs": c.epochs, "seed": c.seed,
+        "settings": c.to_dict(),
+        "augmentation": augment_name,
+        "data": f"{run.full.name} ({run.n_train} training samples, {run.n_val} held out for "
+                f"validation); test metrics on {pcard.dataset}/test"
+                if pcard.dataset else f"{run.full.name}",
+        "world_size": run.dist.world_size,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "select": "the epoch with the best PGD accuracy on the validation split",
+    }
+
+
+def _card(run: _Run, trainer: Trainer, name: str | None, command: str | None,
+          augment_name: str | None, description: str | None, resumed: int) -> ModelCard:
+    """The hardened model's card: the parent's, with the new metrics, recipe and lineage."""
+    c, pcard = run.config, run.card
+    robustness = dict(pcard.robustness)
+    key = f"{c.norm}_eps"
+    eps_list = [float(e) for e in robustness.get(key, [])]
+    if c.eps not in eps_list:
+        robustness[key] = sorted([*eps_list, c.eps])
+    return ModelCard(
+        name=name or run.out_dir.resolve().name, arch=pcard.arch,
+        arch_kwargs=dict(pcard.arch_kwargs), input=pcard.input, classes=list(pcard.classes),
+        dataset=pcard.dataset, task=pcard.task,
+        metrics=_metrics(run, run.parent.model, trainer),
+        recipe=_recipe(run, command, augment_name),
+        description=description or (
+            f"{pcard.name} adversarially trained ({c.method}, {c.norm} eps "
+            f"{_fmt(c.eps)}) by audit harden."),
+        intended_use=pcard.intended_use, limitations=pcard.limitations,
+        robustness=robustness, sensitive=list(pcard.sensitive), target=pcard.target,
+        parent={"name": pcard.name, "sha256": run.parent.sha256,
+                "path": _shown_path(run.model)},
+        checks=pcard.checks, training_data=dict(pcard.training_data),
+        extra={"hardening": {
+            "history": [_rounded(s.to_dict()) for s in trainer.history],
+            "events": list(trainer.events), "resumed_from_epoch": resumed,
+            "stopped_early": trainer.stopped}},
+    )
+
+
+def _shown_path(model: str | Path) -> str:
+    """The parent as given, relative to the working folder when it is a path inside it."""
+    path = Path(model)
+    if path.exists():
+        try:
+            return path.resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return path.as_posix()
+    return str(model)
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 5) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def _command(model: str | Path, out: Path, c: AdversarialConfig, data: str | Path | None) -> str:
+    parts = ["audit harden", str(model), "--method", c.method, "--eps", _fmt(c.eps),
+             "--epochs", str(c.epochs), "--out", out.as_posix(), "--seed", str(c.seed)]
+    if data is not None:
+        parts += ["--data", str(data)]
+    return " ".join(parts)

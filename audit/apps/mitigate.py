@@ -1,0 +1,307 @@
+"""The mitigation experiment behind ``audit mitigate``: retrain or post-process a model with
+each method and strength, and measure accuracy and fairness gaps on held-out data.
+
+Every variant starts from the same seed and the training settings of the model's recipe, so
+the only difference between a variant and the baseline is the mitigation itself:
+
+- ``baseline``: the architecture retrained with the recipe's settings (for a bundled model this
+  reproduces the shipped checkpoint);
+- ``reweighing``: Kamiran & Calders weights in the loss;
+- ``penalty-dp`` / ``penalty-eo``: cross-entropy + lambda x relaxed demographic-parity /
+  equalized-odds gap, one model per lambda;
+- ``thresholds-dp`` / ``thresholds-eo``: the baseline's scores with group thresholds chosen by
+  Fairlearn's ThresholdOptimizer on the training data, one per tolerance.
+
+The methods are :mod:`audit.fairness.mitigation`'s; the training is :mod:`audit.training`'s;
+the report section is :mod:`audit.apps.mitigate_section`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from audit.apps.mitigate_section import METHODS, Variant, mitigation_section
+from audit.card import ModelCard
+from audit.errors import UsageError
+from audit.fairness.groups import sensitive_frame
+from audit.fairness.metrics import assess_fairness
+from audit.fairness.mitigation import (
+    FairnessPenalty,
+    GroupThresholds,
+    Reweighing,
+    group_codes,
+    train_with_penalty,
+)
+from audit.result import AuditResult, Severity, summarize
+from audit.subject import AuditData
+from audit.training import reproducible
+
+DEFAULT_LAMBDAS = (0.1, 0.3, 1.0, 3.0)
+DEFAULT_TOLS = (0.0, 0.05)
+PENALTIES = (("penalty-dp", "demographic_parity"), ("penalty-eo", "equalized_odds"))
+THRESHOLDS = (("thresholds-dp", "demographic_parity"), ("thresholds-eo", "equalized_odds"))
+
+__all__ = ["DEFAULT_LAMBDAS", "DEFAULT_TOLS", "METHODS", "TrainingSettings", "Variant",
+           "fresh_model", "mitigate", "run_mitigation"]
+
+
+@dataclass
+class TrainingSettings:
+    """How every variant is trained (taken from the card's recipe where it says)."""
+
+    epochs: int = 20
+    lr: float = 3e-3
+    batch_size: int = 256
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def from_card(cls, card: ModelCard, **overrides: Any) -> TrainingSettings:
+        """Settings from ``card.recipe`` (epochs, batch_size, seed, threads, and lr /
+        weight_decay numbers written in its optimizer text), then ``overrides`` not None."""
+        r = card.recipe or {}
+        s = cls()
+        for key in ("epochs", "batch_size", "seed", "threads"):
+            if isinstance(r.get(key), int) and not isinstance(r.get(key), bool):
+                setattr(s, key, int(r[key]))
+        for key in ("lr", "weight_decay"):
+            if isinstance(r.get(key), int | float) and not isinstance(r.get(key), bool):
+                setattr(s, key, float(r[key]))
+            else:
+                m = re.search(rf"\b{key}=([0-9.eE+-]+)", str(r.get("optimizer", "")))
+                if m:
+                    with contextlib.suppress(ValueError):
+                        setattr(s, key, float(m.group(1)))
+        for key, value in overrides.items():
+            if value is not None:
+                setattr(s, key, value)
+        return s
+
+
+def fresh_model(card: ModelCard, seed: int) -> nn.Module:
+    """A newly initialised model of the card's architecture (seeded like the recipes)."""
+    from audit.loading import import_arch
+
+    if not card.arch:
+        raise UsageError("audit mitigate retrains the model, so its card must name the "
+                         "architecture ('arch': 'module:Class')")
+    torch.manual_seed(seed)
+    return import_arch(card.arch)(**card.arch_kwargs)
+
+
+def _scores(model: nn.Module, x: torch.Tensor, positive: int) -> np.ndarray:
+    model.eval()
+    with torch.no_grad():
+        out = [torch.softmax(model(x[i : i + 2048]), 1)[:, positive] for i in
+               range(0, len(x), 2048)]
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+class _Experiment:
+    """The shared inputs of every variant and the list they are measured into."""
+
+    def __init__(self, card: ModelCard, train: AuditData, test: AuditData,
+                 sensitive: Sequence[str], target: Sequence[str], settings: TrainingSettings,
+                 positive: int, n_boot: int, min_group_size: int,
+                 progress: Callable[[str], None] | None) -> None:
+        self.card, self.train, self.test, self.st = card, train, test, settings
+        self.positive, self.n_boot, self.min_group_size = positive, n_boot, min_group_size
+        self.progress = progress
+        self.tr_sens = sensitive_frame(train.extras["frame"], list(target), where=train.name)
+        self.te_eval = sensitive_frame(test.extras["frame"], list(sensitive), where=test.name)
+        self.te_target = sensitive_frame(test.extras["frame"], list(target), where=test.name)
+        self.ytr = (train.y == positive).long()
+        self.yte = (test.y == positive).numpy().astype(np.int64)
+        self.groups = torch.from_numpy(group_codes(self.tr_sens)[0])
+        self.variants: list[Variant] = []
+
+    def say(self, text: str) -> None:
+        if self.progress:
+            self.progress(text)
+
+    def measure(self, method: str, setting: str, pred: np.ndarray, score: np.ndarray | None,
+                start: float) -> None:
+        res = assess_fairness(self.yte, pred, self.te_eval, score=score,
+                              min_group_size=self.min_group_size, n_boot=self.n_boot,
+                              random_state=self.st.seed)
+        self.variants.append(Variant(method=method, setting=setting,
+                                     accuracy=float((pred == self.yte).mean()), result=res,
+                                     seconds=time.perf_counter() - start))
+
+    def train_one(self, penalty: FairnessPenalty | None = None,
+                  weights: torch.Tensor | None = None) -> nn.Module:
+        st = self.st
+        model = fresh_model(self.card, st.seed)
+        y = self.ytr if self.card.num_classes == 2 else self.train.y
+        with reproducible(threads=st.threads or None):
+            train_with_penalty(model, self.train.x, y, epochs=st.epochs, lr=st.lr,
+                               batch_size=st.batch_size, seed=st.seed,
+                               weight_decay=st.weight_decay, groups=self.groups,
+                               penalty=penalty, sample_weight=weights)
+        return model
+
+    def trained(self, method: str, setting: str, **kw: Any) -> nn.Module:
+        """Train a variant and measure it on the test data."""
+        t0 = time.perf_counter()
+        model = self.train_one(**kw)
+        score = _scores(model, self.test.x, self.positive)
+        with torch.no_grad():
+            pred = (model(self.test.x).argmax(1) == self.positive).numpy().astype(np.int64)
+        self.measure(method, setting, pred, score, t0)
+        return model
+
+    def thresholded(self, key: str, constraint: str, tol: float, scores: tuple[np.ndarray,
+                    np.ndarray]) -> None:
+        """Group thresholds on the baseline's scores, measured on the test data."""
+        t0 = time.perf_counter()
+        thr = GroupThresholds(constraint, tol=tol or None)  # type: ignore[arg-type]
+        thr.fit(scores[0], self.ytr.numpy(), self.tr_sens)
+        pred = thr.predict(scores[1], self.te_target, random_state=self.st.seed)
+        self.measure(key, f"tol={tol:g}" if constraint == "demographic_parity" else "exact",
+                     pred, None, t0)
+
+
+def run_mitigation(
+    card: ModelCard,
+    train: AuditData,
+    test: AuditData,
+    sensitive: Sequence[str],
+    *,
+    methods: Sequence[str] = tuple(METHODS),
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    tols: Sequence[float] = DEFAULT_TOLS,
+    settings: TrainingSettings | None = None,
+    positive: int = 1,
+    target: Sequence[str] | None = None,
+    n_boot: int = 200,
+    min_group_size: int = 30,
+    progress: Callable[[str], None] | None = None,
+) -> list[Variant]:
+    """Train and measure the baseline and every requested variant.
+
+    ``sensitive`` are the columns measured; ``target`` the columns whose intersection the
+    mitigations act on (default: all of ``sensitive``).
+    """
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown mitigation method(s) {', '.join(unknown)}; use "
+                         f"{', '.join(METHODS)}")
+    ex = _Experiment(card, train, test, sensitive, list(target or sensitive),
+                     settings or TrainingSettings.from_card(card), positive, n_boot,
+                     min_group_size, progress)
+    ex.say("baseline")
+    base = ex.trained("baseline", "")
+    if "reweighing" in methods:
+        ex.say("reweighing")
+        w = Reweighing().fit_transform(ex.ytr.numpy(), ex.tr_sens)
+        ex.trained("reweighing", "", weights=torch.from_numpy(w).float())
+    for key, constraint in PENALTIES:
+        for lam in lambdas if key in methods else ():
+            ex.say(f"{key} lambda={lam:g}")
+            ex.trained(key, f"λ={lam:g}", penalty=FairnessPenalty(
+                constraint, lam, positive=1))  # type: ignore[arg-type]
+    scores = (_scores(base, train.x, positive), _scores(base, test.x, positive))
+    for key, constraint in THRESHOLDS:
+        # Fairlearn relaxes only demographic parity; equalized odds is always exact
+        for tol in (tols if constraint == "demographic_parity" else [0.0]) \
+                if key in methods else ():
+            ex.say(f"{key} tol={tol:g}")
+            ex.thresholded(key, constraint, tol, scores)
+    return ex.variants
+
+
+def _load_data(card: ModelCard, data: str | None, train: str | None, evaluate: str | None,
+               target: str | None, sensitive: Sequence[str] | None
+               ) -> tuple[AuditData, AuditData]:
+    """(training, evaluation) data: a bundled dataset's splits or two CSV files."""
+    from audit.datasets import load_dataset
+    from audit.runner import load_data
+
+    if (train is None) != (evaluate is None):
+        raise UsageError("pass both --train and --eval (CSV files), or neither to use the "
+                         "bundled dataset's train and test splits")
+    if train is not None and evaluate is not None:
+        if data is not None:
+            raise UsageError("pass either --data (a bundled dataset) or --train/--eval files")
+        return (load_data(train, card, target=target, sensitive=sensitive),
+                load_data(evaluate, card, target=target, sensitive=sensitive))
+    name = data or card.dataset
+    if not name:
+        raise UsageError(f"{card.name}'s card names no dataset; pass --data NAME or "
+                         "--train/--eval CSV files")
+    return load_dataset(name, "train"), load_data(name, card, sensitive=sensitive)
+
+
+def _checked_card(card: ModelCard | None, model: str) -> ModelCard:
+    if card is None:
+        raise UsageError(f"{model} has no card.json; mitigation needs the card's architecture, "
+                         "dataset and classes")
+    if card.num_classes != 2:
+        raise UsageError(f"audit mitigate needs a binary classifier; {card.name} has "
+                         f"{card.num_classes} classes")
+    return card
+
+
+def mitigate(
+    model: str,
+    *,
+    data: str | None = None,
+    train: str | None = None,
+    evaluate: str | None = None,
+    target: str | None = None,
+    sensitive: Sequence[str] | None = None,
+    groups: Sequence[str] | None = None,
+    methods: Sequence[str] = tuple(METHODS),
+    lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    tols: Sequence[float] = DEFAULT_TOLS,
+    epochs: int | None = None,
+    seed: int | None = None,
+    n_boot: int = 200,
+    config: str | None = None,
+    fail_on: str | None = None,
+    command: str = "",
+    progress: Callable[[str], None] | None = None,
+) -> AuditResult:
+    """The fairness audit of ``model`` plus the mitigation experiment, as one result.
+
+    Training data: the bundled dataset's ``train`` split (``data``, default the card's dataset)
+    evaluated on its ``test`` split, or the CSV files ``train`` and ``evaluate``. ``sensitive``
+    are the columns measured (default: the data's or the card's), ``groups`` the columns whose
+    intersection the mitigations act on (default: all sensitive columns).
+    """
+    from audit.loading import load_model
+    from audit.runner import run_audit
+
+    loaded = load_model(model)
+    card = _checked_card(loaded.card, model)
+    train_data, test_data = _load_data(card, data, train, evaluate, target, sensitive)
+    cols = list(sensitive or test_data.extras.get("sensitive") or card.sensitive or [])
+    if not cols:
+        raise UsageError("no sensitive columns: pass --sensitive COL[,COL]")
+    test_data.extras["sensitive"] = cols
+    for d in (train_data, test_data):
+        if d.extras.get("frame") is None:
+            raise UsageError(f"{d.name} has no named columns; mitigation needs tabular data "
+                             "with the sensitive columns")
+    result = run_audit(loaded, data=test_data, checks=["fairness"], config=config, seed=seed,
+                       fail_on=fail_on, command=command)
+    settings = TrainingSettings.from_card(card, epochs=epochs, seed=seed)
+    target_cols = list(groups or cols)
+    variants = run_mitigation(card, train_data, test_data, cols, methods=methods,
+                              lambdas=lambdas, tols=tols, settings=settings,
+                              target=target_cols, n_boot=n_boot, progress=progress)
+    result.sections.append(mitigation_section(variants, settings, cols, target_cols))
+    fail = Severity.parse(result.summary["fail_on"])
+    result.summary = summarize(result.sections, fail, result.summary["duration_s"]
+                               + sum(v.seconds for v in variants))
+    return result
