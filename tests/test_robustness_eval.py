@@ -22,7 +22,7 @@ from audit.robustness.corruptions import (
     corrupt,
     corruption_accuracy,
 )
-from audit.robustness.evaluate import Curve, CurveConfig, robustness_curve
+from audit.robustness.evaluate import AttackStats, Curve, CurveConfig, robustness_curve
 
 
 def linear_problem(seed: int = 0, n: int = 120, d: int = 10, k: int = 3
@@ -101,18 +101,23 @@ def test_merge_ignores_failures_and_clamps_to_eps() -> None:
 
 
 def fake(name: str, success: list[bool], norms: list[float] | None = None,
-         info: dict | None = None) -> AttackResult:
+         info: dict | None = None, role: str = "iterative") -> AttackResult:
     s = torch.tensor(success)
     return AttackResult(name=name, norm="linf", eps=0.1, x_adv=torch.zeros(len(s), 1),
                         success=s, norms=torch.tensor(norms or [0.1] * len(s)), time=0.0,
-                        evaluations=len(s), info=info or {})
+                        evaluations=len(s), info=info or {}, role=role)
 
 
 def test_single_step_rule() -> None:
     th = dg.Thresholds()
     it = fake("PGD", [True, False, False, False])
-    assert not dg.single_step(fake("FGSM", [True, False, False, False]), [it], th).triggered
-    assert dg.single_step(fake("FGSM", [True, True, True, False]), [it], th).triggered
+    weak = fake("FGSM", [True, False, False, False], role="single-step")
+    strong = fake("FGSM", [True, True, True, False], role="single-step")
+    assert not dg.single_step([weak, it], th).triggered
+    assert dg.single_step([strong, it], th).triggered
+    # attacks are told apart by role, not name: a minimal-norm attack is no iterative one
+    other = fake("PGD", [False] * 4, role="minimal-norm")
+    assert not dg.single_step([weak, other], th).evaluated
 
 
 def test_iterations_rule() -> None:
@@ -120,24 +125,39 @@ def test_iterations_rule() -> None:
     n = 10
     info = {"success_step": torch.full((n,), -1), "steps": 20,
             "loss_start": torch.full((n,), 0.5)}
-    stalled = fake("PGD", [False] * n, info={**info, "loss_end": torch.full((n,), 0.5)})
-    rising = fake("PGD", [False] * n, info={**info, "loss_end": torch.full((n,), 2.0)})
-    assert dg.iterations(stalled, th).triggered
-    assert not dg.iterations(rising, th).triggered
-    few = fake("PGD", [True] * 8 + [False] * 2, info={**info, "loss_end": torch.zeros(n)})
-    assert not dg.iterations(few, th).evaluated
+    stalled = fake("Mine", [False] * n, info={**info, "loss_end": torch.full((n,), 0.5)})
+    rising = fake("Mine", [False] * n, info={**info, "loss_end": torch.full((n,), 2.0)})
+    untraced = fake("APGD", [False] * n)  # no loss trace: skipped for the traced one
+    assert dg.iterations([untraced, stalled], th).triggered
+    assert not dg.iterations([untraced, rising], th).triggered
+    few = fake("Mine", [True] * 8 + [False] * 2, info={**info, "loss_end": torch.zeros(n)})
+    assert not dg.iterations([few], th).evaluated
+    assert not dg.iterations([untraced], th).evaluated
 
 
 def test_black_box_rule() -> None:
     th = dg.Thresholds()
-    kinds = {"PGD": "white-box", "Square": "black-box"}
     white = fake("PGD", [True] * 5 + [False] * 45)
-    many = fake("Square", [True] * 5 + [True] * 4 + [False] * 41)
-    one = fake("Square", [True] * 5 + [True] + [False] * 44)
-    assert dg.black_box([white, many], kinds, 0.1, th).triggered
-    assert not dg.black_box([white, one], kinds, 0.1, th).triggered  # a single sample: noise
-    outside = fake("Square", [True] * 50, norms=[0.5] * 50)  # beyond eps: does not count
-    assert not dg.black_box([white, outside], kinds, 0.1, th).triggered
+    many = fake("Square", [True] * 5 + [True] * 4 + [False] * 41, role="black-box")
+    one = fake("Square", [True] * 5 + [True] + [False] * 44, role="black-box")
+    assert dg.black_box([white, many], 0.1, th).triggered
+    assert not dg.black_box([white, one], 0.1, th).triggered  # a single sample: noise
+    outside = fake("Square", [True] * 50, norms=[0.5] * 50, role="black-box")
+    assert not dg.black_box([white, outside], 0.1, th).triggered  # beyond eps: not counted
+    assert not dg.black_box([white], 0.1, th).evaluated
+
+
+def test_minimal_success_reads_roles_from_curve_and_suite() -> None:
+    c = Curve(norm="linf", eps=[0.1], correct=np.ones(4, bool), minimal=np.zeros(4),
+              worst=np.zeros(4))
+    st = AttackStats("FMN-LINF", "minimal", "linf", None, role="minimal-norm", samples=4,
+                     successes=3)
+    c.stats = {st.name: st, "APGD": AttackStats("APGD", "white-box", "linf", None,
+                                                role="iterative", samples=4, successes=4)}
+    df = fake("DeepFool", [True] * 4, role="minimal-norm",
+              info={"minimal_norms": torch.tensor([0.1, math.inf, 0.2, 0.3])})
+    assert dg.minimal_success(c, [df, fake("PGD", [True] * 4)]) == {"FMN-LINF": 0.75,
+                                                                   "DeepFool": 0.75}
 
 
 def test_unbounded_rule() -> None:

@@ -14,6 +14,9 @@ bound that an adaptive attack would likely lower.
   white-box attack failed on at the same epsilon.
 - ``loss-flat`` / ``loss-noisy``: the input gradient of the loss is zero or not finite, or a
   random direction raises the loss as much as the gradient direction.
+
+Attacks are picked by their ``role`` (``single-step``, ``iterative``, ``black-box``,
+``minimal-norm``), never by name, so a suite with other attacks is judged the same way.
 """
 
 from __future__ import annotations
@@ -23,13 +26,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.attacks import AttackResult, Norm, ce_loss, perturbation_norms
+from audit.robustness.base import AttackResult
+from audit.robustness.evaluate import Curve
+from audit.robustness.ops import Norm, ce_loss, perturbation_norms
 
 __all__ = ["Diagnostic", "Thresholds", "black_box", "iterations", "loss_surface",
-           "single_step", "unbounded"]
+           "minimal_success", "run_diagnostics", "single_step", "unbounded"]
+
+WHITE_BOX_ROLES = ("single-step", "iterative", "minimal-norm")
 
 
 @dataclass
@@ -63,20 +71,37 @@ class Diagnostic:
         return asdict(self)
 
 
-def single_step(fgsm: AttackResult, iterative: Sequence[AttackResult],
-                th: Thresholds) -> Diagnostic:
-    """FGSM's success rate minus the best iterative attack's, on the same samples."""
+def _not_judged(id: str, title: str, norm: str, threshold: float, why: str) -> Diagnostic:
+    return Diagnostic(id, title, norm, math.nan, threshold, False, why, False)
+
+
+def single_step(results: Sequence[AttackResult], th: Thresholds) -> Diagnostic:
+    """The single-step attack's success rate minus the best iterative attack's, on the same
+    samples."""
+    single = [r for r in results if r.role == "single-step"]
+    iterative = [r for r in results if r.role == "iterative"]
+    title = "Single-step attack beats iterative ones"
+    if not single or not iterative:
+        return _not_judged("single-step", title, results[0].norm if results else "linf",
+                           th.single_step_margin, "Needs single-step and iterative attacks.")
+    fgsm = single[0]
     best = max(iterative, key=lambda r: r.success_rate)
     gap = fgsm.success_rate - best.success_rate
     return Diagnostic(
-        "single-step", "Single-step attack beats iterative ones", fgsm.norm, gap,
-        th.single_step_margin, gap > th.single_step_margin,
+        "single-step", title, fgsm.norm, gap, th.single_step_margin, gap > th.single_step_margin,
         f"{fgsm.name} succeeds on {fgsm.success_rate:.1%} of samples, the best iterative attack "
         f"({best.name}) on {best.success_rate:.1%}.")
 
 
-def iterations(pgd: AttackResult, th: Thresholds) -> Diagnostic:
-    """Share of the samples PGD failed on whose loss did not rise over the iterations."""
+def iterations(results: Sequence[AttackResult], th: Thresholds) -> Diagnostic:
+    """Share of the samples the first iterative attack that traces its loss (PGD) failed on
+    whose loss did not rise over the iterations."""
+    title = "More iterations do not help"
+    traced = [r for r in results if r.role == "iterative" and "loss_start" in r.info]
+    if not traced:
+        return _not_judged("iterations", title, results[0].norm if results else "linf",
+                           th.stall_share, "No iterative attack traced its loss.")
+    pgd = traced[0]
     failed = ~pgd.success.cpu()
     l0 = pgd.info["loss_start"][failed]
     l1 = pgd.info["loss_end"][failed]
@@ -84,14 +109,12 @@ def iterations(pgd: AttackResult, th: Thresholds) -> Diagnostic:
     early = float(((first >= 0) & (first <= 1)).float().mean()) if len(first) else math.nan
     n = int(failed.sum())
     if n < th.min_failed:
-        return Diagnostic("iterations", "More iterations do not help", pgd.norm, math.nan,
-                          th.stall_share, False,
-                          f"{pgd.name} broke all but {n} samples; too few left to judge.", False)
+        return _not_judged("iterations", title, pgd.norm, th.stall_share,
+                           f"{pgd.name} broke all but {n} samples; too few left to judge.")
     stalled = ~(l1 > l0 + 1e-6 * l0.abs().clamp_min(1e-3))
     share = float(stalled.float().mean())
     return Diagnostic(
-        "iterations", "More iterations do not help", pgd.norm, share, th.stall_share,
-        share > th.stall_share,
+        "iterations", title, pgd.norm, share, th.stall_share, share > th.stall_share,
         f"On the {n} samples {pgd.name} could not break in {pgd.info['steps']} steps, its loss "
         f"did not rise on {share:.0%}; {pgd.success_rate:.1%} success overall, {early:.1%} "
         "within one step.")
@@ -112,16 +135,28 @@ def unbounded(minimal: dict[str, float], norm: Norm, th: Thresholds) -> Diagnost
         f"of the correctly classified samples ({listed}); it should be ~100%.")
 
 
-def black_box(results: Sequence[AttackResult], kinds: dict[str, str], eps: float,
-              th: Thresholds) -> Diagnostic:
+def minimal_success(curve: Curve, results: Sequence[AttackResult]) -> dict[str, float]:
+    """Per minimal-norm attack, the share of correctly classified samples it fooled without
+    a budget: the curve's (on every sample) and the suite's (``info['minimal_norms']``)."""
+    out: dict[str, float] = {}
+    correct_n = int(np.sum(curve.correct))
+    for st in curve.stats.values():
+        if st.role == "minimal-norm" and correct_n:
+            out[st.name] = st.successes / max(st.samples, 1)
+    for r in results:
+        if r.role == "minimal-norm" and "minimal_norms" in r.info:
+            out[r.name] = float(torch.isfinite(r.info["minimal_norms"]).float().mean())
+    return out
+
+
+def black_box(results: Sequence[AttackResult], eps: float, th: Thresholds) -> Diagnostic:
     """Share of samples broken within ``eps`` only by black-box / decision-based attacks."""
     norm = results[0].norm if results else "linf"
-    white = [r for r in results if kinds.get(r.name) in ("white-box", "minimal")]
-    black = [r for r in results if kinds.get(r.name) in ("black-box", "decision-based")]
+    white = [r for r in results if r.role in WHITE_BOX_ROLES]
+    black = [r for r in results if r.role == "black-box"]
     if not white or not black:
-        return Diagnostic("black-box", "Black-box attacks beat white-box ones", norm,
-                          math.nan, th.blackbox_margin, False,
-                          "Needs both white-box and black-box attacks.", False)
+        return _not_judged("black-box", "Black-box attacks beat white-box ones", norm,
+                           th.blackbox_margin, "Needs both white-box and black-box attacks.")
 
     def within(r: AttackResult) -> Tensor:
         return r.success.cpu() & (r.norms.cpu() <= eps * (1 + 1e-5))
@@ -178,19 +213,38 @@ def loss_surface(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: float,
     live = ~flat
     noisy = (rise_r >= rise_g)[live]
     noisy_share = float(noisy.float().mean()) if int(live.sum()) else math.nan
-    flat_d = Diagnostic(
-        "loss-flat", "Flat loss surface (zero gradients)", norm, flat_share, th.flat_share,
-        flat_share > th.flat_share,
-        f"The input gradient of the cross-entropy is zero or not finite on {flat_share:.0%} "
-        f"of {len(flat)} correctly classified samples.")
-    if math.isnan(noisy_share):
-        noisy_d = Diagnostic("loss-noisy", "Noisy loss surface", norm, math.nan,
-                             th.noisy_share, False, "No sample has a usable gradient.", False)
-    else:
-        noisy_d = Diagnostic(
-            "loss-noisy", "Noisy loss surface", norm, noisy_share, th.noisy_share,
-            noisy_share > th.noisy_share,
-            f"A step of {h:g} along the gradient direction raised the loss no more than the "
-            f"best of {directions} random directions on {noisy_share:.0%} of "
-            f"{int(live.sum())} samples.")
-    return [flat_d, noisy_d], evals
+    return [_flat(flat_share, len(flat), norm, th),
+            _noisy(noisy_share, int(live.sum()), h, directions, norm, th)], evals
+
+
+def _flat(share: float, n: int, norm: Norm, th: Thresholds) -> Diagnostic:
+    return Diagnostic(
+        "loss-flat", "Flat loss surface (zero gradients)", norm, share, th.flat_share,
+        share > th.flat_share,
+        f"The input gradient of the cross-entropy is zero or not finite on {share:.0%} "
+        f"of {n} correctly classified samples.")
+
+
+def _noisy(share: float, live: int, h: float, directions: int, norm: Norm,
+           th: Thresholds) -> Diagnostic:
+    if math.isnan(share):
+        return _not_judged("loss-noisy", "Noisy loss surface", norm, th.noisy_share,
+                           "No sample has a usable gradient.")
+    return Diagnostic(
+        "loss-noisy", "Noisy loss surface", norm, share, th.noisy_share,
+        share > th.noisy_share,
+        f"A step of {h:g} along the gradient direction raised the loss no more than the "
+        f"best of {directions} random directions on {share:.0%} of {live} samples.")
+
+
+def run_diagnostics(model: nn.Module, x: Tensor, y: Tensor, results: Sequence[AttackResult],
+                    curve: Curve, eps: float, bounds: tuple[float, float], th: Thresholds,
+                    generator: torch.Generator | None = None) -> tuple[list[Diagnostic], int]:
+    """Every diagnostic of one norm on the suite's ``results`` (run on correctly classified
+    ``x``, ``y`` at ``eps``), in report order; returns them and the forward passes used."""
+    norm = curve.norm
+    out = [single_step(results, th), iterations(results, th),
+           unbounded(minimal_success(curve, results), norm, th),
+           black_box(results, eps, th)]
+    surface, evals = loss_surface(model, x, y, norm, eps, bounds, th, generator=generator)
+    return out + surface, evals

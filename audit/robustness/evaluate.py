@@ -32,8 +32,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.attacks import APGD, AttackResult, Norm, project, run_batched
+from audit.robustness.apgd import APGD
+from audit.robustness.base import Attack, AttackResult, run_batched
 from audit.robustness.foolbox_attacks import FMN
+from audit.robustness.ops import Norm, project
 
 __all__ = ["AttackStats", "Curve", "CurveConfig", "confirm", "fmn_step", "robustness_curve",
            "run_suite"]
@@ -47,12 +49,18 @@ class AttackStats:
     kind: str
     norm: Norm
     eps: float | None
+    role: str = ""
     samples: int = 0
     successes: int = 0
     time: float = 0.0
     evaluations: int = 0
     gradients: int = 0
     norms: list[float] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, attack: Attack, norm: Norm) -> AttackStats:
+        """Empty totals for ``attack`` (its name, kind and role)."""
+        return cls(attack.name, attack.kind, norm, None, role=attack.role)
 
     def add(self, r: AttackResult, mask: Tensor | None = None) -> None:
         """Add a result (``mask`` selects the samples that count towards success)."""
@@ -74,7 +82,8 @@ class AttackStats:
         return float(np.median(self.norms)) if self.norms else math.nan
 
     def row(self) -> dict[str, Any]:
-        return {"attack": self.name, "kind": self.kind, "norm": self.norm, "eps": self.eps,
+        return {"attack": self.name, "kind": self.kind, "role": self.role, "norm": self.norm,
+                "eps": self.eps,
                 "samples": self.samples, "success_rate": self.success_rate,
                 "median_norm": self.median_norm, "time_s": self.time,
                 "evaluations": self.evaluations, "gradients": self.gradients}
@@ -162,52 +171,55 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
     dev = device or x.device
     n = int(x.shape[0])
     eps_sorted = sorted(float(e) for e in eps)
-    correct = np.zeros(n, dtype=bool)
-    minimal = np.zeros(n, dtype=np.float64)
-    worst = np.zeros(n, dtype=np.float64)
     fmn = FMN(norm=norm, steps=cfg.minimal_steps, bounds=bounds,
               max_stepsize=fmn_step(norm, x, bounds, eps_sorted, cfg.fmn_rel_step))
     bounded = [APGD(norm=norm, loss=loss, steps=cfg.bounded_steps,  # type: ignore[arg-type]
                     restarts=restarts, bounds=bounds, generator=generator)
                for loss, restarts in cfg.bounded if restarts > 0]
-    curve = Curve(norm=norm, eps=eps_sorted, correct=correct, minimal=minimal,
-                  worst=worst, attacked=dict.fromkeys(eps_sorted, 0),
-                  confirmed=dict.fromkeys(eps_sorted, 0))
-    stats = curve.stats
-    stats[fmn.name] = AttackStats(fmn.name, "minimal", norm, None)
+    curve = Curve(norm=norm, eps=eps_sorted, correct=np.zeros(n, dtype=bool),
+                  minimal=np.zeros(n, dtype=np.float64), worst=np.zeros(n, dtype=np.float64),
+                  attacked=dict.fromkeys(eps_sorted, 0), confirmed=dict.fromkeys(eps_sorted, 0))
+    curve.stats[fmn.name] = AttackStats.of(fmn, norm)
     t0 = time.perf_counter()
-    evals = grads = 0
     for start in range(0, n, cfg.batch_size):
         sl = slice(start, min(start + cfg.batch_size, n))
-        xb, yb = x[sl].to(dev), y[sl].to(dev)
-        with torch.no_grad():
-            ok = (model(xb).argmax(dim=1) == yb).cpu()
-        evals += int(xb.shape[0])
-        correct[sl] = ok.numpy()
-        d = np.zeros(int(xb.shape[0]), dtype=np.float64)  # 0: misclassified already
-        x_min = xb.clone()
-        idx = ok.nonzero()[:, 0]
-        if idx.numel():
-            r = fmn(model, xb[idx], yb[idx], eps=None)
-            stats[fmn.name].add(r)
-            evals, grads = evals + r.evaluations, grads + r.gradients
-            d[idx.numpy()] = r.found_norms().cpu().numpy()
-            x_min[idx.to(dev)] = r.x_adv
-        minimal[sl] = d
-        ev, gr = confirm(model, xb, yb, d, eps_sorted, bounded, norm=norm, bounds=bounds,
-                         x_init=x_min if cfg.warm_start else None, stats=stats,
-                         attacked=curve.attacked, confirmed=curve.confirmed)
-        evals, grads = evals + ev, grads + gr
-        worst[sl] = d
+        _curve_batch(model, x[sl].to(dev), y[sl].to(dev), sl, curve, fmn, bounded, cfg, bounds)
         if progress:
             progress(min(start + cfg.batch_size, n), n)
-    curve.evaluations, curve.gradients = evals, grads
     curve.time = time.perf_counter() - t0
     return curve
 
 
+def _curve_batch(model: nn.Module, xb: Tensor, yb: Tensor, sl: slice, curve: Curve, fmn: FMN,
+                 bounded: Sequence[Attack], cfg: CurveConfig, bounds: tuple[float, float]
+                 ) -> None:
+    """One batch of the curve: clean check, FMN on the correct samples, then the bounded
+    confirmations; fills ``curve`` at ``sl`` and adds to its counts."""
+    with torch.no_grad():
+        ok = (model(xb).argmax(dim=1) == yb).cpu()
+    curve.evaluations += int(xb.shape[0])
+    curve.correct[sl] = ok.numpy()
+    d = np.zeros(int(xb.shape[0]), dtype=np.float64)  # 0: misclassified already
+    x_min = xb.clone()
+    idx = ok.nonzero()[:, 0]
+    if idx.numel():
+        r = fmn(model, xb[idx], yb[idx], eps=None)
+        curve.stats[fmn.name].add(r)
+        curve.evaluations += r.evaluations
+        curve.gradients += r.gradients
+        d[idx.numpy()] = r.found_norms().cpu().numpy()
+        x_min[idx.to(xb.device)] = r.x_adv
+    curve.minimal[sl] = d
+    ev, gr = confirm(model, xb, yb, d, curve.eps, bounded, norm=curve.norm, bounds=bounds,
+                     x_init=x_min if cfg.warm_start else None, stats=curve.stats,
+                     attacked=curve.attacked, confirmed=curve.confirmed)
+    curve.evaluations += ev
+    curve.gradients += gr
+    curve.worst[sl] = d
+
+
 def confirm(model: nn.Module, x: Tensor, y: Tensor, d: np.ndarray, eps: Sequence[float],
-            attacks: Sequence[Any], *, norm: Norm, bounds: tuple[float, float],
+            attacks: Sequence[Attack], *, norm: Norm, bounds: tuple[float, float],
             x_init: Tensor | None = None, stats: dict[str, AttackStats] | None = None,
             attacked: dict[float, int] | None = None, confirmed: dict[float, int] | None = None
             ) -> tuple[int, int]:
@@ -241,7 +253,7 @@ def confirm(model: nn.Module, x: Tensor, y: Tensor, d: np.ndarray, eps: Sequence
                 kwargs["x_init"] = project(x_init[ti], xs, e_t, norm, bounds)
             r = a(model, xs, ys, eps=e_t, **kwargs)
             if stats is not None:
-                stats.setdefault(a.name, AttackStats(a.name, a.kind, norm, None)).add(r)
+                stats.setdefault(a.name, AttackStats.of(a, norm)).add(r)
             evals, grads = evals + r.evaluations, grads + r.gradients
             hit = r.success.cpu().numpy()
             d[todo[hit]] = np.minimum(r.norms.cpu().double().numpy()[hit], target[todo][hit])
@@ -251,7 +263,7 @@ def confirm(model: nn.Module, x: Tensor, y: Tensor, d: np.ndarray, eps: Sequence
             todo = todo[~hit]
 
 
-def run_suite(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Any],
+def run_suite(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Attack],
               eps: float, *, batch_size: int = 256, device: torch.device | None = None
               ) -> list[AttackResult]:
     """Run every attack on the same samples at ``eps`` (batched); minimal-perturbation

@@ -1,4 +1,4 @@
-"""Foolbox attacks behind our :class:`~audit.robustness.attacks.Attack` protocol.
+"""Foolbox attacks behind our :class:`~audit.robustness.base.Attack` contract.
 
 Minimal-perturbation attacks (``eps=None`` gives the smallest adversarial each finds; with
 ``eps`` the result is also clipped to the ball, foolbox-style, and success means "adversarial
@@ -9,15 +9,16 @@ within eps"):
 - :class:`FMN`, fast minimum-norm (Pintor et al. 2021), L-inf or L2;
 - :class:`HopSkipJump` (Chen et al. 2020), decision-based: it only sees predicted labels.
 
-Model evaluations are counted by wrapping the model in
-:class:`~audit.robustness.attacks.CountingModel`.
+A wrapper writes only :meth:`FoolboxAttack.make` (the foolbox attack object); the base class
+counts the model evaluations, times the run and builds the result. Every result carries
+``info["minimal_norms"]``: the unbounded perturbation size found per sample (``inf``: none).
 """
 
 from __future__ import annotations
 
 import math
-import time
 import warnings
+from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -25,64 +26,57 @@ import foolbox as fb
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.attacks import (
-    AttackKind,
-    AttackResult,
-    CountingModel,
-    Norm,
-    perturbation_norms,
-)
+from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.ops import Norm, per_sample, perturbation_norms
 
 __all__ = ["FMN", "CarliniWagner", "DeepFool", "FoolboxAttack", "HopSkipJump"]
 
 
 @dataclass
-class FoolboxAttack:
+class FoolboxAttack(Attack):
     """Base class: subclasses build the foolbox attack in :meth:`make`."""
 
     norm: Norm = "l2"
     bounds: tuple[float, float] = (0.0, 1.0)
     name: str = ""
     kind: ClassVar[AttackKind] = "minimal"
+    role: ClassVar[Role] = "minimal-norm"
+    needs_eps: ClassVar[bool] = False
 
+    @abstractmethod
     def make(self) -> Any:
         """The foolbox attack object."""
-        raise NotImplementedError
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *,
-                 eps: float | Tensor | None = None) -> AttackResult:
-        return self._run(CountingModel(model).train(model.training), x, y, eps)
+    def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
+            x_init: Tensor | None) -> Found:
+        return self._foolbox(model, x, y, self._scalar(eps))
 
-    def _run(self, counting: CountingModel, x: Tensor, y: Tensor, eps: float | Tensor | None,
-             **kwargs: Any) -> AttackResult:
-        t0 = time.perf_counter()
-        x, y = x.detach(), y.detach()
+    def _scalar(self, eps: Tensor | None) -> float | None:
+        """Foolbox takes one epsilon for the whole batch."""
+        if eps is None or eps.numel() == 0:
+            return None
+        if not bool((eps == eps[0]).all()):
+            raise ValueError(f"{self.name} takes one eps for the whole batch")
+        return float(eps[0])
+
+    def _foolbox(self, model: nn.Module, x: Tensor, y: Tensor, eps: float | None,
+                 **kwargs: Any) -> Found:
+        """Run the foolbox attack at ``[None, eps]``: the unbounded minimal adversarial, and
+        (with ``eps``) the adversarial clipped to the ball."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # foolbox warns about train mode, eagerpy about numpy
-            fmodel = fb.PyTorchModel(counting, bounds=self.bounds, device=x.device)
-            attack = self.make()
-            eps_list: list[float | None] = [None]
-            scalar = None
-            if eps is not None:
-                scalar = float(eps) if not isinstance(eps, Tensor) or eps.ndim == 0 else None
-                if scalar is None:
-                    raise ValueError(f"{self.name} takes one eps for the whole batch")
-                eps_list.append(scalar)
-            raw, clipped, success = attack(fmodel, x, y, epsilons=eps_list, **kwargs)
+            fmodel = fb.PyTorchModel(model, bounds=self.bounds, device=x.device)
+            eps_list = [None] if eps is None else [None, eps]
+            raw, clipped, success = self.make()(fmodel, x, y, epsilons=eps_list, **kwargs)
         x_min = raw[0].detach()
         found = success[0].detach()
         norms = perturbation_norms(x_min - x, self.norm)
         info: dict[str, Any] = {"minimal_norms": torch.where(
             found, norms, torch.full_like(norms, math.inf)).cpu()}
-        if scalar is not None:
-            x_adv = torch.where(success[1].view(-1, *([1] * (x.ndim - 1))), clipped[1], x_min)
-            ok = success[1].detach() | (found & (norms <= scalar))
-        else:
-            x_adv, ok = x_min, found
-        return AttackResult(
-            name=self.name, norm=self.norm, eps=scalar, x_adv=x_adv.detach(), success=ok,
-            norms=perturbation_norms(x_adv - x, self.norm), time=time.perf_counter() - t0,
-            evaluations=counting.forwards, gradients=counting.backwards, info=info)
+        if eps is None:
+            return Found(x_min, found, info)
+        x_adv = torch.where(per_sample(success[1], x), clipped[1], x_min)
+        return Found(x_adv, success[1].detach() | (found & (norms <= eps)), info)
 
 
 @dataclass
@@ -92,9 +86,7 @@ class DeepFool(FoolboxAttack):
     steps: int = 50
     candidates: int = 10
     overshoot: float = 0.02
-
-    def __post_init__(self) -> None:
-        self.name = self.name or f"DeepFool-{self.norm.upper()}"
+    title: ClassVar[str] = "DeepFool"
 
     def make(self) -> Any:
         cls = fb.attacks.LinfDeepFoolAttack if self.norm == "linf" else fb.attacks.L2DeepFoolAttack
@@ -109,11 +101,8 @@ class CarliniWagner(FoolboxAttack):
     binary_search_steps: int = 3
     stepsize: float = 0.05
     initial_const: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.norm != "l2":
-            raise ValueError("Carlini-Wagner is an L2 attack")
-        self.name = self.name or "CW-L2"
+    title: ClassVar[str] = "CW"
+    norms: ClassVar[tuple[Norm, ...]] = ("l2",)
 
     def make(self) -> Any:
         return fb.attacks.L2CarliniWagnerAttack(
@@ -129,9 +118,7 @@ class FMN(FoolboxAttack):
     steps: int = 100
     max_stepsize: float = 1.0
     gamma: float = 0.05
-
-    def __post_init__(self) -> None:
-        self.name = self.name or f"FMN-{self.norm.upper()}"
+    title: ClassVar[str] = "FMN"
 
     def make(self) -> Any:
         cls = fb.attacks.LInfFMNAttack if self.norm == "linf" else fb.attacks.L2FMNAttack
@@ -147,19 +134,21 @@ class HopSkipJump(FoolboxAttack):
     initial_gradient_eval_steps: int = 20
     max_gradient_eval_steps: int = 100
     kind: ClassVar[AttackKind] = "decision-based"
+    role: ClassVar[Role] = "black-box"
+    title: ClassVar[str] = "HopSkipJump"
 
-    def __post_init__(self) -> None:
-        self.name = self.name or f"HopSkipJump-{self.norm.upper()}"
+    def make(self) -> Any:
+        return fb.attacks.HopSkipJumpAttack(
+            steps=self.steps, initial_gradient_eval_steps=self.initial_gradient_eval_steps,
+            max_gradient_eval_steps=self.max_gradient_eval_steps, constraint=self.norm)
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *,
-                 eps: float | Tensor | None = None) -> AttackResult:
+    def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
+            x_init: Tensor | None) -> Found:
         """Starts each sample from another input of the batch that the model puts in a
         different class (foolbox's default blended-noise start fails on some models);
         samples without such an input fail."""
-        t0 = time.perf_counter()
-        counting = CountingModel(model).train(model.training)
         with torch.no_grad():
-            pred = counting(x).argmax(dim=1)
+            pred = model(x).argmax(dim=1)
         other = pred[None, :] != y[:, None]  # (N, N): input j is in another class than y_i
         has = other.any(dim=1)
         # the nearest such input (L2) is the best start
@@ -170,18 +159,9 @@ class HopSkipJump(FoolboxAttack):
         x_adv = x.clone()
         success = torch.zeros(n, dtype=torch.bool, device=x.device)
         minimal = torch.full((n,), math.inf)
-        scalar = None if eps is None else float(eps)
         if idx.numel():
-            r = self._run(counting, x[idx], y[idx], eps, starting_points=start[idx])
-            x_adv[idx], success[idx] = r.x_adv, r.success
+            scalar = self._scalar(eps[idx] if eps is not None else None)
+            r = self._foolbox(model, x[idx], y[idx], scalar, starting_points=start[idx])
+            x_adv[idx], success[idx] = r.x_adv, r.adversarial
             minimal[idx.cpu()] = r.info["minimal_norms"]
-        return AttackResult(
-            name=self.name, norm=self.norm, eps=scalar, x_adv=x_adv, success=success,
-            norms=perturbation_norms(x_adv - x, self.norm), time=time.perf_counter() - t0,
-            evaluations=counting.forwards, gradients=counting.backwards,
-            info={"minimal_norms": minimal, "no_start": int((~has).sum())})
-
-    def make(self) -> Any:
-        return fb.attacks.HopSkipJumpAttack(
-            steps=self.steps, initial_gradient_eval_steps=self.initial_gradient_eval_steps,
-            max_gradient_eval_steps=self.max_gradient_eval_steps, constraint=self.norm)
+        return Found(x_adv, success, {"minimal_norms": minimal, "no_start": int((~has).sum())})

@@ -1,0 +1,252 @@
+"""The attack contract: one final ``__call__`` for every attack; a subclass writes ``run()``.
+
+``attack(model, x, y, *, eps) -> AttackResult`` (as foolbox's ``FixedEpsilonAttack``):
+:meth:`Attack.__call__` validates ``eps`` and turns it into a per-sample tensor, projects an
+optional warm start onto the ball, wraps the model in :class:`CountingModel` (per-sample
+forward and backward passes), times the run, and builds the :class:`AttackResult`, where
+``success[i]`` means ``x_adv[i]`` is misclassified *and* within ``eps`` of ``x[i]``. The
+subclass's :meth:`Attack.run` only searches: it returns the points it found and which of them
+it saw misclassified (:class:`Found`).
+
+Every attack class declares ``kind`` (how it reaches the model, shown in the report),
+``role`` (what the gradient-masking diagnostics use it for: ``"single-step"``,
+``"iterative"``, ``"black-box"``, ``"minimal-norm"``) and the ``norms`` it supports.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, final
+
+import torch
+from torch import Tensor, nn
+
+from audit.robustness.ops import Norm, perturbation_norms, project
+
+AttackKind = Literal["white-box", "black-box", "decision-based", "minimal"]
+Role = Literal["single-step", "iterative", "black-box", "minimal-norm"]
+ROLES: tuple[Role, ...] = ("single-step", "iterative", "black-box", "minimal-norm")
+
+__all__ = ["ROLES", "Attack", "AttackKind", "AttackResult", "CountingModel", "Found", "Role",
+           "run_batched"]
+
+
+@dataclass
+class AttackResult:
+    """What one attack produced on a batch.
+
+    ``x_adv`` (N, ...) adversarial inputs (for failed samples: the attack's last point),
+    ``success`` (N,) bool, ``norms`` (N,) perturbation sizes in ``norm``, ``time`` seconds,
+    ``evaluations`` per-sample forward passes, ``gradients`` per-sample backward passes,
+    ``info`` attack-specific traces (per-sample tensors such as ``success_step``); ``kind``
+    and ``role`` are the attack class's.
+    """
+
+    name: str
+    norm: Norm
+    eps: float | None
+    x_adv: Tensor
+    success: Tensor
+    norms: Tensor
+    time: float
+    evaluations: int
+    gradients: int = 0
+    info: dict[str, Any] = field(default_factory=dict)
+    kind: str = ""
+    role: str = ""
+
+    def __len__(self) -> int:
+        return int(self.success.shape[0])
+
+    @property
+    def success_rate(self) -> float:
+        """Share of samples where the attack succeeded."""
+        return float(self.success.float().mean()) if len(self) else math.nan
+
+    def found_norms(self) -> Tensor:
+        """Perturbation size where the attack succeeded, ``inf`` where it failed."""
+        inf = torch.full_like(self.norms, math.inf)
+        return torch.where(self.success.to(self.norms.device), self.norms, inf)
+
+
+@dataclass
+class Found:
+    """What :meth:`Attack.run` returns: the points it ends on, which of them it saw
+    misclassified (``adversarial``, (N,) bool), and attack-specific ``info``."""
+
+    x_adv: Tensor
+    adversarial: Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class CountingModel(nn.Module):
+    """Wraps a model and counts per-sample forward and backward passes."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.forwards = 0
+        self.backwards = 0
+        # mirror the mode without .train(), which would reset every submodule's mode
+        self.training = bool(getattr(model, "training", False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out: Tensor = self.model(x)
+        n = int(x.shape[0])
+        self.forwards += n
+        if out.requires_grad:
+            out.register_hook(lambda g: self._count_backward(n, g))
+        return out
+
+    def _count_backward(self, n: int, g: Tensor) -> Tensor:
+        self.backwards += n
+        return g
+
+
+class Attack(ABC):
+    """Base of every attack. Subclasses are dataclasses with the fields ``norm``, ``bounds``
+    (the model's value range) and ``name``, declare the class attributes below and
+    implement :meth:`run`; ``__call__`` is final."""
+
+    kind: ClassVar[AttackKind]
+    role: ClassVar[Role]
+    norms: ClassVar[tuple[Norm, ...]] = ("linf", "l2")
+    title: ClassVar[str] = ""
+    needs_eps: ClassVar[bool] = True
+    """False for minimal-perturbation attacks: ``eps=None`` asks for the smallest adversarial."""
+    warm_start: ClassVar[bool] = False
+    """True when ``run`` accepts ``x_init`` (a start point replacing the random one)."""
+
+    name: str
+    norm: Norm
+    bounds: tuple[float, float]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(f"{cls.__name__} overrides Attack.__call__; implement run() instead")
+        if "role" in cls.__dict__ and cls.role not in ROLES:
+            raise TypeError(f"{cls.__name__}.role must be one of {', '.join(ROLES)}")
+
+    def __post_init__(self) -> None:
+        if self.norm not in self.norms:
+            raise ValueError(f"{type(self).__name__} supports the "
+                             f"{' and '.join(self.norms)} norms only, not {self.norm!r}")
+        if not self.name:
+            self.name = self.default_name()
+
+    def default_name(self) -> str:
+        """The name when none is given: ``TITLE-NORM`` (``DeepFool-L2``)."""
+        return f"{self.title or type(self).__name__}-{self.norm.upper()}"
+
+    def applies(self, num_classes: int) -> str | None:
+        """Reason the attack cannot run on a model with ``num_classes`` outputs, or None."""
+        return None
+
+    @abstractmethod
+    def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
+            x_init: Tensor | None) -> Found:
+        """Search adversarials for ``x`` (detached) with labels ``y``. ``eps`` is (N,) on
+        ``x``'s device (None only when ``needs_eps`` is False); ``x_init`` is an optional
+        start already inside the ball. ``model`` counts its own evaluations."""
+
+    @final
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *,
+                 eps: float | Tensor | None = None, x_init: Tensor | None = None
+                 ) -> AttackResult:
+        t0 = time.perf_counter()
+        x, y = x.detach(), y.detach()
+        e = _eps_per_sample(self, eps, x)
+        start = _warm_start(self, x_init, x, e)
+        counting = CountingModel(model)
+        found = self.run(counting, x, y, e, start)
+        x_adv = found.x_adv.detach()
+        norms = perturbation_norms(x_adv - x, self.norm)
+        success = found.adversarial.detach()
+        if e is not None:  # float rounding at the ball's edge is not a violation
+            scale = max(abs(self.bounds[0]), abs(self.bounds[1]), 1.0)
+            slack = 8 * torch.finfo(x.dtype).eps * scale
+            success = success & (norms <= e * (1 + 1e-5) + slack)
+        scalar = eps if isinstance(eps, int | float) else (
+            eps if isinstance(eps, Tensor) and eps.ndim == 0 else None)
+        return AttackResult(
+            name=self.name, norm=self.norm, eps=None if scalar is None else float(scalar),
+            x_adv=x_adv, success=success, norms=norms, time=time.perf_counter() - t0,
+            evaluations=counting.forwards, gradients=counting.backwards, info=found.info,
+            kind=self.kind, role=self.role)
+
+
+
+def _eps_per_sample(attack: Attack, eps: float | Tensor | None, x: Tensor) -> Tensor | None:
+    """``eps`` as a finite, non-negative (N,) tensor on ``x``'s device (module functions, not
+    methods, so no subclass can shadow them)."""
+    if eps is None:
+        if attack.needs_eps:
+            raise ValueError(f"{attack.name} is a bounded attack: pass eps")
+        return None
+    n = int(x.shape[0])
+    e = torch.as_tensor(eps, dtype=x.dtype, device=x.device)
+    if e.ndim == 0:
+        e = e.expand(n).clone()
+    elif e.numel() != n:
+        raise ValueError(f"{attack.name}: eps has {e.numel()} values for {n} samples")
+    else:
+        e = e.reshape(-1)
+    if not bool(torch.isfinite(e).all()) or bool((e < 0).any()):
+        raise ValueError(f"{attack.name}: eps must be finite and non-negative")
+    return e
+
+
+def _warm_start(attack: Attack, x_init: Tensor | None, x: Tensor, eps: Tensor | None
+                ) -> Tensor | None:
+    """``x_init`` projected onto the ball and the value range."""
+    if x_init is None:
+        return None
+    if not attack.warm_start or eps is None:
+        raise ValueError(f"{attack.name} takes no x_init (warm start)")
+    return project(x_init.detach(), x, eps, attack.norm, attack.bounds)
+
+
+def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor, y: Tensor,
+                *, eps: float | Tensor | None, batch_size: int = 256,
+                device: torch.device | None = None, **kwargs: Any) -> AttackResult:
+    """Run ``attack`` over ``x`` in batches (bounded memory) and join the results on the CPU.
+
+    Extra keyword arguments (``x_init``) are sliced per batch when they are tensors with N rows.
+    """
+    t0 = time.perf_counter()
+    parts: list[AttackResult] = []
+    n = int(x.shape[0])
+    dev = device or x.device
+    for i in range(0, n, batch_size):
+        sl = slice(i, i + batch_size)
+        kw = {k: (v[sl].to(dev) if isinstance(v, Tensor) and v.shape[:1] == (n,) else v)
+              for k, v in kwargs.items()}
+        e = eps[sl].to(dev) if isinstance(eps, Tensor) and eps.ndim else eps
+        r = attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw)
+        r.x_adv, r.success, r.norms = r.x_adv.cpu(), r.success.cpu(), r.norms.cpu()
+        parts.append(r)
+    if not parts:
+        raise ValueError("run_batched needs at least one sample")
+    return _join(parts, time.perf_counter() - t0)
+
+
+def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
+    """One result from per-batch results: per-sample tensors concatenated, counts summed."""
+    first = parts[0]
+    info: dict[str, Any] = {}
+    for key, v in first.info.items():
+        if isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == len(first):
+            info[key] = torch.cat([p.info[key].cpu() for p in parts])
+        else:
+            info[key] = v
+    return AttackResult(
+        name=first.name, norm=first.norm, eps=first.eps,
+        x_adv=torch.cat([p.x_adv for p in parts]), success=torch.cat([p.success for p in parts]),
+        norms=torch.cat([p.norms for p in parts]), time=seconds,
+        evaluations=sum(p.evaluations for p in parts), gradients=sum(p.gradients for p in parts),
+        info=info, kind=first.kind, role=first.role)

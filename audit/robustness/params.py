@@ -1,0 +1,118 @@
+"""Settings of the robustness check, and how norms and epsilons are named in the report."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from audit.errors import ConfigError
+from audit.robustness.corruptions import CORRUPTIONS
+from audit.robustness.ops import NORM_LABEL, NORMS, Norm
+from audit.robustness.suite import EXTRA_ATTACKS
+from audit.subject import Subject
+
+__all__ = ["NORMS", "NORM_LABEL", "QUICK", "RobustnessParams", "default_eps", "eps_key",
+           "epsilons", "headline_eps"]
+
+
+
+@dataclass
+class RobustnessParams:
+    """Settings of the robustness check (``[checks.robustness]`` in ``audit.toml``)."""
+
+    linf_eps: list[float] | None = None  # L-inf budgets (default: the card's)
+    l2_eps: list[float] | None = None  # L2 budgets (default: the card's)
+    headline_linf: float | None = None  # eps of the suite and diagnostics
+    headline_l2: float | None = None  # L2 eps of the suite and diagnostics
+    max_samples: int = 1000  # seeded subset of the data above this
+    batch_size: int = 256  # attack batch size (bounds memory)
+    minimal_steps: int = 30  # FMN steps for minimal perturbations
+    bounded_steps: int = 10  # APGD steps per restart
+    bounded_restarts_ce: int = 8  # APGD-CE restarts
+    bounded_restarts_dlr: int = 1  # APGD-DLR restarts
+    suite_samples: int = 32  # samples attacked by the full suite
+    suite_steps: int = 50  # steps of the suite's PGD/APGD
+    square_queries: int = 400  # Square attack query budget
+    hsj_steps: int = 4  # HopSkipJump iterations
+    cw_steps: int = 30  # Carlini-Wagner steps
+    extra_attacks: list[str] = field(default_factory=list)
+    """Attacks added to the suite after the default ones, by key (e.g. mifgsm; the keys of
+    audit.robustness.suite.EXTRA_ATTACKS)."""
+    corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
+    """Common corruptions to apply."""
+    severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    """Corruption severities (1-5)."""
+    gallery: int = 6  # adversarial examples shown
+    escalate: bool = True  # re-attack with DLR/black-box when unreliable
+    fragile_low: float = 0.95  # robust/clean ratio below this: low finding
+    fragile_medium: float = 0.75  # robust/clean ratio below this: medium
+    fragile_high: float = 0.10  # robust/clean ratio below this: high
+    card_gap: float = 0.02  # robust accuracy this far below the card's
+    corruption_severity: int = 3  # severity judged for findings
+    corruption_medium: float = 0.10  # accuracy drop above this: medium
+    corruption_high: float = 0.30  # accuracy drop above this: high
+    unreliable_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
+    """Severity of the unreliable finding."""
+    single_step_margin: float = 0.02  # FGSM beating PGD by this: masking
+    stall_share: float = 0.5  # share not helped by more steps
+    unbounded_min: float = 0.98  # unbounded success rate expected
+    blackbox_margin: float = 0.02  # black-box beating white-box by this
+    flat_share: float = 0.2  # share with zero gradients: flat
+    noisy_share: float = 0.5  # share with noisy loss surface
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.extra_attacks if a not in EXTRA_ATTACKS]
+        if unknown:
+            raise ConfigError(f"[checks.robustness] extra_attacks: unknown attack "
+                              f"{unknown[0]!r}; known: {', '.join(EXTRA_ATTACKS)}")
+
+    def recorded(self) -> dict[str, Any]:
+        """The settings as the section records them. ``extra_attacks`` is left out while
+        empty, so the reports of the default suite read as before the setting existed."""
+        out = asdict(self)
+        if not out["extra_attacks"]:
+            del out["extra_attacks"]
+        return out
+
+
+QUICK: dict[str, Any] = {
+    "max_samples": 200, "minimal_steps": 20, "bounded_restarts_ce": 3,
+    "bounded_restarts_dlr": 1, "suite_samples": 16, "suite_steps": 20,
+    "square_queries": 150, "hsj_steps": 3, "cw_steps": 20, "severities": [1, 3, 5],
+    "gallery": 4}
+"""``--quick`` overrides."""
+
+
+def eps_key(e: float) -> str:
+    """How an epsilon appears in metric names: ``robust_accuracy_linf_0.1``."""
+    return f"{e:g}"
+
+
+def default_eps(norm: Norm, subject: Subject) -> list[float]:
+    """Epsilons from the card's ``robustness`` field, else a scale-aware default."""
+    key = f"{norm}_eps"
+    card = subject.card.robustness or {}
+    if isinstance(card.get(key), list) and card[key]:
+        return [float(e) for e in card[key]]
+    lo, hi = subject.card.input.range
+    width = float(hi - lo) or 1.0
+    if norm == "linf":
+        rel = [1 / 255, 2 / 255, 4 / 255, 8 / 255] if subject.data.kind == "image" else \
+            [0.01, 0.02, 0.05, 0.1]
+        return [round(width * r, 6) for r in rel]
+    d = math.sqrt(max(int(subject.data.x[0].numel()), 1))
+    return [round(width * d * r, 6) for r in (0.005, 0.01, 0.02, 0.05)]
+
+
+def epsilons(p: RobustnessParams, subject: Subject) -> dict[Norm, list[float]]:
+    """The positive epsilons of each norm, sorted: the settings', else the defaults."""
+    eps = {"linf": p.linf_eps if p.linf_eps is not None else default_eps("linf", subject),
+           "l2": p.l2_eps if p.l2_eps is not None else default_eps("l2", subject)}
+    return {nm: sorted(float(e) for e in eps[nm] if e > 0) for nm in NORMS}
+
+
+def headline_eps(p: RobustnessParams, norm: Norm, eps: list[float]) -> float:
+    """The epsilon of the suite and diagnostics: the setting, else the middle reported one."""
+    h = p.headline_linf if norm == "linf" else p.headline_l2
+    return float(h) if h is not None else eps[len(eps) // 2]

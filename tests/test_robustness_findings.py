@@ -1,0 +1,123 @@
+"""The robustness check's finding rules and section on hand-built evaluations: no model, no
+attack. Each rule is shown once where it fires and once where it does not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from audit.result import Severity
+from audit.robustness import findings as fr
+from audit.robustness.diagnostics import Diagnostic
+from audit.robustness.evaluate import Curve
+from audit.robustness.evaluation import RobustnessEvaluation, Stage
+from audit.robustness.params import RobustnessParams
+from audit.robustness.section import metrics, robustness_section, summary
+
+
+def curve(norm: str, worst: list[float], eps: list[float]) -> Curve:
+    w = np.asarray(worst, dtype=np.float64)
+    return Curve(norm=norm, eps=eps, correct=w > 0, minimal=w.copy(), worst=w,  # type: ignore[arg-type]
+                 attacked=dict.fromkeys(eps, 0), confirmed=dict.fromkeys(eps, 0))
+
+
+def evaluation(robust: float = 0.9, clean: float = 1.0, **kw: object) -> RobustnessEvaluation:
+    """10 samples; a share ``robust`` of them need more than L-inf 0.1 to break, the others
+    0.07 (all robust at 0.05)."""
+    k = round(robust * 10)
+    c = curve("linf", [0.5] * k + [0.07] * (10 - k), [0.05, 0.1])
+    ev = RobustnessEvaluation(clean_accuracy=clean, samples=10, curves={"linf": c},
+                              headline={"linf": 0.1})
+    for key, value in kw.items():
+        setattr(ev, key, value)
+    return ev
+
+
+def diag(triggered: bool, norm: str = "linf") -> Diagnostic:
+    return Diagnostic("loss-flat", "Flat loss surface (zero gradients)", norm, 0.9, 0.2,
+                      triggered, "The gradient is zero on 90%.")
+
+
+P = RobustnessParams()
+
+
+def test_unreliable_fires_only_on_a_triggered_diagnostic() -> None:
+    assert fr.unreliable(evaluation(diagnostics=[diag(False)]), P) == []
+    (f,) = fr.unreliable(evaluation(diagnostics=[diag(False), diag(True, "l2")]), P)
+    assert f.id == "robustness.unreliable" and f.severity is Severity.HIGH
+    assert "(L2)" in f.title and [d["id"] for d in f.evidence["diagnostics"]] == ["loss-flat"]
+    lowered = RobustnessParams(unreliable_severity="medium")
+    assert fr.unreliable(evaluation(diagnostics=[diag(True)]), lowered)[0].severity \
+        is Severity.MEDIUM
+
+
+@pytest.mark.parametrize(("robust", "severity"), [
+    (0.0, Severity.HIGH), (0.5, Severity.MEDIUM), (0.9, Severity.LOW), (1.0, None)])
+def test_fragile_severity_follows_the_robust_to_clean_ratio(robust: float,
+                                                           severity: Severity | None) -> None:
+    found = fr.fragile(evaluation(robust), P)
+    if severity is None:
+        assert found == []
+        return
+    (f,) = found
+    assert f.id == "robustness.fragile.linf" and f.severity is severity
+    assert f.evidence["robust_accuracy"] == pytest.approx(robust)
+    assert f.evidence["curve"] == {"0.05": 1.0, "0.1": robust}
+
+
+def test_below_card_fires_beyond_the_gap_only() -> None:
+    claim = {"robust_accuracy_linf_0.1": 0.9, "accuracy": 0.99}
+    (f,) = fr.below_card(evaluation(0.5, card_metrics=claim), P)
+    assert f.id == "robustness.below-card.linf.0.1" and f.severity is Severity.HIGH
+    assert f.evidence == {"claimed": 0.9, "measured": 0.5}
+    assert fr.below_card(evaluation(0.9, card_metrics=claim), P) == []  # as claimed
+    other_eps = {"robust_accuracy_linf_0.3": 0.9}  # no curve point there: nothing to compare
+    assert fr.below_card(evaluation(0.5, card_metrics=other_eps), P) == []
+
+
+def test_corruption_judges_the_configured_severity() -> None:
+    ev = evaluation(severities=[1, 3, 5], clean=0.95,
+                    corruptions={"contrast": [0.9, 0.6, 0.2], "brightness": [0.95, 0.8, 0.7],
+                                 "gaussian_noise": [0.95, 0.9, 0.85]})
+    found = {f.id: f for f in fr.corruption(ev, P)}
+    assert found["robustness.corruption.contrast"].severity is Severity.HIGH  # drop 0.35
+    assert found["robustness.corruption.brightness"].severity is Severity.MEDIUM  # 0.15
+    assert "robustness.corruption.gaussian_noise" not in found  # drop 0.05
+    # severity 3 not measured: the middle measured one (5) is judged
+    ev.severities, ev.corruptions = [1, 5], {"contrast": [0.9, 0.2]}
+    (f,) = fr.corruption(ev, P)
+    assert f.evidence["severity"] == 5 and f.evidence["accuracy"] == 0.2
+
+
+def test_findings_in_report_order() -> None:
+    ev = evaluation(0.0, diagnostics=[diag(True)], severities=[3],
+                    corruptions={"contrast": [0.1]},
+                    card_metrics={"robust_accuracy_linf_0.1": 0.8})
+    assert [f.id for f in fr.robustness_findings(ev, P)] == [
+        "robustness.unreliable", "robustness.fragile.linf", "robustness.below-card.linf.0.1",
+        "robustness.corruption.contrast"]
+
+
+def test_summary_and_metrics_from_the_evaluation() -> None:
+    ev = evaluation(0.7, clean=0.9)
+    m = metrics(ev)
+    assert m["robust_accuracy_linf_0.1"] == pytest.approx(0.7) and m["unreliable"] == 0.0
+    assert m["median_min_perturbation_linf"] == 0.5  # 7 of 10 samples at 0.5
+    assert "L-inf eps 0.1: 70.0%" in summary(ev)
+    assert summary(ev).endswith("No gradient-masking diagnostic triggered.")
+    ev.diagnostics, ev.escalated = [diag(True)], {"linf": []}
+    assert "unreliable: flat loss surface" in summary(ev)
+    assert "gradient-free at L-inf eps 0.1" in summary(ev)
+    assert metrics(ev)["unreliable"] == 1.0
+
+
+def test_section_records_extra_attacks_only_when_set() -> None:
+    ev = evaluation(stages=[Stage("curve L-inf", 10, 0.5)], skipped=[("Square-L2", "why")])
+    sec = robustness_section(ev, P, check="robustness", title="t")
+    assert "extra_attacks" not in sec.params
+    assert [t.id for t in sec.tables] == ["robustness-curve", "robustness-attacks",
+                                          "robustness-cost", "robustness-skipped"]
+    assert [f.id for f in sec.figures] == ["robustness-curves"]
+    with_extra = RobustnessParams(extra_attacks=["mifgsm"])
+    assert robustness_section(ev, with_extra, check="robustness",
+                              title="t").params["extra_attacks"] == ["mifgsm"]
