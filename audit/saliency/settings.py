@@ -12,7 +12,9 @@ from audit.saliency.registry import default_methods
 class SaliencyParams:
     """Settings and thresholds of the saliency check."""
 
-    methods: list[str] = field(default_factory=lambda: default_methods("image"))  # to run
+    methods: list[str] = field(default_factory=lambda: default_methods("image"))
+    """Explainers to run, by name (also xgradcam); tabular data runs lime and
+    integrated-gradients by default."""
     samples: int = 32  # images (rows) explained and scored, a seeded sample of the data
     layer: str | None = None  # Grad-CAM target layer (--layer); default: traced automatically
     ig_steps: int = 32  # Integrated Gradients steps from the data-mean baseline
