@@ -79,8 +79,16 @@ def register(cls: type[Check[Any]]) -> type[Check[Any]]:
 def all_checks() -> dict[str, type[Check[Any]]]:
     """Registered checks by name, in report order."""
     import_plugins(_CHECK_MODULES)
-    order = {name: i for i, name in enumerate(_REGISTRY)}
-    return dict(sorted(_REGISTRY.items(), key=lambda kv: order[kv[0]]))
+    # Report order is the order of _CHECK_MODULES, whatever imported a check module first;
+    # checks registered from elsewhere (user plugins) follow in registration order.
+    module_rank = {m: i for i, m in enumerate(_CHECK_MODULES)}
+    arrival = {name: i for i, name in enumerate(_REGISTRY)}
+
+    def key(item: tuple[str, type[Check[Any]]]) -> tuple[int, int]:
+        name, cls = item
+        return module_rank.get(cls.__module__, len(module_rank)), arrival[name]
+
+    return dict(sorted(_REGISTRY.items(), key=key))
 
 
 def get_check(name: str) -> type[Check[Any]]:

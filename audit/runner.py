@@ -20,8 +20,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-
-from audit.version import __version__
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
@@ -31,6 +29,7 @@ from audit.errors import DataError, Interrupted, UsageError
 from audit.loading import LoadedModel, infer_card, load_model
 from audit.result import AuditResult, Finding, Section, Severity, section_status, summarize
 from audit.subject import AuditData, Subject, derive_seed
+from audit.version import __version__
 
 ProgressFn = Callable[[str, float], None]
 

@@ -82,7 +82,7 @@ def test_one_severity_order_everywhere():
     from audit.result import SEVERITIES, Severity, SeverityName
 
     assert [s.rank for s in SEVERITIES] == [0, 1, 2, 3, 4]
-    assert SEVERITY_ORDER == tuple(s.value for s in sorted(Severity, key=lambda s: -s.rank))
+    assert tuple(s.value for s in sorted(Severity, key=lambda s: -s.rank)) == SEVERITY_ORDER
     assert all(severity_rank(s.value) == s.rank for s in Severity)
     assert get_args(SeverityName) == tuple(s.value for s in SEVERITIES)
 
@@ -106,3 +106,15 @@ def test_a_plugin_whose_own_import_fails_is_not_reported_as_missing(tmp_path, mo
         import_plugins(["broken_plugin"])
     assert not isinstance(info.value, PluginError)
     assert info.value.name == "no_such_dependency_xyz"
+
+
+def test_report_order_does_not_depend_on_import_order():
+    import subprocess
+    import sys
+
+    code = ("import audit.fairness.check, audit.robustness.check\n"
+            "from audit.checks import _CHECK_MODULES, all_checks\n"
+            "mods = [c.__module__ for c in all_checks().values()]\n"
+            "print(mods == [m for m in _CHECK_MODULES if m in mods])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
