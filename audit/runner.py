@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
