@@ -24,6 +24,7 @@ _CHECK_MODULES = [
     "audit.saliency.check",
     "audit.surrogate.check",
     "audit.robustness.check",
+    "audit.certified.check",
     "audit.fairness.check",
 ]
 

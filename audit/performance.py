@@ -16,6 +16,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from audit.checks import Check, register
 from audit.figures import new_figure, styled, to_figure
 from audit.result import Finding, Section, Severity, Table
+from audit.stats import outcomes_block, wilson
 from audit.subject import Subject
 
 
@@ -60,15 +61,15 @@ def expected_calibration_error(proba: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece), float(mce), out
 
 
-def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """Wilson score 95% interval for a proportion."""
-    if n == 0:
-        return (math.nan, math.nan)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+def wilson_interval(successes: int, n: int) -> tuple[float, float]:
+    """Wilson score 95% interval for a proportion (:func:`audit.stats.wilson`)."""
+    return wilson(successes, n)
+
+
+def _ci_text(successes: int, n: int) -> str:
+    """``91.2–98.7%`` (Wilson 95%), or ``–`` without samples."""
+    lo, hi = wilson(successes, n)
+    return f"{lo:.1%}–{hi:.1%}" if math.isfinite(lo) else "–"
 
 
 @register
@@ -110,14 +111,20 @@ class PerformanceCheck(Check[PerformanceParams]):
         }
         findings = self._findings(p, classes, prec, rec, support, acc, lo, hi, ece, mce,
                                   mean_conf, subject)
+        cm = confusion_matrix(y, pred, labels=list(range(k)))
+        predicted = cm.sum(axis=0)
         table = Table(
             id="per-class", title="Per-class metrics",
-            columns=["class", "support", "precision", "recall", "F1"],
+            columns=["class", "support", "precision", "recall", "F1", "precision 95% CI",
+                     "recall 95% CI"],
             rows=[[classes[i], int(support[i]), round(float(prec[i]), 4),
-                   round(float(rec[i]), 4), round(float(f1[i]), 4)] for i in range(k)],
+                   round(float(rec[i]), 4), round(float(f1[i]), 4),
+                   _ci_text(int(cm[i, i]), int(predicted[i])),
+                   _ci_text(int(cm[i, i]), int(support[i]))] for i in range(k)],
             caption="Precision: of the samples predicted as this class, the share that are. "
-                    "Recall: of the samples of this class, the share found.")
-        cm = confusion_matrix(y, pred, labels=list(range(k)))
+                    "Recall: of the samples of this class, the share found. 95% CI: Wilson "
+                    "score intervals (of the predicted samples for precision, of the class's "
+                    "samples for recall).")
         figures = [self._confusion_figure(cm, classes), self._reliability_figure(bins, ece)]
         weak = [f for f in findings if ".weak-class." in f.id]
         summary = (f"Accuracy {acc:.1%} (95% CI {lo:.1%}-{hi:.1%}) on {n} samples; "
@@ -126,7 +133,10 @@ class PerformanceCheck(Check[PerformanceParams]):
         return self.section(
             summary=summary,
             reading=(
-                "Accuracy is the share of correct predictions, with a Wilson 95% interval. "
+                "Accuracy is the share of correct predictions, with a Wilson 95% interval "
+                "(per-class precision and recall carry theirs in the table); the result "
+                "records which samples were correct, so audit diff compares two models on "
+                "the same samples with McNemar's exact test. "
                 "The confusion matrix rows are the true classes, columns the predictions, "
                 "coloured by the share of each true class. Calibration compares confidence with "
                 "accuracy: in the reliability diagram a calibrated model's bars sit on the "
@@ -134,7 +144,9 @@ class PerformanceCheck(Check[PerformanceParams]):
                 f"how many samples fall in each of {p.ece_bins} confidence bins; below "
                 f"{p.ece_medium} is good, above {p.ece_high} means its probabilities should not "
                 "be read as probabilities."),
-            metrics=metrics, findings=findings, tables=[table], figures=figures)
+            metrics=metrics, findings=findings, tables=[table], figures=figures,
+            outcomes=outcomes_block(subject.data.sha256, n, np.arange(n),
+                                    {"accuracy": pred == y}))
 
     def _findings(self, p: PerformanceParams, classes: list[str], prec: np.ndarray,
                   rec: np.ndarray, support: np.ndarray, acc: float, lo: float, hi: float,

@@ -128,7 +128,13 @@ class Table:
 
 @dataclass
 class Section:
-    """What one check produced. ``metrics`` is a flat map of name to number."""
+    """What one check produced. ``metrics`` is a flat map of name to number.
+
+    ``outcomes`` (optional, left out of the JSON when empty) records per-sample successes of
+    some of the rates in ``metrics`` so that two results can be compared with a paired test
+    on the same samples: the block :func:`audit.stats.outcomes_block` writes (data sha256,
+    evaluated rows and one bitset per rate; described in the published schema).
+    """
 
     check: str
     title: str
@@ -142,9 +148,10 @@ class Section:
     params: dict[str, Any] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None
+    outcomes: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "check": self.check,
             "title": self.title,
             "status": self.status,
@@ -158,6 +165,9 @@ class Section:
             "duration_s": round(self.duration_s, 3),
             "error": self.error,
         }
+        if self.outcomes:
+            d["outcomes"] = jsonable(self.outcomes)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Section:
@@ -169,7 +179,7 @@ class Section:
             figures=[Figure.from_dict(f) for f in d["figures"]],
             tables=[Table.from_dict(t) for t in d.get("tables", [])],
             params=dict(d.get("params", {})), duration_s=float(d.get("duration_s", 0.0)),
-            error=d.get("error"),
+            error=d.get("error"), outcomes=dict(d.get("outcomes") or {}),
         )
 
 

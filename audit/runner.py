@@ -1,24 +1,23 @@
 """Running an audit: load the model and data, run the checks, assemble the result.
 
 One failing check becomes an errored section (with a high-severity finding saying the check
-could not run); it never stops the others. Every check is seeded from the run seed and its own
-name, so results do not depend on which other checks ran.
+could not run); it never stops the others. A check run isolated (:mod:`audit.isolation`) that
+crashes its process natively (SIGSEGV, SIGABRT) becomes an errored section naming the signal.
+Every check is seeded from the run seed and its own name, so results do not depend on which
+other checks ran.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import platform
-import random
 import sys
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from audit.card import ModelCard
@@ -26,20 +25,15 @@ from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
-from audit.errors import DataError, Interrupted, UsageError
+from audit.errors import DataError, UsageError
+from audit.execution import execute_check, seed_everything
+from audit.isolation import isolated_checks, run_isolated
 from audit.loading import LoadedModel, infer_card, load_model
 from audit.result import AuditResult, Finding, Section, Severity, section_status, summarize
 from audit.subject import AuditData, Subject, derive_seed
 from audit.version import __version__
 
 ProgressFn = Callable[[str, float], None]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch global generators (LIME and sklearn use numpy's)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
 
 
 def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | None = None,
@@ -161,8 +155,17 @@ def select_checks(subject: Subject, config: AuditConfig,
 
 def run_checks(subject: Subject, config: AuditConfig,
                checks: Sequence[tuple[type[Check], bool]],
-               progress: ProgressFn | None = None) -> list[Section]:
-    """Run each check, isolating failures; returns sections in order."""
+               progress: ProgressFn | None = None,
+               isolate: bool | Sequence[str] | None = None) -> list[Section]:
+    """Run each check, isolating failures; returns sections in order.
+
+    Checks named by :func:`audit.isolation.isolated_checks` (``isolate``, else the
+    ``AUDIT_ISOLATE`` environment variable, else those whose class sets ``isolate = True``) run
+    in a fresh process, so that a native crash in one becomes an errored section.
+    """
+    in_subprocess = isolated_checks(
+        [c.name for c, _ in checks],
+        [c.name for c, _ in checks if getattr(c, "isolate", False)], isolate)
     sections: list[Section] = []
     for i, (cls, forced) in enumerate(checks):
         if progress:
@@ -177,33 +180,16 @@ def run_checks(subject: Subject, config: AuditConfig,
                 sec.findings.append(Finding(
                     id=f"{cls.name}.skipped", severity=Severity.INFO,
                     title=f"{cls.title} was requested but does not apply", detail=reason))
+        elif cls.name in in_subprocess:
+            sec = run_isolated(check, subject, derive_seed(subject.seed, cls.name))
         else:
-            seed_everything(derive_seed(subject.seed, cls.name))
-            try:
-                sec = check.run(subject)
-            except (KeyboardInterrupt, SystemExit, Interrupted, UsageError):
-                raise  # a usage error (e.g. --layer naming no layer) stops the audit: exit 4
-            except Exception as e:  # one failing check never kills the audit
-                sec = check.section(status="error", error=_one_line(e),
-                                    summary="This check failed to run; its results are missing.")
-                sec.findings.append(Finding(
-                    id=f"{cls.name}.error", severity=Severity.HIGH,
-                    title=f"{cls.title} could not run",
-                    detail=f"{type(e).__name__}: {_one_line(e)}",
-                    evidence={"traceback": traceback.format_exc(limit=6)[-2000:]},
-                    recommendation="Run again with --debug for the full traceback; the audit "
-                                   "is incomplete until this check runs."))
+            sec = execute_check(check, subject, derive_seed(subject.seed, cls.name))
         sec.duration_s = time.perf_counter() - start
         sec.status = section_status(sec, config.fail_on)
         sections.append(sec)
     if progress:
         progress("done", 1.0)
     return sections
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__
 
 
 def run_audit(
@@ -223,6 +209,7 @@ def run_audit(
     params: dict[str, dict[str, Any]] | None = None,
     progress: bool | ProgressFn = False,
     command: str | None = None,
+    isolate: bool | Sequence[str] | None = None,
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
@@ -230,6 +217,9 @@ def run_audit(
     bundled dataset name or a file; by default the card's dataset (test split). Keyword
     arguments override ``config`` (an :class:`AuditConfig` or a path to ``audit.toml``);
     ``params`` overrides per-check parameters, e.g. ``{"saliency": {"layer": "features.4"}}``.
+    ``isolate`` runs checks in a fresh process each (True: all, False: none, or a list of
+    names; default: the ``AUDIT_ISOLATE`` environment variable, else the checks that declare
+    ``isolate = True``), so a native crash in one is reported as that check's error.
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
@@ -252,7 +242,7 @@ def run_audit(
         ctx = _RichProgress(len(selected))
         progress_fn = ctx.update
     with ctx:
-        sections = run_checks(subject, cfg, selected, progress_fn)
+        sections = run_checks(subject, cfg, selected, progress_fn, isolate)
     duration = time.perf_counter() - t0
     effective = cfg.to_dict()
     effective["checks"] = [c.name for c, _ in selected]

@@ -73,3 +73,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     browser = sys.modules.get("browser")
     if browser is not None:
         browser.close_shared_browser()
+
+
+#: The per-test timeout of slow tests (the default, ``timeout`` in pyproject.toml, is 300 s):
+#: they train bundled models for minutes on a 2-core machine.
+SLOW_TIMEOUT = 1800
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests without their own ``timeout`` marker get :data:`SLOW_TIMEOUT`."""
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(SLOW_TIMEOUT))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from report_samples import HOSTILE, hostile_result, rich_result
 from test_markdown import ALLOWED_TAGS, Tags, to_html
@@ -164,3 +165,84 @@ def test_change_size_ranks_rates_by_absolute_change() -> None:
     # counts and other large quantities are compared relatively
     assert md(58, 121).size == pytest.approx(63 / 121)
     assert md(1000.0, 1001.0).size < md(0.5, 0.6).size
+
+
+def _rated(before: dict[str, Any], clean: np.ndarray, robust: np.ndarray,
+           sha: str = "a" * 64) -> dict[str, Any]:
+    """``before`` with one robustness section whose clean and robust accuracies are the means
+    of the per-sample outcomes given (rows 0, 2, 4, ... of a 2n-row dataset)."""
+    from audit.result import Section
+    from audit.stats import outcomes_block
+
+    n = len(clean)
+    m: dict[str, float] = {"samples": float(n)}
+    for name, ok in (("clean_accuracy", clean), ("robust_accuracy_linf_0.1", robust)):
+        m[name], m[f"{name}_ci_low"], m[f"{name}_ci_high"] = float(ok.mean()), 0.0, 1.0
+    sec = Section("robustness", "Robustness", metrics=m, outcomes=outcomes_block(
+        sha, 2 * n, np.arange(0, 2 * n, 2),
+        {"clean_accuracy": clean, "robust_accuracy_linf_0.1": robust}))
+    doc = copy.deepcopy(before)
+    doc["sections"] = [sec.to_dict()]
+    doc["data"]["sha256"] = sha
+    return doc
+
+
+def test_rate_changes_are_tested_against_noise(before: dict[str, Any]) -> None:
+    """Hardening-like change: robust accuracy rises on 30 of 200 samples (falls on none):
+    distinguishable; clean accuracy moves by 1 sample each way and back: noise."""
+    from scipy.stats import binomtest
+
+    rng = np.random.default_rng(0)
+    clean_a = rng.random(200) < 0.95
+    robust_a = clean_a & (rng.random(200) < 0.4)
+    robust_b = robust_a.copy()
+    robust_b[np.nonzero(clean_a & ~robust_a)[0][:30]] = True
+    clean_b = clean_a.copy()
+    flip = [int(np.nonzero(clean_a)[0][0]), int(np.nonzero(~clean_a)[0][0])]
+    clean_b[flip] = ~clean_b[flip]
+    d = diff_results(_rated(before, clean_a, robust_a), _rated(before, clean_b, robust_b),
+                     ("before", "after"))
+    tests = {t.name: t for _, t in d.rate_tests}
+    assert list(tests) == ["clean_accuracy", "robust_accuracy_linf_0.1"]
+    rob, clean = tests["robust_accuracy_linf_0.1"], tests["clean_accuracy"]
+    assert rob.change.paired and (rob.change.only_a, rob.change.only_b) == (0, 30)
+    assert rob.change.p_value == pytest.approx(binomtest(0, 30, 0.5).pvalue)
+    assert rob.change.distinguishable and clean.change.paired
+    assert (clean.change.only_a, clean.change.only_b) == (1, 1)
+    assert not clean.change.distinguishable
+    assert "Rate changes distinguishable from noise (alpha 0.05): 1 of 2, all paired" \
+        in d.headline
+    md = render_diff_markdown(d)
+    assert "| Robustness | robust\\_accuracy\\_linf\\_0.1 |" in md
+    assert "distinguishable from noise: yes, p=1.9e-09" in md
+    assert "distinguishable from noise: no, p=1.000" in md
+    page = Page(render_diff_html(d))
+    assert "Change or noise?" in page.text and "#rates" in page.links
+    assert "McNemar exact (paired), 200 paired samples: 0 succeed only in A, 30 only in B" \
+        in page.text
+
+
+def test_rates_on_other_samples_fall_back_to_the_unpaired_test(before: dict[str, Any]) -> None:
+    ok = np.arange(200) % 4 != 0  # 75%
+    moved = _rated(before, ok, ok, sha="b" * 64)  # same outcomes, other data
+    d = diff_results(_rated(before, ok, ok), moved)
+    t = next(t for _, t in d.rate_tests if t.name == "clean_accuracy")
+    assert not t.change.paired and t.note == "different data (sha256)"
+    assert t.change.p_value == pytest.approx(1.0) and "unpaired" in d.noise_summary
+    gone = copy.deepcopy(moved)
+    del gone["sections"][0]["outcomes"]  # an older result: intervals, no outcomes
+    t = next(t for _, t in diff_results(_rated(before, ok, ok), gone).rate_tests)
+    assert not t.change.paired and t.note == "no per-sample outcomes recorded"
+    assert (t.change.n_a, t.change.n_b) == (200, 200)  # from the samples metric
+
+
+def test_performance_accuracy_is_paired_on_the_same_data(before: dict[str, Any]) -> None:
+    """The bundled digits model against itself: every sample agrees, p = 1; the hand-edited
+    accuracy of the ``after`` fixture no longer matches its outcomes, so it is unpaired."""
+    d = diff_results(before, copy.deepcopy(before))
+    (t,) = [t for s, t in d.rate_tests if s.check == "performance"]
+    assert t.name == "accuracy" and t.change.paired and t.change.p_value == 1.0
+    edited = copy.deepcopy(before)
+    edited["sections"][0]["metrics"]["accuracy"] = 0.9
+    (t,) = [t for s, t in diff_results(before, edited).rate_tests if s.check == "performance"]
+    assert not t.change.paired and t.note == "per-sample outcomes do not match the metric"

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+from reproduction import ACCURACY_TOLERANCE
 from torch import nn
 
 from audit.apps.mitigate import TrainingSettings
@@ -171,7 +172,9 @@ def test_mitigation_reduces_the_gap_on_adult() -> None:
         return g.disparities[metric].value
 
     dp, eo = "demographic_parity_difference", "equalized_odds_difference"
-    assert by["baseline"].accuracy == pytest.approx(card.metrics["test_accuracy"], abs=1e-4)
+    # the baseline is the recipe retrained here: the card's accuracy on any CPU type
+    assert by["baseline"].accuracy == pytest.approx(card.metrics["test_accuracy"],
+                                                    abs=ACCURACY_TOLERANCE)
     for key in ("reweighing", "penalty-dp[λ=0.3]", "thresholds-dp[tol=0]"):
         assert gap(key, "sex", dp) < gap("baseline", "sex", dp) - 0.05, key
         assert gap(key, "sex_x_race", dp) < gap("baseline", "sex_x_race", dp), key

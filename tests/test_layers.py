@@ -15,17 +15,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audit"
 # package the check-side modules (check, findings, section) sit above the methods.
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["audit.errors", "audit.io", "audit.result", "audit._lazy", "audit.paths",
-                    "audit.plugins", "audit.params", "audit.config.write", "audit.version"]),
+                    "audit.plugins", "audit.params", "audit.config.write", "audit.version",
+                    "audit.stats"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",
-                 "audit.training"]),
+                 "audit.certified", "audit.training"]),
     ("checks", ["audit.checks", "audit.performance", "audit.config", "*.check", "*.findings",
                 "*.section"]),
-    ("runner and report", ["audit.runner", "audit.report"]),
+    ("runner and report", ["audit.runner", "audit.execution", "audit.isolation",
+                           "audit.report"]),
     ("applications", ["audit.cli", "audit.apps", "audit.zoo", "audit.__main__", "audit"]),
 ]
-AREAS = ("saliency", "surrogate", "robustness", "fairness")
+AREAS = ("saliency", "surrogate", "robustness", "fairness", "certified")
 
 
 def module_name(path: Path) -> str:

@@ -110,3 +110,24 @@ def test_below_card_accuracy_is_flagged(digits_loaded: LoadedModel) -> None:
     noisy = with_model(digits_loaded, NeverThree(NeverThree(digits_loaded.model)))
     res = run_audit(noisy, checks=["performance"])
     assert "performance.below-card" in {f.id for f in res.sections[0].findings}
+
+
+def test_per_class_intervals_and_outcomes(digits_performance: AuditResult) -> None:
+    """Per-class precision and recall carry Wilson intervals around them; the accuracy's
+    per-sample outcomes cover every sample and reproduce it."""
+    from audit.stats import Outcomes, wilson
+
+    sec = digits_performance.sections[0]
+    table = sec.tables[0]
+    assert table.columns[-2:] == ["precision 95% CI", "recall 95% CI"]
+    for row in table.rows:
+        support, prec, rec = int(row[1]), float(row[2]), float(row[3])  # type: ignore[arg-type]
+        lo, hi = (float(v.rstrip("%")) / 100 for v in str(row[6]).split("–"))
+        assert lo <= rec <= hi
+        assert (lo, hi) == pytest.approx(wilson(round(rec * support), support), abs=6e-4)
+        p_lo, p_hi = (float(v.rstrip("%")) / 100 for v in str(row[5]).split("–"))
+        assert p_lo <= prec <= p_hi
+    out = Outcomes.read(sec.to_dict()["outcomes"])
+    assert out is not None and out.samples == out.data_size == sec.metrics["samples"]
+    ok = out.rate("accuracy")
+    assert ok is not None and float(ok.mean()) == pytest.approx(sec.metrics["accuracy"])

@@ -1,5 +1,5 @@
-"""The README's two set-up commands: exactly two, the test one is what CI runs, and the
-install honours the torch pin."""
+"""The README's two set-up commands: exactly two, CI runs both verbatim (the test one, then the
+install-and-audit one as a smoke job in a fresh clone), and the install honours the torch pin."""
 
 from __future__ import annotations
 
@@ -26,9 +26,35 @@ def test_exactly_two_setup_commands() -> None:
     assert "'.[dev]'" in tests and "pytest" in tests
 
 
+def _ci_lines() -> list[str]:
+    return [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+
+
 def test_ci_runs_the_readme_test_command() -> None:
-    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1].strip() == _setup_commands()[1]
+    ci = _ci_lines()
+    assert ci.count(_setup_commands()[1]) == 1
+
+
+def test_ci_runs_ruff_and_mypy_after_the_tests() -> None:
+    """ruff and mypy are their own CI step, not a test (they would slow every pytest run)."""
+    ci = _ci_lines()
+    tests = ci.index(_setup_commands()[1])
+    assert ci.index(".venv/bin/ruff check audit tests bench") > tests
+    assert ci.index(".venv/bin/mypy") > tests
+
+
+def test_ci_smoke_runs_the_readme_install_command_in_a_fresh_clone() -> None:
+    """After the tests, the README's first command, verbatim, in a fresh clone in a temporary
+    directory; exit code 1 (the verdict) passes, any other fails."""
+    ci = _ci_lines()
+    tests, smoke = ci.index(_setup_commands()[1]), ci.index(_setup_commands()[0])
+    assert ci.count(_setup_commands()[0]) == 1 and smoke > tests
+    before = ci[tests:smoke]
+    assert 'smoke="$(mktemp -d)"' in before
+    assert 'git clone -q "$PWD" "$smoke/audit"' in before and 'cd "$smoke/audit"' in before
+    assert ci[smoke - 1] == "set +e" and ci[smoke + 1] == "rc=$?"
+    assert any('[ "$rc" -ne 1 ]' in ln and "exit 1" in ci[i + 1: i + 5]
+               for i, ln in enumerate(ci) if i > smoke)
 
 
 def test_torch_pinned_and_no_torchvision() -> None:

@@ -178,3 +178,36 @@ def test_default_check_is_not_weaker_than_pgd_reference(digits_loaded: LoadedMod
     ref = PGD(norm="linf", steps=100, restarts=5, generator=torch.Generator().manual_seed(0))
     r = ref(digits_loaded.model, d.x, d.y, eps=0.1)
     assert ours <= (1 - r.success_rate) + 0.005
+
+
+def test_rates_carry_intervals_and_per_sample_outcomes(digits_loaded: LoadedModel) -> None:
+    """On a run of the bundled digits CNN: every clean, robust and corruption accuracy has
+    ci_low <= value <= ci_high, the per-sample outcomes reproduce the metrics, and the
+    result (with outcomes) passes the published schema."""
+    from audit.report.render import validate_result
+    from audit.stats import Outcomes
+
+    res = run_audit(digits_loaded, checks=["robustness"], seed=0, quick=True,
+                    params={"robustness": {**SMALL, "suite_samples": 8,
+                                           "linf_eps": [0.05, 0.1], "l2_eps": [1.0],
+                                           "corruptions": ["contrast"]}})
+    sec = res.sections[0]
+    assert sec.error is None, sec.error
+    m = sec.metrics
+    rates = ["clean_accuracy", "robust_accuracy_linf_0.05", "robust_accuracy_linf_0.1",
+             "robust_accuracy_l2_1", "corruption_accuracy_contrast"]
+    for r in rates:
+        assert m[f"{r}_ci_low"] <= m[r] <= m[f"{r}_ci_high"], r
+        assert m[f"{r}_ci_high"] - m[f"{r}_ci_low"] < 0.25  # 120 samples: about +-5 points
+    doc = res.to_dict()
+    validate_result(doc)
+    out = Outcomes.read(doc["sections"][0]["outcomes"])
+    assert out is not None and out.samples == m["samples"] == 120
+    assert out.data_sha256 == doc["data"]["sha256"] and out.data_size == doc["data"]["size"]
+    assert len(out.row_indices()) == 120
+    for r in rates[:4]:
+        ok = out.rate(r)
+        assert ok is not None and float(ok.mean()) == pytest.approx(m[r])
+    box = next(t for t in sec.tables if t.id == "robustness-trust")
+    assert box.rows[0][0] == "Sampling interval" and "Clopper-Pearson" in box.rows[0][1]
+    assert "For ±1 point" in box.rows[0][1]

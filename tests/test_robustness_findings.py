@@ -115,9 +115,73 @@ def test_section_records_extra_attacks_only_when_set() -> None:
     ev = evaluation(stages=[Stage("curve L-inf", 10, 0.5)], skipped=[("Square-L2", "why")])
     sec = robustness_section(ev, P, check="robustness", title="t")
     assert "extra_attacks" not in sec.params
-    assert [t.id for t in sec.tables] == ["robustness-curve", "robustness-attacks",
-                                          "robustness-cost", "robustness-skipped"]
+    assert [t.id for t in sec.tables] == ["robustness-trust", "robustness-curve",
+                                          "robustness-attacks", "robustness-cost",
+                                          "robustness-skipped"]
     assert [f.id for f in sec.figures] == ["robustness-curves"]
     with_extra = RobustnessParams(extra_attacks=["mifgsm"])
     assert robustness_section(ev, with_extra, check="robustness",
                               title="t").params["extra_attacks"] == ["mifgsm"]
+
+
+def test_every_rate_carries_its_exact_interval() -> None:
+    from scipy.stats import beta, binomtest
+
+    ev = evaluation(0.7, clean=0.9, severities=[1, 3], corruptions={"contrast": [0.8, 0.5]})
+    m = metrics(ev)
+    for name, k in (("clean_accuracy", 9), ("robust_accuracy_linf_0.1", 7),
+                    ("robust_accuracy_linf_0.05", 10)):
+        ci = binomtest(k, 10).proportion_ci(0.95, method="exact")
+        assert (m[f"{name}_ci_low"], m[f"{name}_ci_high"]) == pytest.approx((ci.low, ci.high))
+        assert m[f"{name}_ci_low"] <= m[name] <= m[f"{name}_ci_high"]
+    # the corruption mean (0.65 of 10 samples) gets the exact interval at 6.5 of 10
+    lo, hi = beta.ppf(0.025, 6.5, 4.5), beta.ppf(0.975, 7.5, 3.5)
+    assert (m["corruption_accuracy_contrast_ci_low"],
+            m["corruption_accuracy_contrast_ci_high"]) == pytest.approx((lo, hi))
+    assert "(95% CI 55.5%–99.7%)" in summary(ev)  # clean 9 of 10
+
+
+def test_trust_box_says_interval_protocol_and_diagnostics() -> None:
+    from audit.robustness.evaluation import CertifiedBound, ProtocolAccuracy
+    from audit.stats import samples_for_halfwidth
+
+    ev = evaluation(0.7, clean=0.9, diagnostics=[diag(False)])
+    box = {r[0]: r[1] for r in robustness_section(ev, P, check="r", title="t").tables[0].rows}
+    assert list(box) == ["Sampling interval", "Samples", "Attack protocol",
+                         "Gradient-masking diagnostics", "Bottom line"]
+    # +-1 point at the observed rates (the search itself is tested in test_stats)
+    for name, rate in (("clean accuracy", 0.9), ("L-inf eps 0.1", 0.7)):
+        assert f"{name} {samples_for_halfwidth(rate, 0.01):,}" in box["Sampling interval"]
+    assert "(95% CI 34.8%–93.3%)" in box["Sampling interval"]  # 7 of 10
+    assert "not AutoAttack's standard protocol" in box["Attack protocol"]
+    assert box["Gradient-masking diagnostics"].startswith("No gradient-masking")
+    assert box["Bottom line"].startswith("Cite as L-inf eps 0.1: 70.0% (95% CI")
+    ev.diagnostics = [diag(True)]
+    box = {r[0]: r[1] for r in robustness_section(ev, P, check="r", title="t").tables[0].rows}
+    assert box["Gradient-masking diagnostics"].startswith("Unreliable: flat loss surface")
+    assert box["Bottom line"].startswith("Do not cite")
+    # the hooks: another protocol's robust accuracy and a certified bound appear when present
+    ev.protocols = [ProtocolAccuracy("autoattack", "AutoAttack (standard)", "linf", 0.1, 0.6,
+                                     10, np.array([True] * 6 + [False] * 4))]
+    ev.certified = [CertifiedBound(radius=0.5, accuracy=0.4, samples=10, sigma=0.25)]
+    sec = robustness_section(ev, P, check="r", title="t")
+    box = {r[0]: r[1] for r in sec.tables[0].rows}
+    assert "this suite: 70.0%" in box["AutoAttack (standard)"]
+    assert "L2 radius 0.5: 40.0%" in box["Certified lower bound"]
+    assert sec.metrics["robust_accuracy_autoattack_linf_0.1"] == 0.6
+    assert sec.metrics["robust_accuracy_autoattack_linf_0.1_ci_low"] < 0.6
+
+
+def test_outcomes_record_per_sample_successes() -> None:
+    from audit.stats import Outcomes
+
+    ev = evaluation(0.7, clean=0.9)
+    assert robustness_section(ev, P, check="r", title="t").outcomes == {}  # samples unknown
+    ev.correct = np.array([True] * 9 + [False])
+    ev.indices, ev.data_size, ev.data_sha256 = np.arange(0, 20, 2), 20, "a" * 64
+    out = Outcomes.read(robustness_section(ev, P, check="r", title="t").to_dict()["outcomes"])
+    assert out is not None and out.samples == 10 and out.data_size == 20
+    assert out.row_indices().tolist() == list(range(0, 20, 2))
+    assert out.rate("clean_accuracy").tolist() == ev.correct.tolist()  # type: ignore[union-attr]
+    robust = out.rate("robust_accuracy_linf_0.1")
+    assert robust is not None and robust.mean() == 0.7 == metrics(ev)["robust_accuracy_linf_0.1"]

@@ -1,11 +1,15 @@
-"""Hardening a model end to end: load the parent, train it adversarially, write a new bundle.
+"""Hardening a model end to end: load the parent, train it adversarially (or with Gaussian
+data augmentation, for randomized smoothing), write a new bundle.
 
-:func:`harden` is what ``audit harden`` and the ``digits-cnn-robust`` recipe run: it loads the
-parent checkpoint and its card, takes the training split of the card's dataset (or ``data``),
-holds out a stratified validation share, trains with
-:func:`audit.robustness.losses.adversarial_trainer` (checkpoint
-``<out>/training/checkpoint.pt`` after every epoch, atomically), and writes
-``<out>/model.safetensors`` + ``<out>/card.json`` with the best-robust weights, the recipe (exact
+:func:`harden` is what ``audit harden`` and the ``digits-cnn-robust`` and
+``digits-cnn-smoothed`` recipes run: it loads the parent checkpoint and its card, takes the
+training split of the card's dataset (or ``data``), holds out a stratified validation share,
+trains with :func:`audit.robustness.losses.adversarial_trainer` (an
+:class:`AdversarialConfig`) or :func:`audit.certified.training.smoothing_trainer` (a
+:class:`SmoothingConfig`: the card then lists the sigma in ``robustness.smoothing_sigmas``,
+which the ``certified`` check reads), saving ``<out>/training/checkpoint.pt`` after every
+epoch, atomically, and writes ``<out>/model.safetensors`` + ``<out>/card.json`` with the
+best-robust (best noisy-accuracy) weights, the recipe (exact
 command and settings), the metrics and the parent's name and sha256. In a distributed run every
 rank trains on its shard and only rank 0 writes.
 """
@@ -24,6 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from audit.card import ModelCard
+from audit.certified.params import CARD_KEY as SIGMAS_KEY
+from audit.certified.training import NoisyValidation, SmoothingConfig, smoothing_trainer
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file
 from audit.errors import DataError, UsageError
@@ -47,8 +53,10 @@ from audit.training import (
 CHECKPOINT = Path("training") / "checkpoint.pt"
 TEST_PGD_STEPS = 20
 
-__all__ = ["CHECKPOINT", "AdversarialConfig", "HardenOutcome", "harden", "split_validation",
-           "training_data"]
+__all__ = ["CHECKPOINT", "AdversarialConfig", "HardenOutcome", "SmoothingConfig", "harden",
+           "split_validation", "training_data"]
+
+HardenConfig = AdversarialConfig | SmoothingConfig
 
 
 @dataclass
@@ -70,7 +78,7 @@ class _Run:
 
     model: str | Path
     out_dir: Path
-    config: AdversarialConfig
+    config: HardenConfig
     parent: LoadedModel
     card: ModelCard
     dist: Distributed
@@ -122,7 +130,7 @@ def split_validation(x: Tensor, y: Tensor, fraction: float, seed: int
 def harden(
     model: str | Path,
     out: str | Path,
-    config: AdversarialConfig,
+    config: HardenConfig,
     *,
     data: str | Path | None = None,
     val_fraction: float = 0.1,
@@ -141,7 +149,9 @@ def harden(
     description: str | None = None,
     threads: int | None = None,
 ) -> HardenOutcome:
-    """Adversarially fine-tune ``model`` and write the hardened bundle into ``out``.
+    """Adversarially fine-tune ``model`` (an :class:`AdversarialConfig`), or fine-tune it
+    under Gaussian noise for randomized smoothing (a :class:`SmoothingConfig`), and write the
+    hardened bundle into ``out``.
 
     The training bounds are the card's input range (``config`` itself is not changed). With
     ``resume`` the run continues from ``<out>/training/checkpoint.pt`` when it exists (same
@@ -157,9 +167,15 @@ def harden(
         parent = load_model(model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
         run, train, val = _prepare(model, Path(out), config, parent, data, val_fraction,
                                    resume, dist)
-        trainer = adversarial_trainer(parent.model, run.config, train, val,
-                                      checkpoint=run.out_dir / CHECKPOINT, dist=run.dist,
-                                      augment=augment, on_batch=on_batch, on_epoch=on_epoch)
+        if isinstance(run.config, SmoothingConfig):
+            trainer = smoothing_trainer(parent.model, run.config, train, val,
+                                        checkpoint=run.out_dir / CHECKPOINT, dist=run.dist,
+                                        augment=augment, on_batch=on_batch, on_epoch=on_epoch)
+        else:
+            trainer = adversarial_trainer(parent.model, run.config, train, val,
+                                          checkpoint=run.out_dir / CHECKPOINT, dist=run.dist,
+                                          augment=augment, on_batch=on_batch,
+                                          on_epoch=on_epoch)
         resumed = trainer.epoch if resume and trainer.load_checkpoint() else 0
         trainer.fit()
         trainer.module.load_state_dict(trainer.best_state)
@@ -171,7 +187,7 @@ def harden(
                          events=list(trainer.events))
 
 
-def _prepare(model: str | Path, out_dir: Path, config: AdversarialConfig, parent: LoadedModel,
+def _prepare(model: str | Path, out_dir: Path, config: HardenConfig, parent: LoadedModel,
              data: str | Path | None, val_fraction: float, resume: bool, dist: Distributed
              ) -> tuple[_Run, tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
     """Check the parent and the output folder, load and split the data, seed the run."""
@@ -235,9 +251,11 @@ def _fmt(v: float) -> str:
 
 
 def _metrics(run: _Run, model: nn.Module, trainer: Trainer) -> dict[str, float]:
-    """The card's metrics: PGD-20 on the dataset's test split, the best epoch's validation
-    numbers, and the time spent."""
+    """The card's metrics: PGD-20 (smoothing: accuracy under the training noise) on the
+    dataset's test split, the best epoch's validation numbers, and the time spent."""
     c, dataset = run.config, run.card.dataset
+    if isinstance(c, SmoothingConfig):
+        return {**_smoothing_metrics(run, c, model, trainer), **_times(trainer)}
     suffix = f"_accuracy_{c.norm}_{_fmt(c.eps)}"
     metrics: dict[str, float] = {}
     if dataset and dataset in dataset_names() and run.dist.is_main:
@@ -249,19 +267,42 @@ def _metrics(run: _Run, model: nn.Module, trainer: Trainer) -> dict[str, float]:
         best = trainer.history[trainer.best_epoch - 1]
         metrics["val_accuracy"] = round(best.val_clean_accuracy, 4)
         metrics[f"val_pgd{c.eval_steps}{suffix}"] = round(best.val_robust_accuracy, 4)
-    metrics["best_epoch"] = float(trainer.best_epoch)
-    metrics["train_seconds"] = round(trainer.train_seconds, 1)
-    metrics["train_cpu_seconds"] = round(trainer.train_cpu_seconds, 1)
-    metrics["validation_seconds"] = round(trainer.val_seconds, 1)
-    metrics["validation_cpu_seconds"] = round(trainer.val_cpu_seconds, 1)
+    return {**metrics, **_times(trainer)}
+
+
+def _smoothing_metrics(run: _Run, c: SmoothingConfig, model: nn.Module, trainer: Trainer
+                       ) -> dict[str, float]:
+    """Clean and noisy (``val_draws`` draws per sample) accuracy on the test split and the
+    best epoch's validation split; the certified numbers are the ``certified`` check's."""
+    suffix = f"_noisy_accuracy_sigma_{_fmt(c.sigma)}"
+    metrics: dict[str, float] = {}
+    dataset = run.card.dataset
+    if dataset and dataset in dataset_names() and run.dist.is_main:
+        test = load_dataset(dataset, "test")
+        m = NoisyValidation(c, (test.x, test.y))(model, Distributed(device=run.dist.device))
+        metrics["test_accuracy"] = round(m["val_clean_accuracy"], 4)
+        metrics[f"test{suffix}"] = round(m["val_noisy_accuracy"], 4)
+    if trainer.best_epoch > 0:
+        best = trainer.history[trainer.best_epoch - 1]
+        metrics["val_accuracy"] = round(best.val_clean_accuracy, 4)
+        metrics[f"val{suffix}"] = round(best.val_noisy_accuracy, 4)
     return metrics
+
+
+def _times(trainer: Trainer) -> dict[str, float]:
+    """The best epoch and the time spent training and validating."""
+    return {"best_epoch": float(trainer.best_epoch),
+            "train_seconds": round(trainer.train_seconds, 1),
+            "train_cpu_seconds": round(trainer.train_cpu_seconds, 1),
+            "validation_seconds": round(trainer.val_seconds, 1),
+            "validation_cpu_seconds": round(trainer.val_cpu_seconds, 1)}
 
 
 def _recipe(run: _Run, command: str | None, augment_name: str | None) -> dict[str, Any]:
     c, pcard = run.config, run.card
     return {
         "command": command or _command(run.model, run.out_dir, c, run.data),
-        "method": c.method, "eps": c.eps, "norm": c.norm, "epochs": c.epochs, "seed": c.seed,
+        **_threat(c), "epochs": c.epochs, "seed": c.seed,
         "settings": c.to_dict(),
         "augmentation": augment_name,
         "data": f"{run.full.name} ({run.n_train} training samples, {run.n_val} held out for "
@@ -270,8 +311,17 @@ def _recipe(run: _Run, command: str | None, augment_name: str | None) -> dict[st
         "world_size": run.dist.world_size,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "select": "the epoch with the best PGD accuracy on the validation split",
+        "select": "the epoch with the best "
+                  f"{'noisy' if isinstance(c, SmoothingConfig) else 'PGD'} accuracy on the "
+                  "validation split",
     }
+
+
+def _threat(c: HardenConfig) -> dict[str, Any]:
+    """What the model was trained against, as the recipe records it."""
+    if isinstance(c, SmoothingConfig):
+        return {"method": c.method, "sigma": c.sigma}
+    return {"method": c.method, "eps": c.eps, "norm": c.norm}
 
 
 def _card(run: _Run, trainer: Trainer, name: str | None, command: str | None,
@@ -279,19 +329,21 @@ def _card(run: _Run, trainer: Trainer, name: str | None, command: str | None,
     """The hardened model's card: the parent's, with the new metrics, recipe and lineage."""
     c, pcard = run.config, run.card
     robustness = dict(pcard.robustness)
-    key = f"{c.norm}_eps"
+    key, value = (SIGMAS_KEY, c.sigma) if isinstance(c, SmoothingConfig) else \
+        (f"{c.norm}_eps", c.eps)
     eps_list = [float(e) for e in robustness.get(key, [])]
-    if c.eps not in eps_list:
-        robustness[key] = sorted([*eps_list, c.eps])
+    if value not in eps_list:
+        robustness[key] = sorted([*eps_list, value])
+    how = f"trained under Gaussian noise (sigma {_fmt(c.sigma)}) for randomized smoothing" \
+        if isinstance(c, SmoothingConfig) else \
+        f"adversarially trained ({c.method}, {c.norm} eps {_fmt(c.eps)})"
     return ModelCard(
         name=name or run.out_dir.resolve().name, arch=pcard.arch,
         arch_kwargs=dict(pcard.arch_kwargs), input=pcard.input, classes=list(pcard.classes),
         dataset=pcard.dataset, task=pcard.task,
         metrics=_metrics(run, run.parent.model, trainer),
         recipe=_recipe(run, command, augment_name),
-        description=description or (
-            f"{pcard.name} adversarially trained ({c.method}, {c.norm} eps "
-            f"{_fmt(c.eps)}) by audit harden."),
+        description=description or f"{pcard.name} {how} by audit harden.",
         intended_use=pcard.intended_use, limitations=pcard.limitations,
         robustness=robustness, sensitive=list(pcard.sensitive), target=pcard.target,
         parent={"name": pcard.name, "sha256": run.parent.sha256,
@@ -319,8 +371,10 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def _command(model: str | Path, out: Path, c: AdversarialConfig, data: str | Path | None) -> str:
-    parts = ["audit harden", str(model), "--method", c.method, "--eps", _fmt(c.eps),
+def _command(model: str | Path, out: Path, c: HardenConfig, data: str | Path | None) -> str:
+    budget = ["--sigma", _fmt(c.sigma)] if isinstance(c, SmoothingConfig) else \
+        ["--eps", _fmt(c.eps)]
+    parts = ["audit harden", str(model), "--method", c.method, *budget,
              "--epochs", str(c.epochs), "--out", out.as_posix(), "--seed", str(c.seed)]
     if data is not None:
         parts += ["--data", str(data)]

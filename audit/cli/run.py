@@ -64,6 +64,9 @@ def run_cmd(
                                                    "shape, range, classes).")] = None,
     layer: Annotated[str | None, typer.Option(help="Layer for Grad-CAM (default: the last "
                                                    "layer with a spatial output).")] = None,
+    protocol: Annotated[str | None, typer.Option(
+        help="Robustness protocol: suite (this tool's attacks, default) or autoattack (also "
+             "AutoAttack's standard protocol, comparable with leaderboards).")] = None,
     trust_checkpoint: Annotated[bool, typer.Option(
         "--trust-checkpoint", help="Allow full pickle loading, which can run code from the "
                                    "checkpoint. Only for files you trust.")] = False,
@@ -82,6 +85,8 @@ def run_cmd(
     params: dict[str, dict[str, Any]] = {}
     if layer:
         params["saliency"] = {"layer": layer}
+    if protocol is not None:
+        params["robustness"] = {"protocol": protocol}
     result = run_audit(
         model, data=data, checks=split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),

@@ -4,6 +4,12 @@ finding id), severity changes, and metric deltas per check; rendered as HTML and
 ``audit diff A.json B.json --out D.html`` writes ``D.html`` and ``D.md``. A is the baseline
 ("before"), B the candidate ("after"): a *new* finding is in B but not in A, a *fixed* one in A
 but not in B.
+
+Rates (metrics with an interval, ``<name>_ci_low``/``_ci_high``, or with per-sample outcomes)
+are tested for a change beyond noise at :data:`ALPHA`: with McNemar's exact test when both
+results recorded per-sample outcomes on the same samples of the same data (the sections'
+``outcomes``: equal data sha256 and evaluated rows), otherwise with the unpaired
+two-proportion test, and the comparison says which.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ from audit.report.view import (
     slug,
 )
 from audit.result import AuditResult, Severity
+from audit.stats import Outcomes, RateChange, paired_change, unpaired_change
+
+ALPHA = 0.05
+"""Significance level of each rate's test (each rate on its own, not corrected for many)."""
 
 
 @dataclass
@@ -73,8 +83,38 @@ class FindingChange:
 
 
 @dataclass
+class RateTest:
+    """Whether one rate of a check changed from A to B by more than noise. ``note`` says why
+    the test is unpaired (empty when paired)."""
+
+    name: str
+    change: RateChange
+    note: str = ""
+
+    @property
+    def delta_text(self) -> str:
+        """B − A in percentage points: ``+4.2 pt``."""
+        d = (self.change.b - self.change.a) * 100
+        return "0 pt" if d == 0 else ("+" if d > 0 else "−") + f"{abs(d):.1f} pt"
+
+    @property
+    def a_text(self) -> str:
+        return f"{self.change.a:.1%}"
+
+    @property
+    def b_text(self) -> str:
+        return f"{self.change.b:.1%}"
+
+    @property
+    def how(self) -> str:
+        """The test and what it counted, plus why it is unpaired."""
+        c = self.change
+        return f"{c.method}, {c.evidence}" + (f" ({self.note})" if self.note else "")
+
+
+@dataclass
 class SectionDiff:
-    """One check in A and/or B: statuses and metric deltas."""
+    """One check in A and/or B: statuses, metric deltas and the rates' tests."""
 
     check: str
     title: str
@@ -82,6 +122,7 @@ class SectionDiff:
     status_a: str
     status_b: str
     metrics: list[MetricDelta]
+    tests: list[RateTest] = field(default_factory=list)
 
     @property
     def changed_metrics(self) -> list[MetricDelta]:
@@ -105,6 +146,25 @@ class ResultDiff:
     notes: list[str] = field(default_factory=list)
     identity: list[tuple[str, str, str]] = field(default_factory=list)
 
+    @property
+    def rate_tests(self) -> list[tuple[SectionDiff, RateTest]]:
+        """Every tested rate with its check, in check order."""
+        return [(s, t) for s in self.sections for t in s.tests]
+
+    @property
+    def noise_summary(self) -> str:
+        """One sentence: how many rate changes are distinguishable from noise, and how."""
+        tests = [t for _, t in self.rate_tests]
+        if not tests:
+            return ""
+        yes = sum(t.change.distinguishable for t in tests)
+        paired = sum(t.change.paired for t in tests)
+        how = ("all paired (McNemar, same samples)" if paired == len(tests) else
+               f"{paired} paired (McNemar), {len(tests) - paired} unpaired" if paired else
+               "unpaired (two-proportion test; no shared per-sample outcomes)")
+        return (f"Rate changes distinguishable from noise (alpha {ALPHA:g}): {yes} of "
+                f"{len(tests)}, {how}.")
+
     def largest_changes(self, n: int = 10) -> list[tuple[SectionDiff, MetricDelta]]:
         """The ``n`` metrics that changed most (relative change, then absolute), any check."""
         items = [(s, m) for s in self.sections for m in s.changed_metrics]
@@ -121,9 +181,11 @@ class ResultDiff:
             parts.append(f"{len(self.better)} less severe")
         parts.append(f"{len(self.same)} unchanged")
         changed = sum(len(s.changed_metrics) for s in self.sections)
+        noise = self.noise_summary
         return (f"{self.label_a} {self.a.status.upper()} → {self.label_b} "
                 f"{self.b.status.upper()}. Findings: {', '.join(parts)}. "
-                f"{changed} metric{'s' if changed != 1 else ''} changed.")
+                f"{changed} metric{'s' if changed != 1 else ''} changed."
+                + (f" {noise}" if noise else ""))
 
     def write(self, out: str | Path) -> tuple[Path, Path]:
         """Write the comparison as ``out`` (HTML) and the Markdown beside it (``.md``),
@@ -200,6 +262,8 @@ def diff_results(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any
 
     secs_a = {s.check: s for s in va.sections}
     secs_b = {s.check: s for s in vb.sections}
+    raw_a = {s.get("check"): s for s in da.get("sections", [])}
+    raw_b = {s.get("check"): s for s in db.get("sections", [])}
     sections = []
     used: set[str] = set()
     for check in list(secs_b) + [c for c in secs_a if c not in secs_b]:
@@ -214,12 +278,63 @@ def diff_results(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any
                                  {m.name: m.raw for m in sb.metrics} if sb else {},
                                  {m.name: m.value for m in sa.metrics} if sa else {},
                                  {m.name: m.value for m in sb.metrics} if sb else {})
+        tests = (rate_tests(raw_a[check], raw_b[check])
+                 if check in raw_a and check in raw_b else [])
         sections.append(SectionDiff(check, ref.title, anchor, sa.status if sa else "absent",
-                                    sb.status if sb else "absent", metrics))
+                                    sb.status if sb else "absent", metrics, tests))
     return ResultDiff(a=va, b=vb, label_a=labels[0], label_b=labels[1],
                       new=changes["new"], fixed=changes["fixed"], worse=changes["worse"],
                       better=changes["better"], same=changes["same"], sections=sections,
                       notes=_notes(da, db, va, vb, labels), identity=_identity(da, db, va, vb))
+
+
+def _rate_names(ma: dict[str, Any], mb: dict[str, Any], oa: Outcomes | None,
+                ob: Outcomes | None) -> list[str]:
+    """Rates of both sections: metrics with an interval, or with per-sample outcomes."""
+    def rates(m: dict[str, Any], o: Outcomes | None) -> list[str]:
+        return [k for k in m if f"{k}_ci_low" in m and f"{k}_ci_high" in m] + \
+            [k for k in (o.rates if o else {}) if k in m]
+
+    in_b = set(rates(mb, ob))
+    return [k for k in dict.fromkeys(rates(ma, oa)) if k in in_b]
+
+
+def _count(o: Outcomes | None, m: dict[str, Any]) -> int | None:
+    n = o.samples if o is not None else m.get("samples")
+    return int(n) if isinstance(n, int | float) and n > 0 else None
+
+
+def rate_tests(sec_a: dict[str, Any], sec_b: dict[str, Any], alpha: float = ALPHA
+               ) -> list[RateTest]:
+    """Test every rate the two JSON sections share: paired (McNemar) when their outcomes
+    were recorded on the same samples of the same data and agree with the metric, else
+    unpaired on the sample counts (a section's outcomes or its ``samples`` metric)."""
+    ma, mb = sec_a.get("metrics") or {}, sec_b.get("metrics") or {}
+    oa, ob = Outcomes.read(sec_a.get("outcomes")), Outcomes.read(sec_b.get("outcomes"))
+    why = ("no per-sample outcomes recorded" if oa is None or ob is None
+           else oa.pairs_with(ob))
+    out = []
+    for name in _rate_names(ma, mb, oa, ob):
+        va, vb = ma.get(name), mb.get(name)
+        if not isinstance(va, int | float) or not isinstance(vb, int | float):
+            continue
+        note = why
+        if note is None and oa is not None and ob is not None:
+            xa, xb = oa.rate(name), ob.rate(name)
+            if xa is None or xb is None:
+                note = "per-sample outcomes not recorded for this rate"
+            elif not (math.isclose(float(xa.mean()), va, abs_tol=1e-9)
+                      and math.isclose(float(xb.mean()), vb, abs_tol=1e-9)):
+                note = "per-sample outcomes do not match the metric"
+            else:
+                out.append(RateTest(name, paired_change(xa, xb, alpha)))
+                continue
+        na, nb = _count(oa, ma), _count(ob, mb)
+        if na is None or nb is None:
+            continue
+        out.append(RateTest(name, unpaired_change(float(va), na, float(vb), nb, alpha),
+                            note or ""))
+    return out
 
 
 def _get(d: Any, *keys: str) -> Any:
@@ -284,7 +399,7 @@ def render_diff_html(diff: ResultDiff) -> str:
     from audit.report.render import _css, _env
 
     template = _env().get_template("diff.html.j2")
-    return template.render(d=diff, css=_css(), severities=SEVERITY_ORDER)
+    return template.render(d=diff, css=_css(), severities=SEVERITY_ORDER, alpha=f"{ALPHA:g}")
 
 
 def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
@@ -334,6 +449,18 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
         out.append("")
     else:
         out += ["No metric changed.", ""]
+    tests = diff.rate_tests
+    if tests:
+        out += [f"### Rate changes against noise ({len(tests)})", "",
+                md(f"{diff.noise_summary} Each rate is tested on its own."), "",
+                f"| Check | Rate | {md(diff.label_a)} | {md(diff.label_b)} | Δ | Verdict | Test |",
+                "|---|---|---:|---:|---:|---|---|"]
+        for s, t in tests[: limit * 2]:
+            out.append(f"| {md(s.title, 50)} | {md(t.name, 80)} | {t.a_text} | {t.b_text} | "
+                       f"{t.delta_text} | {md(t.change.verdict)} | {md(t.how, 160)} |")
+        if len(tests) > limit * 2:
+            out.append(f"| | …{len(tests) - limit * 2} more in the HTML comparison | | | | | |")
+        out.append("")
     return "\n".join(out) + "\n"
 
 

@@ -7,6 +7,8 @@ The public face of the attack modules (import from here):
   :class:`CountingModel`, :func:`run_batched` (``audit.robustness.base``);
 - our own attacks, pure PyTorch and batched: :class:`FGSM` and :class:`PGD` (``pgd``),
   :class:`APGD` (``apgd``), :class:`Square` (``square``), :class:`MIFGSM` (``mifgsm``);
+  AutoAttack's :class:`APGDT` (``apgdt``), :class:`FABT` (``fab``) and :class:`AASquare`
+  (``square_aa``), which the standard protocol runs (``autoattack``);
 - the losses and the geometry they share (``ops``).
 
 Conventions shared by every attack:
@@ -34,6 +36,7 @@ Conventions shared by every attack:
 from __future__ import annotations
 
 from audit.robustness.apgd import APGD, apgd_checkpoints
+from audit.robustness.apgdt import APGDT
 from audit.robustness.base import (
     ROLES,
     Attack,
@@ -44,6 +47,7 @@ from audit.robustness.base import (
     Role,
     run_batched,
 )
+from audit.robustness.fab import FABT
 from audit.robustness.mifgsm import MIFGSM
 from audit.robustness.ops import (
     LOSSES,
@@ -58,9 +62,11 @@ from audit.robustness.ops import (
 )
 from audit.robustness.pgd import FGSM, PGD
 from audit.robustness.square import Square
+from audit.robustness.square_aa import AASquare
 
 __all__ = [
-    "APGD", "FGSM", "LOSSES", "MIFGSM", "PGD", "ROLES", "Attack", "AttackKind", "AttackResult",
-    "CountingModel", "Found", "LossFn", "Norm", "Role", "Square", "apgd_checkpoints", "ce_loss",
-    "dlr_loss", "margin_loss", "perturbation_norms", "project", "random_start", "run_batched",
+    "APGD", "APGDT", "FABT", "FGSM", "LOSSES", "MIFGSM", "PGD", "ROLES", "AASquare", "Attack",
+    "AttackKind", "AttackResult", "CountingModel", "Found", "LossFn", "Norm", "Role", "Square",
+    "apgd_checkpoints", "ce_loss", "dlr_loss", "margin_loss", "perturbation_norms", "project",
+    "random_start", "run_batched",
 ]

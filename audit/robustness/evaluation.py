@@ -7,14 +7,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from torch import Tensor
 
+from audit.robustness.autoattack import AutoAttackResult
 from audit.robustness.base import AttackResult
 from audit.robustness.diagnostics import Diagnostic
 from audit.robustness.evaluate import AttackStats, Curve
 from audit.robustness.ops import Norm
 
-__all__ = ["Gallery", "Meter", "RobustnessEvaluation", "Stage"]
+__all__ = ["CertifiedBound", "Gallery", "Meter", "ProtocolAccuracy", "RobustnessEvaluation",
+           "Stage"]
 
 
 @dataclass
@@ -53,6 +56,36 @@ class Gallery:
 
 
 @dataclass
+class ProtocolAccuracy:
+    """Robust accuracy at one norm and eps under another attack protocol than our suite
+    (e.g. ``key="autoattack"``, ``title="AutoAttack (standard)"``), on ``samples`` samples.
+    ``correct``: per-sample robustness in the order of the evaluation's ``indices`` (None
+    when not recorded). The section reports it as ``robust_accuracy_<key>_<norm>_<eps>``
+    with its interval, and the trust box names it."""
+
+    key: str
+    title: str
+    norm: Norm
+    eps: float
+    accuracy: float
+    samples: int
+    correct: np.ndarray | None = None
+
+
+@dataclass
+class CertifiedBound:
+    """A certified lower bound: accuracy ``accuracy`` of certified-correct samples at L2
+    ``radius`` (randomized smoothing with noise ``sigma``, each certificate holding with
+    probability at least ``1 - alpha``), on ``samples`` samples. Shown in the trust box."""
+
+    radius: float
+    accuracy: float
+    samples: int
+    sigma: float
+    alpha: float = 0.001
+
+
+@dataclass
 class RobustnessEvaluation:
     """What the robustness check measured on ``samples`` samples.
 
@@ -60,6 +93,14 @@ class RobustnessEvaluation:
     ``curves``, the ``headline`` eps of the suite and the diagnostics, the ``suites``' results
     (norms where the suite ran), and the ``escalated`` black-box results (norms where the
     escalation ran). ``escalation_stats`` are the escalation's APGD-DLR totals per norm.
+
+    Per-sample outcomes (for paired comparisons, recorded when known): ``correct`` the
+    clean correctness of each evaluated sample, ``indices`` their rows in the data (sorted),
+    ``data_size`` and ``data_sha256`` the data's. Optional results of other protocols shown
+    in the trust box when present: ``protocols`` (e.g. AutoAttack standard) and
+    ``certified`` (certified lower bounds). ``autoattack``: the stages of AutoAttack's
+    standard protocol per norm and eps, when ``protocol = "autoattack"`` ran it (its robust
+    accuracies are also in ``protocols``).
     """
 
     clean_accuracy: float
@@ -79,6 +120,13 @@ class RobustnessEvaluation:
     bounds: tuple[float, float] = (0.0, 1.0)
     kind: str = "image"
     card_metrics: dict[str, Any] = field(default_factory=dict)
+    correct: np.ndarray | None = None
+    indices: np.ndarray | None = None
+    data_size: int = 0
+    data_sha256: str = ""
+    protocols: list[ProtocolAccuracy] = field(default_factory=list)
+    certified: list[CertifiedBound] = field(default_factory=list)
+    autoattack: list[AutoAttackResult] = field(default_factory=list)
 
     @property
     def triggered(self) -> list[Diagnostic]:

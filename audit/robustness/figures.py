@@ -14,13 +14,25 @@ from audit.robustness.corruptions import CORRUPTIONS
 from audit.robustness.evaluate import Curve
 from audit.robustness.evaluation import Gallery
 from audit.robustness.ops import NORM_LABEL, Norm
+from audit.stats import clopper_pearson
 
 __all__ = ["corruption_figure", "curve_figure", "gallery_figure"]
 
 
+def _band(acc: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact 95% interval of each accuracy of ``acc`` (shares of ``n`` samples)."""
+    cache: dict[int, tuple[float, float]] = {}
+    lo, hi = np.empty(len(acc)), np.empty(len(acc))
+    for i, a in enumerate(acc):
+        k = round(float(a) * n)
+        lo[i], hi[i] = cache.setdefault(k, clopper_pearson(k, n))
+    return lo, hi
+
+
 @styled
 def curve_figure(curves: Mapping[Norm, Curve], clean_acc: float) -> Figure:
-    """One panel per norm: robust accuracy against epsilon, minimal attack and worst case."""
+    """One panel per norm: robust accuracy against epsilon, minimal attack and worst case
+    with its exact 95% interval as a band."""
     k = len(curves)
     fig, axes = new_figure(4.0 * k, 3.0, ncols=k, squeeze=False)
     for ax, (nm, c) in zip(axes[0], curves.items(), strict=True):
@@ -28,8 +40,11 @@ def curve_figure(curves: Mapping[Norm, Curve], clean_acc: float) -> Figure:
         grid = np.linspace(0, top, 200)
         ax.step(grid, c.accuracy_at(grid, "minimal"), where="post", linestyle="--",
                 color=PALETTE[0], label="minimal attack (FMN)")
-        ax.step(grid, c.accuracy_at(grid), where="post", color=PALETTE[1],
-                label="worst case, all attacks")
+        worst = c.accuracy_at(grid)
+        lo, hi = _band(worst, len(c.worst))
+        ax.fill_between(grid, lo, hi, step="post", color=PALETTE[1], alpha=0.18, linewidth=0,
+                        label="95% interval (worst case)")
+        ax.step(grid, worst, where="post", color=PALETTE[1], label="worst case, all attacks")
         ax.plot(c.eps, [c.robust_accuracy(e) for e in c.eps], "o", color=PALETTE[1],
                 markersize=4, label="reported eps")
         for e in c.eps:
@@ -46,18 +61,24 @@ def curve_figure(curves: Mapping[Norm, Curve], clean_acc: float) -> Figure:
     return to_figure(fig, "robustness-curves", "Robust accuracy against epsilon",
                      "Share of samples that no attack could fool within epsilon. Dashed: "
                      "from the minimal-perturbation attack alone; solid: worst case over "
-                     "all attacks (bounded attacks confirm the dots).")
+                     "all attacks (bounded attacks confirm the dots); shaded: its exact "
+                     "(Clopper-Pearson) 95% interval on the evaluated samples.")
 
 
 @styled
 def corruption_figure(corr: dict[str, list[float]], severities: list[int],
-                      clean_acc: float) -> Figure:
-    """Accuracy against severity, one line per corruption (severity 0: clean)."""
+                      clean_acc: float, samples: int) -> Figure:
+    """Accuracy against severity, one line per corruption (severity 0: clean), with the exact
+    95% interval of each point (shares of ``samples`` samples) as error bars."""
     sev = [0, *severities]
     fig, ax = new_figure(4.6, 3.0)
     for i, (name, accs) in enumerate(corr.items()):
-        ax.plot(sev, [clean_acc, *accs], "o-", color=PALETTE[i % len(PALETTE)],
-                markersize=3, label=CORRUPTIONS[name].title)
+        y = np.asarray([clean_acc, *accs])
+        lo, hi = _band(y, samples)
+        shift = (i - (len(corr) - 1) / 2) * 0.06  # keep overlapping bars apart
+        ax.errorbar(np.asarray(sev) + shift, y, yerr=np.stack([y - lo, hi - y]), fmt="o-",
+                    color=PALETTE[i % len(PALETTE)], markersize=3, capsize=2,
+                    elinewidth=0.8, label=CORRUPTIONS[name].title)
     ax.set_xticks(sev)
     ax.set_xlabel("severity (0 = clean)")
     ax.set_ylabel("accuracy")
@@ -68,7 +89,8 @@ def corruption_figure(corr: dict[str, list[float]], severities: list[int],
     fig.tight_layout()
     return to_figure(fig, "robustness-corruptions", "Accuracy under common corruptions",
                      "Each line is one corruption at severities 1-5 (CIFAR-10-C "
-                     "parameters); severity 0 is the clean accuracy.")
+                     "parameters); severity 0 is the clean accuracy. Bars: exact 95% "
+                     "intervals on the evaluated samples.")
 
 
 @styled

@@ -4,7 +4,9 @@ Stages, in order (each one's model evaluations and time are recorded): per norm 
 accuracy curve (FMN + APGD, :mod:`audit.robustness.evaluate`); per norm the attack suite
 (:mod:`audit.robustness.suite`) on correctly classified samples at the headline eps, merged
 into the curve, then the gradient-masking diagnostics and, when one triggers, the
-escalation; common corruptions; the gallery of adversarial examples.
+escalation; with ``protocol = "autoattack"``, AutoAttack's standard protocol per norm
+(:mod:`audit.robustness.autoattack`, on every sample, seeded with the run's seed, not merged
+into the curve); common corruptions; the gallery of adversarial examples.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import torch
 from torch import Tensor
 
 from audit.robustness import diagnostics as dg
+from audit.robustness.autoattack import autoattack
 from audit.robustness.base import Attack, AttackResult
 from audit.robustness.corruptions import CORRUPTIONS, applicable, corruption_accuracy
 from audit.robustness.evaluate import AttackStats, Curve, confirm, robustness_curve, run_suite
-from audit.robustness.evaluation import Gallery, Meter, RobustnessEvaluation
+from audit.robustness.evaluation import Gallery, Meter, ProtocolAccuracy, RobustnessEvaluation
 from audit.robustness.ops import NORM_LABEL, NORMS, Norm
 from audit.robustness.params import RobustnessParams, epsilons, headline_eps
 from audit.robustness.suite import curve_config, escalation_attacks, suite_attacks
@@ -60,7 +63,9 @@ def measure_robustness(subject: Subject, p: RobustnessParams) -> RobustnessEvalu
     lo, hi = subject.card.input.range
     ev = RobustnessEvaluation(
         clean_accuracy=float(correct.mean()), samples=len(idx), bounds=(float(lo), float(hi)),
-        kind=subject.data.kind, card_metrics=dict(subject.card.metrics or {}))
+        kind=subject.data.kind, card_metrics=dict(subject.card.metrics or {}),
+        correct=correct.astype(bool), indices=idx.astype(np.int64), data_size=n,
+        data_sha256=subject.data.sha256)
     run = _Run(subject, p, subject.data.x[pick], y, Meter(ev))
     run.meter.count(len(idx))
     eps = epsilons(p, subject)
@@ -71,6 +76,9 @@ def measure_robustness(subject: Subject, p: RobustnessParams) -> RobustnessEvalu
                         [: p.suite_samples])
     for nm in ev.curves if len(suite_idx) else ():
         _suite(run, nm, suite_idx)
+    if p.protocol == "autoattack":
+        for nm in ev.curves:
+            _autoattack(run, nm)
     _corruptions(run)
     run.meter.stage("corruptions")
     ev.gallery = _gallery(run, suite_idx)
@@ -161,6 +169,24 @@ def _confirm_all(run: _Run, curve: Curve, attack: Attack) -> dict[str, AttackSta
         run.meter.count(evals)
         curve.worst[sl] = np.minimum(curve.worst[sl], d)
     return stats
+
+
+def _autoattack(run: _Run, norm: Norm) -> None:
+    """AutoAttack's standard protocol at the headline eps of ``norm`` (every reported eps
+    with ``autoattack_every_eps``) on every evaluated sample, seeded with the run's seed
+    itself, so pyautoattack with that seed reproduces it."""
+    ev = run.meter.ev
+    curve = ev.curves[norm]
+    for e in curve.eps if run.p.autoattack_every_eps else [ev.headline[norm]]:
+        res = autoattack(run.s.model, run.x, run.y, norm=norm, eps=e, seed=run.s.seed,
+                         bounds=run.bounds, num_classes=run.classes, device=run.s.device)
+        run.meter.skip(res.skipped)
+        run.meter.count(res.evaluations)
+        ev.autoattack.append(res)
+        ev.protocols.append(ProtocolAccuracy(
+            key="autoattack", title="AutoAttack (standard)", norm=norm, eps=e,
+            accuracy=res.robust_accuracy, samples=res.samples, correct=res.robust.copy()))
+    run.meter.stage(f"autoattack {NORM_LABEL[norm]}")
 
 
 def _corruptions(run: _Run) -> None:

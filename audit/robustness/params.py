@@ -39,6 +39,10 @@ class RobustnessParams:
     extra_attacks: list[str] = field(default_factory=list)
     """Attacks added to the suite after the default ones, by key (e.g. mifgsm; the keys of
     audit.robustness.suite.EXTRA_ATTACKS)."""
+    protocol: Literal["suite", "autoattack"] = "suite"
+    """suite: this tool's attacks only; autoattack: also AutoAttack's standard protocol
+    (APGD-CE, APGD-T, FAB-T, Square 5000) on every sample, reported beside the suite's."""
+    autoattack_every_eps: bool = False  # AutoAttack at every eps, not only the headline
     corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
     """Common corruptions to apply."""
     severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
@@ -69,10 +73,13 @@ class RobustnessParams:
 
     def recorded(self) -> dict[str, Any]:
         """The settings as the section records them. ``extra_attacks`` is left out while
-        empty, so the reports of the default suite read as before the setting existed."""
+        empty, and the protocol settings while the protocol is the suite, so the reports of
+        the default suite read as before the settings existed."""
         out = asdict(self)
         if not out["extra_attacks"]:
             del out["extra_attacks"]
+        if out["protocol"] == "suite":  # the default reports read as before the setting
+            del out["protocol"], out["autoattack_every_eps"]
         return out
 
 

@@ -43,6 +43,11 @@ class SaliencyCheck(Check[SaliencyParams]):
                    "sanity and localisation metrics; shortcut detection; feature visualisation")
     Params = SaliencyParams
     quick: ClassVar[dict[str, Any]] = QUICK
+    # Run in a fresh process (audit.isolation): LIME (scikit-learn, scikit-image), captum and
+    # the featvis/CAM autograd loops are the heaviest native code of an audit, and a saliency
+    # run once ended in a segmentation fault (issue 20); isolated, a crash is an errored
+    # section and the other checks are still reported. AUDIT_ISOLATE=none turns it off.
+    isolate: ClassVar[bool] = True
 
     def applies(self, subject: Subject) -> str | None:
         x = subject.data.x

@@ -20,6 +20,7 @@ _RECIPE_MODULES = [
     "audit.zoo.shapes",
     "audit.zoo.adult",
     "audit.zoo.robust",
+    "audit.zoo.smoothed",
 ]
 
 

@@ -13,7 +13,8 @@ def fit_recipe(model: nn.Module, x: torch.Tensor, y: torch.Tensor, config: Train
     """Train ``model`` as every bundled recipe does: the shared trainer with cross-entropy
     (AdamW and one-cycle unless ``config`` says otherwise), the augmentation drawing from the
     shuffling generator (the convention the bundled weights were made with, kept so that they
-    reproduce bit for bit). Deterministic for a given seed on CPU inside ``reproducible``."""
+    reproduce bit for bit on the same CPU type and torch build, which ``save_bundle`` records
+    in the card's recipe). Deterministic for a given seed on CPU inside ``reproducible``."""
     Trainer(model, config, CrossEntropy(), (x, y), augment=augment,
             augment_rng="shuffle").fit()
     return model
