@@ -66,6 +66,16 @@ class Check(ABC, Generic[P]):
         return Section(check=self.name, title=self.title, **kwargs)
 
 
+def classifier_with_data(subject: Subject) -> str | None:
+    """The shared precondition of the attack-based checks: ``None`` for a classifier with at
+    least 2 classes and some data, else the reason to skip."""
+    if subject.card.num_classes < 2:
+        return "needs a classifier with at least 2 classes"
+    if len(subject.data) == 0:
+        return "no data"
+    return None
+
+
 _REGISTRY: dict[str, type[Check[Any]]] = {}
 
 

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from audit.certified.measure import measure_certified
 from audit.certified.params import CARD_KEY, QUICK, CertifiedParams, sigmas_of
 from audit.certified.section import certified_section
-from audit.checks import Check, register
+from audit.checks import Check, classifier_with_data, register
 from audit.result import Section
 from audit.subject import Subject
 
@@ -38,10 +38,9 @@ class CertifiedCheck(Check[CertifiedParams]):
     quick: ClassVar[dict[str, Any]] = QUICK
 
     def applies(self, subject: Subject) -> str | None:
-        if subject.card.num_classes < 2:
-            return "needs a classifier with at least 2 classes"
-        if len(subject.data) == 0:
-            return "no data"
+        reason = classifier_with_data(subject)
+        if reason is not None:
+            return reason
         if not sigmas_of(self.params, subject):
             return (f"no smoothing noise level known: the card has no robustness.{CARD_KEY} "
                     "and [checks.certified] sigmas is not set (train one with audit harden "

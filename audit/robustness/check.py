@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from audit.checks import Check, register
+from audit.checks import Check, classifier_with_data, register
 from audit.result import Section
 from audit.robustness.measure import measure_robustness
 from audit.robustness.params import QUICK, RobustnessParams, default_eps, eps_key
@@ -40,11 +40,7 @@ class RobustnessCheck(Check[RobustnessParams]):
     quick: ClassVar[dict[str, Any]] = QUICK
 
     def applies(self, subject: Subject) -> str | None:
-        if subject.card.num_classes < 2:
-            return "needs a classifier with at least 2 classes"
-        if len(subject.data) == 0:
-            return "no data"
-        return None
+        return classifier_with_data(subject)
 
     def run(self, subject: Subject) -> Section:
         ev = measure_robustness(subject, self.params)
