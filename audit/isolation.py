@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audit.execution import one_line
 from audit.result import Finding, Section, Severity
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def run_isolated(check: Check[Any], subject: Subject, seed: int) -> Section:
         except Exception as e:  # e.g. a TorchScript model or a check defined in a function
             warnings.warn(f"{check.name}: running in the audit's own process, not isolated: "
                           f"the check or subject cannot be copied to another process "
-                          f"({type(e).__name__}: {_one_line(e)})", RuntimeWarning,
+                          f"({type(e).__name__}: {one_line(e)})", RuntimeWarning,
                           stacklevel=2)
             return execute_check(check, subject, seed)
         header = _Header(sys_path=list(sys.path), cwd=os.getcwd(),
@@ -197,10 +198,6 @@ def _picklable_filters() -> list[Any]:
         out.append(f)
     return out
 
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
 
 
 def _die_with_parent() -> None:
