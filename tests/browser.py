@@ -109,7 +109,10 @@ def _inspect(page: Any, url: str, rep: PageReport, screenshot: Path | None) -> N
         "nav.toc a[href^='#']", "els => els.map(e => e.getAttribute('href').slice(1))")
     if screenshot is not None:
         screenshot.parent.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(screenshot), full_page=True)
+        try:
+            page.screenshot(path=str(screenshot), full_page=True)
+        except Exception:  # Chromium sometimes fails one capture of a very tall page under load
+            page.screenshot(path=str(screenshot), full_page=True)
 
 
 _shared: ReportBrowser | None = None
