@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import signal
@@ -159,20 +160,26 @@ def setup(workdir: Path, sizes: tuple[int, ...] = (64, 224), n: int = 24) -> Non
 
 def run_bounded(cmd: list[str], env: dict[str, str], cwd: Path | None, timeout: float
                 ) -> tuple[int | str, str]:
-    """Run ``cmd``; on timeout send SIGABRT first, so faulthandler prints where it was (a hang
-    and a slow run look different), then SIGKILL. Returns (exit status or "timeout", stderr)."""
+    """Run ``cmd`` in its own process group; on timeout send the group SIGABRT first, so
+    faulthandler prints where it was (a hang and a slow run look different), then SIGKILL (a
+    forked grandchild that hangs would otherwise keep the stderr pipe open). Returns (exit
+    status or "timeout", stderr)."""
     p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         _, err = p.communicate(timeout=timeout)
         return p.returncode, err
     except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGABRT)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGABRT)
         try:
             _, err = p.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            p.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
             _, err = p.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)  # what is left of the group (hung grandchildren)
         return "timeout", err
 
 
@@ -348,7 +355,15 @@ SUSPECTS: dict[str, str] = {
                     os._exit(0)
                 except BaseException:
                     os._exit(3)
-            _, status = os.waitpid(pid, 0)
+            import time
+            deadline = time.monotonic() + 60
+            done, status = os.waitpid(pid, os.WNOHANG)
+            while done == 0 and time.monotonic() < deadline:
+                time.sleep(0.2)
+                done, status = os.waitpid(pid, os.WNOHANG)
+            if done == 0:  # the forked child hangs (libgomp is not fork-safe): say so, exit 7
+                os.kill(pid, 9); os.waitpid(pid, 0)
+                print(f"forked child hung in iteration {it}", flush=True); sys.exit(7)
             if status != 0:
                 print("child status", status, flush=True); sys.exit(5)
     """,
@@ -542,7 +557,10 @@ def summarize(log: Path) -> None:
     total = sum(sum(c.values()) for c in groups.values())
     print(f"total runs {total}, abnormal exits {len(crashes)}")
     for r in crashes[:3]:
-        print(f"\n--- {r} ---\n{r.get('stderr', '')[:3000]}")
+        head = {k: v for k, v in r.items() if k != "stderr"}
+        stack = "\n".join(line for line in r.get("stderr", "").splitlines()
+                          if not line.startswith("Extension modules"))
+        print(f"\n--- {head} ---\n{stack[:1500]}")
 
 
 def main() -> None:

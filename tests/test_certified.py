@@ -323,6 +323,7 @@ def test_gaussian_augment_loss_trains_on_noise() -> None:
         SmoothingConfig(sigma=0.0).validate()
 
 
+@pytest.mark.slow  # trains and runs two certified audits (~11 s); the loss is tested above
 def test_harden_smoothing_cli(cli: Cli, tmp_path: Path, small_digits_file: Path) -> None:
     out = tmp_path / "m"
     report = tmp_path / "cmp.html"
@@ -343,6 +344,9 @@ def test_harden_smoothing_cli(cli: Cli, tmp_path: Path, small_digits_file: Path)
         (sec,) = doc["sections"]
         assert sec["check"] == "certified" and sec["status"] != "skipped", side
         assert "certified_accuracy_sigma_0.25_l2_0.25" in sec["metrics"]
+
+
+def test_harden_smoothing_needs_a_sigma(cli: Cli, tmp_path: Path) -> None:
     code, _, err = cli("harden", "digits-cnn", "--method", "smoothing", "--out",
                        str(tmp_path / "n"), "--no-audit")
     assert code == 4 and "--sigma" in err and len(err.strip().splitlines()) == 1

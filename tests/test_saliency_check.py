@@ -70,9 +70,25 @@ def test_digits_section_has_every_part(digits_saliency: AuditResult) -> None:
         assert sec.metrics[f"{m}.gain_over_random"] > 0, m
 
 
-def test_same_seed_same_json(digits_saliency: AuditResult) -> None:
+def test_same_seed_same_json(digits_saliency: AuditResult,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same seed gives the same section; the second run takes the default path, a fresh
+    process (the suite runs checks in-process otherwise: tests/conftest.py)."""
+    import audit.runner
+    from audit.isolation import ISOLATE_ENV
+
+    isolated: list[str] = []
+
+    def spy(check: Any, subject: Any, seed: int) -> Section:
+        isolated.append(check.name)
+        return run_isolated(check, subject, seed)
+
+    run_isolated = audit.runner.run_isolated
+    monkeypatch.delenv(ISOLATE_ENV, raising=False)
+    monkeypatch.setattr(audit.runner, "run_isolated", spy)
     again = run_audit("digits-cnn", checks=["saliency"], quick=True, seed=0,
                       params={"saliency": SMALL})
+    assert isolated == ["saliency"]
     a, b = saliency(digits_saliency).to_dict(), saliency(again).to_dict()
     a.pop("duration_s")
     b.pop("duration_s")
