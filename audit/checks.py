@@ -1,13 +1,16 @@
 """The Check protocol and the registry of checks, by name, for ``--checks``.
 
-A check is one class: it declares ``name``, ``title``, a ``Params`` dataclass of its settings
-(every field has a default; ``audit.toml``'s ``[checks.NAME]`` table overrides them), optional
-``quick`` overrides for ``--quick``, and implements ``run(subject) -> Section``.
+A check is one class: ``class MyCheck(Check[MyParams])`` names the dataclass of its settings
+(every field has a default; ``audit.toml``'s ``[checks.NAME]`` table overrides them, and its
+optional ``quick`` class attribute holds the ``--quick`` overrides); the class declares
+``name`` and ``title``, its docstring is the description the reference and ``audit checks``
+show, and it implements ``run(subject) -> Section``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar, Generic, TypeVar, cast
@@ -40,7 +43,9 @@ P = TypeVar("P")
 class Check(ABC, Generic[P]):
     """One audit check, generic in its settings dataclass ``P`` (``Check[MyParams]``).
 
-    Subclasses set the class variables (``Params = MyParams``) and implement :meth:`run`.
+    Subclasses set ``name`` and ``title`` and implement :meth:`run`; ``Params`` (the settings
+    class), ``quick`` (its ``--quick`` overrides) and ``description`` (the docstring's first
+    paragraph) follow from the class line and the docstring unless set.
     """
 
     name: ClassVar[str]
@@ -48,6 +53,19 @@ class Check(ABC, Generic[P]):
     description: ClassVar[str] = ""
     Params: ClassVar[type[Any]] = NoParams
     quick: ClassVar[dict[str, Any]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Params" not in cls.__dict__:
+            for base in getattr(cls, "__orig_bases__", ()):
+                args = typing.get_args(base)
+                if typing.get_origin(base) is Check and args and isinstance(args[0], type):
+                    cls.Params = args[0]
+        if "quick" not in cls.__dict__:
+            cls.quick = dict(getattr(cls.Params, "quick", {}))
+        if "description" not in cls.__dict__:
+            doc = (cls.__doc__ or "").strip().split("\n\n")[0]
+            cls.description = " ".join(doc.split())
 
     def __init__(self, params: P | None = None) -> None:
         self.params: P = params if params is not None else cast(P, self.Params())

@@ -74,12 +74,10 @@ def _ci_text(successes: int, n: int) -> str:
 
 @register
 class PerformanceCheck(Check[PerformanceParams]):
-    """Accuracy, per-class metrics, confusion matrix, and calibration."""
+    """Accuracy, per-class precision/recall, confusion matrix, calibration (ECE)."""
 
     name = "performance"
     title = "Performance and calibration"
-    description = "accuracy, per-class precision/recall, confusion matrix, calibration (ECE)"
-    Params = PerformanceParams
 
     def run(self, subject: Subject) -> Section:
         p: PerformanceParams = self.params

@@ -243,11 +243,11 @@ def test_adult_recipe_is_bitwise_deterministic_here(retrained: tuple[ModelCard, 
     """Same machine, same seed: the recipe trained twice gives the same bits (on any CPU type;
     two epochs, the full recipe's determinism is the same code), and the card records this
     machine's build."""
-    from audit.training.bundle import training_build
+    from audit.training.bundle import BUILD_KEYS, training_build
     from audit.zoo import adult, get_recipe
 
     card, first = retrained
-    assert {k: card.recipe[k] for k in ("torch", "cpu_capability")} == training_build()
+    assert {k: card.recipe[k] for k in BUILD_KEYS} == training_build()
     assert json.loads((first / "card.json").read_text())["recipe"] == card.recipe
     monkeypatch.setattr(adult, "EPOCHS", 2)
     a, b = (get_recipe("adult-mlp").train(tmp_path / run, 0, True) for run in ("a", "b"))

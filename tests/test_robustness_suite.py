@@ -3,8 +3,7 @@ eps validation, counting, success = misclassified and within eps)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
 
 import pytest
 import torch
@@ -16,10 +15,8 @@ from audit.robustness.attacks import (
     PGD,
     ROLES,
     Attack,
-    AttackKind,
     Found,
     Norm,
-    Role,
     Square,
     run_batched,
 )
@@ -89,17 +86,14 @@ def test_every_attack_declares_kind_role_and_norms() -> None:
 
 
 @dataclass
-class Offset(Attack):
+class Offset(Attack, title="Offset", kind="white-box", role="iterative"):
     """Moves every input by ``scale`` times eps along +1 and says it is adversarial; forwards
     ``passes`` times with gradients."""
 
     scale: float = 0.5
     passes: int = 2
     norm: Norm = "linf"
-    bounds: tuple[float, float] = (-10.0, 10.0)
-    name: str = "Offset"
-    kind: ClassVar[AttackKind] = "white-box"
-    role: ClassVar[Role] = "iterative"
+    bounds: tuple[float, float] = field(default=(-10.0, 10.0), kw_only=True)
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:

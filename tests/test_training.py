@@ -276,23 +276,27 @@ def test_reproducible_restores_the_torch_settings() -> None:
 
 
 def test_bundles_record_the_build_that_trained_them(tmp_path: Path) -> None:
-    """``save_bundle`` writes the torch build and CPU capability into a card's recipe (what
-    bitwise reproduction depends on); ``build_mismatch`` compares a recipe with this machine."""
+    """``save_bundle`` writes the torch build, CPU capability and CPU model into a card's
+    recipe (what bitwise reproduction depends on); ``build_mismatch`` compares a recipe with
+    this machine."""
     import json
 
     from audit.card import InputSpec, ModelCard
-    from audit.training.bundle import build_mismatch, save_bundle, training_build
+    from audit.training.bundle import build_mismatch, cpu_model, save_bundle, training_build
 
     here = training_build()
     assert here == {"torch": torch.__version__,
-                    "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+                    "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                    "cpu": cpu_model()}
+    assert here["cpu"] and here["cpu"] != "unknown"
     card = ModelCard(name="m", arch="x:Y", classes=["a", "b"], input=InputSpec(shape=(2,)),
                      recipe={"command": "audit train m", "seed": 0})
     save_bundle(nn.Linear(2, 2), card, tmp_path)
     written = json.loads((tmp_path / "card.json").read_text())["recipe"]
     assert written == {"command": "audit train m", "seed": 0, **here} == card.recipe
     assert build_mismatch(written) is None
-    assert build_mismatch({"torch": here["torch"]}) == "the recipe does not record cpu_capability"
+    assert build_mismatch({"torch": here["torch"]}) == ("the recipe does not record "
+                                                        "cpu_capability and cpu")
     other = {**here, "cpu_capability": "ZEN9"}
     assert build_mismatch(other) == (f"trained with cpu_capability ZEN9 "
                                      f"(here {here['cpu_capability']})")

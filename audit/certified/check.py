@@ -14,10 +14,8 @@ judges it, :mod:`~audit.certified.section` (with ``figures``) reports it.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from audit.certified.measure import measure_certified
-from audit.certified.params import CARD_KEY, QUICK, CertifiedParams, sigmas_of
+from audit.certified.params import CARD_KEY, CertifiedParams, sigmas_of
 from audit.certified.section import certified_section
 from audit.checks import Check, classifier_with_data, register
 from audit.result import Section
@@ -28,14 +26,11 @@ __all__ = ["CertifiedCheck", "CertifiedParams"]
 
 @register
 class CertifiedCheck(Check[CertifiedParams]):
-    """Certified accuracy against L2 radius of the Gaussian-smoothed model."""
+    """Certified accuracy vs L2 radius of the Gaussian-smoothed classifier (CERTIFY,
+    Clopper-Pearson bounds), at the card's or the settings' sigmas."""
 
     name = "certified"
     title = "Certified robustness (randomized smoothing)"
-    description = ("certified accuracy vs L2 radius of the Gaussian-smoothed classifier "
-                   "(CERTIFY, Clopper-Pearson bounds), at the card's or the settings' sigmas")
-    Params = CertifiedParams
-    quick: ClassVar[dict[str, Any]] = QUICK
 
     def applies(self, subject: Subject) -> str | None:
         reason = classifier_with_data(subject)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from audit.errors import ConfigError
 from audit.subject import Subject
@@ -18,9 +18,15 @@ smoothing_sigmas`` (a list of numbers in input units), which ``audit harden --me
 smoothing`` writes."""
 
 
+QUICK: dict[str, Any] = {"max_samples": 100, "n0": 50, "n": 400}
+"""``--quick`` overrides (certificates stop at a smaller radius: see the reading)."""
+
+
 @dataclass
 class CertifiedParams:
     """Settings of the certified check (``[checks.certified]`` in ``audit.toml``)."""
+
+    quick: ClassVar[dict[str, Any]] = QUICK
 
     sigmas: list[float] | None = None
     """Gaussian noise levels in input units (default: the card's robustness.smoothing_sigmas;
@@ -48,10 +54,6 @@ class CertifiedParams:
             raise ConfigError(f"{where} n0, n, max_samples and batch_size must be >= 1")
         if not 0 < self.alpha < 1:
             raise ConfigError(f"{where} alpha must be in (0, 1), got {self.alpha}")
-
-
-QUICK: dict[str, Any] = {"max_samples": 100, "n0": 50, "n": 400}
-"""``--quick`` overrides (certificates stop at a smaller radius: see the reading)."""
 
 
 def key(v: float) -> str:

@@ -19,20 +19,18 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from audit.errors import UsageError
-from audit.training.augment import Augment
-from audit.training.config import TrainConfig
+from audit.training.config import TrainConfig, value_range
 from audit.training.distributed import Distributed
 from audit.training.epoch import Validator
 from audit.training.loss import BatchContext, BatchLoss
-from audit.training.trainer import EpochFn, ProgressFn, Trainer
+from audit.training.trainer import Trainer, TrainerOptions
 
 __all__ = ["GaussianAugmentLoss", "NoisyValidation", "SmoothingConfig", "smoothing_trainer"]
 
@@ -50,9 +48,7 @@ class SmoothingConfig(TrainConfig):
     bounds: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if len(self.bounds) != 2:
-            raise UsageError(f"bounds must be (low, high), got {self.bounds}")
-        self.bounds = (float(self.bounds[0]), float(self.bounds[1]))  # lists from JSON
+        self.bounds = value_range(self.bounds)
 
     def rules(self) -> list[tuple[bool, str]]:
         return [
@@ -129,12 +125,7 @@ def smoothing_trainer(
     config: SmoothingConfig,
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor] | None = None,
-    *,
-    checkpoint: str | Path | None = None,
-    dist: Distributed | None = None,
-    augment: Augment | None = None,
-    on_batch: ProgressFn | None = None,
-    on_epoch: EpochFn | None = None,
+    **options: Unpack[TrainerOptions],
 ) -> Trainer:
     """A :class:`Trainer` for Gaussian data augmentation at ``config.sigma``: clean and noisy
     validation accuracy on ``val`` each epoch (without ``val``: on 256 fixed training rows,
@@ -147,5 +138,4 @@ def smoothing_trainer(
         val = (x[rows[:256]], y[rows[:256]])
     val_data = (val[0].detach().cpu(), val[1].detach().cpu())
     return Trainer(model, config, GaussianAugmentLoss(config.sigma), (x, y),
-                   validator=NoisyValidation(config, val_data), checkpoint=checkpoint,
-                   dist=dist, augment=augment, on_batch=on_batch, on_epoch=on_epoch)
+                   validator=NoisyValidation(config, val_data), **options)

@@ -7,12 +7,17 @@ import os
 import shlex
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 
 from audit.errors import EXIT_FINDINGS, EXIT_OK, UsageError
+
+FailOn = Annotated[str | None, typer.Option(
+    "--fail-on", help="Exit 1 when a finding is at or above this severity: info, low, medium, "
+                      "high (default), critical.")]
+"""The ``--fail-on`` option of every command that ends with the audit's verdict."""
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 error (bad "

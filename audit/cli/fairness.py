@@ -8,16 +8,21 @@ from typing import Annotated
 import typer
 
 from audit.cli.common import (
-    check_report_out,
+    FailOn,
     command_line,
     err_console,
     exit_with_verdict,
     out_console,
-    print_summary,
     safe_name,
     split,
 )
-from audit.cli.outputs import NO_OUTPUTS, Outputs, check_outputs, format_options, write_formats
+from audit.cli.outputs import (
+    NO_OUTPUTS,
+    Outputs,
+    check_audit_options,
+    finish_audit,
+    format_options,
+)
 from audit.errors import UsageError
 
 
@@ -52,9 +57,7 @@ def fairness_cmd(
     out: Annotated[Path | None, typer.Option(help="HTML report path; the JSON result is "
                                                   "written beside it (default: reports/"
                                                   "<file>-fairness.html).")] = None,
-    fail_on: Annotated[str | None, typer.Option(
-        "--fail-on", help="Exit 1 when a finding is at or above this severity (default "
-                          "high).")] = None,
+    fail_on: FailOn = None,
     config: Annotated[Path | None, typer.Option(help="audit.toml; [checks.fairness] sets "
                                                      "thresholds and bootstrap size.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the bootstrap (default 0).")
@@ -66,24 +69,15 @@ def fairness_cmd(
     """Audit the fairness of predictions you already have (no model needed): group metrics,
     disparities with intervals, findings; writes the same HTML and JSON as 'audit run'."""
     from audit.apps.predictions import audit_predictions
-    from audit.report.render import write_report
-    from audit.result import Severity
-
-    if fail_on is not None:
-        Severity.parse(fail_on)
     cols = split(sensitive)
     if not cols:
         raise UsageError("--sensitive needs at least one column name")
-    check_report_out(out)
-    check_outputs(outputs)
+    check_audit_options(fail_on, out, outputs)
     result = audit_predictions(predictions, y_true=y_true, y_pred=y_pred, sensitive=cols,
                                score=score, pos_label=pos_label, config=config, seed=seed,
                                quick=quick or None, fail_on=fail_on, command=command_line())
-    target = out or Path("reports") / f"{safe_name(predictions.stem)}-fairness.html"
-    html, json_path = write_report(result, target)
-    write_formats(result, outputs, announce=False)
-    print_summary(result, html, json_path)
-    raise exit_with_verdict(result)
+    default = Path("reports") / f"{safe_name(predictions.stem)}-fairness.html"
+    raise finish_audit(result, out or default, outputs, announce=False)
 
 
 def mitigate_cmd(
@@ -122,8 +116,7 @@ def mitigate_cmd(
                                                   "<model>-mitigation.html).")] = None,
     config: Annotated[Path | None, typer.Option(help="audit.toml ([checks.fairness]).")
                       ] = None,
-    fail_on: Annotated[str | None, typer.Option("--fail-on", help="Severity that fails "
-                                                                  "(default high).")] = None,
+    fail_on: FailOn = None,
 ) -> None:
     """Retrain or post-process a model with each bias mitigation (reweighing, fairness
     penalty for each λ, group thresholds) and report fairness gap against accuracy: a table,
@@ -132,11 +125,7 @@ def mitigate_cmd(
     from audit.io import atomic_write_text
     from audit.report.formats_csv import table_csv
     from audit.report.render import write_report
-    from audit.result import Severity
-
-    if fail_on is not None:
-        Severity.parse(fail_on)
-    check_report_out(out)
+    check_audit_options(fail_on, out, NO_OUTPUTS)
     if n_boot < 0:
         raise UsageError("--n-boot must be 0 or more")
     if epochs is not None and epochs < 1:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from audit.cli.common import out_console
+from audit.cli.common import check_report_out, exit_with_verdict, out_console, print_summary
 from audit.report.formats import HelpKind, option_formats
 
 Outputs = Mapping[str, Path | None]
@@ -63,6 +63,30 @@ def check_outputs(outputs: Outputs) -> None:
 
     for path in given(outputs):
         check_writable(path)
+
+
+def check_audit_options(fail_on: str | None, out: Path | None, outputs: Outputs) -> None:
+    """Validate an audit command's shared options before any work: ``--fail-on``, ``--out``
+    and every format output's folder."""
+    from audit.result import Severity
+
+    if fail_on is not None:
+        Severity.parse(fail_on)
+    check_report_out(out)
+    check_outputs(outputs)
+
+
+def finish_audit(result: Any, html: Path, outputs: Outputs, *, announce: bool = True
+                 ) -> typer.Exit:
+    """Write the report at ``html`` (its JSON result beside it) and every requested format,
+    print the summary; the :class:`typer.Exit` with the verdict's code, for the command to
+    raise."""
+    from audit.report.render import write_report
+
+    html_path, json_path = write_report(result, html)
+    write_formats(result, outputs, announce=announce)
+    print_summary(result, html_path, json_path)
+    return exit_with_verdict(result)
 
 
 def write_formats(result: Any, outputs: Outputs, fail_on: str | None = None, *,

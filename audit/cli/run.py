@@ -10,12 +10,10 @@ from rich.table import Table as RichTable
 
 from audit.cli.common import (
     EXIT_CODES_HELP,
-    check_report_out,
+    FailOn,
     command_line,
     err_console,
-    exit_with_verdict,
     out_console,
-    print_summary,
     require_html,
     safe_name,
     show_progress,
@@ -24,7 +22,9 @@ from audit.cli.common import (
 from audit.cli.outputs import (
     NO_OUTPUTS,
     Outputs,
+    check_audit_options,
     check_outputs,
+    finish_audit,
     format_options,
     given,
     options_hint,
@@ -46,9 +46,7 @@ def run_cmd(
     out: Annotated[Path | None, typer.Option(help="HTML report path; the JSON result is "
                                                   "written beside it (default: "
                                                   "reports/<model>.html).")] = None,
-    fail_on: Annotated[str | None, typer.Option(
-        "--fail-on", help="Exit 1 when a finding is at or above this severity: info, low, "
-                          "medium, high (default), critical.")] = None,
+    fail_on: FailOn = None,
     seed: Annotated[int | None, typer.Option(help="Seed for the whole audit (default 0).")
                     ] = None,
     config: Annotated[Path | None, typer.Option(help="audit.toml with checks, parameters "
@@ -74,14 +72,9 @@ def run_cmd(
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""
-    from audit.report.render import write_report
-    from audit.result import Severity
     from audit.runner import run_audit
 
-    if fail_on is not None:
-        Severity.parse(fail_on)
-    check_report_out(out)
-    check_outputs(outputs)
+    check_audit_options(fail_on, out, outputs)
     params: dict[str, dict[str, Any]] = {}
     if layer:
         params["saliency"] = {"layer": layer}
@@ -92,11 +85,8 @@ def run_cmd(
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
         progress=show_progress(progress), command=command_line())
-    target_html = out or Path("reports") / f"{safe_name(result.model['name'])}.html"
-    html, json_path = write_report(result, target_html)
-    write_formats(result, outputs)
-    print_summary(result, html, json_path)
-    raise exit_with_verdict(result)
+    raise finish_audit(result, out or Path("reports") / f"{safe_name(result.model['name'])}.html",
+                       outputs)
 
 
 def models_cmd() -> None:

@@ -16,7 +16,7 @@ from audit.checks import Check, register
 from audit.errors import ConfigError, DataError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
-from audit.fairness.params import QUICK, FairnessParams
+from audit.fairness.params import FairnessParams
 from audit.fairness.section import fairness_section
 from audit.result import Section
 from audit.subject import Subject
@@ -48,15 +48,11 @@ def positive_index(classes: list[str], positive_class: str) -> int | None:
 
 @register
 class FairnessCheck(Check[FairnessParams]):
-    """Selection rates, error rates and calibration across sensitive groups, with intervals."""
+    """Group metrics (selection rate, TPR, FPR, precision, accuracy, calibration),
+    demographic parity and equalized odds with bootstrap intervals, intersectional groups."""
 
     name = "fairness"
     title = "Fairness across groups"
-    description = ("group metrics (selection rate, TPR, FPR, precision, accuracy, calibration), "
-                   "demographic parity and equalized odds with bootstrap intervals, "
-                   "intersectional groups")
-    Params = FairnessParams
-    quick = QUICK
 
     def applies(self, subject: Subject) -> str | None:
         p: FairnessParams = self.params

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+QUICK: dict[str, Any] = {"n_boot": 200}
+"""What ``--quick`` changes: fewer bootstrap resamples."""
 
 
 @dataclass
 class FairnessParams:
     """Settings and thresholds of the fairness check (``[checks.fairness]`` in audit.toml)."""
+
+    quick: ClassVar[dict[str, Any]] = QUICK
 
     sensitive: list[str] = field(default_factory=list)
     """Sensitive columns; empty: ``--sensitive``, else the data's, else the card's."""
@@ -41,5 +47,3 @@ class FairnessParams:
     """Equal-width score bins of the per-group expected calibration error (ECE)."""
 
 
-QUICK = {"n_boot": 200}
-"""What ``--quick`` changes: fewer bootstrap resamples."""

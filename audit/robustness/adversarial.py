@@ -32,7 +32,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -40,16 +40,25 @@ from torch import Tensor, nn
 
 from audit.errors import UsageError
 from audit.robustness.attacks import FGSM, PGD, Norm
-from audit.training.config import TrainConfig
+from audit.training.config import TrainConfig, value_range
 
 Method = Literal["pgd", "trades", "fast"]
 METHODS: tuple[str, ...] = ("pgd", "trades", "fast")
 CoAction = Literal["fallback", "stop", "warn"]
 AttackMode = Literal["eval", "train"]
 
-__all__ = ["METHODS", "AdversarialBatch", "AdversarialConfig", "adversarial_batch",
-           "adversarial_loss", "eps_schedule", "model_mode", "noise_kind",
-           "random_unit_noise"]
+__all__ = [
+    "METHODS",
+    "AdversarialBatch",
+    "AdversarialConfig",
+    "AttackOptions",
+    "adversarial_batch",
+    "adversarial_loss",
+    "eps_schedule",
+    "model_mode",
+    "noise_kind",
+    "random_unit_noise",
+]
 
 
 @dataclass
@@ -83,9 +92,7 @@ class AdversarialConfig(TrainConfig):
     bounds: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
-        if len(self.bounds) != 2:
-            raise UsageError(f"bounds must be (low, high), got {self.bounds}")
-        self.bounds = (float(self.bounds[0]), float(self.bounds[1]))  # lists from JSON
+        self.bounds = value_range(self.bounds)
 
     def rules(self) -> list[tuple[bool, str]]:
         return [
@@ -257,6 +264,19 @@ def adversarial_batch(
     return AdversarialBatch(loss=loss, x_adv=x_adv, logits_adv=adv_logits.detach(), eps=e)
 
 
+class AttackOptions(TypedDict, total=False):
+    """The attack settings :func:`adversarial_loss` passes to :func:`adversarial_batch`
+    (defaults there)."""
+
+    norm: Norm
+    steps: int
+    rel_step: float | None
+    beta: float
+    bounds: tuple[float, float]
+    generator: torch.Generator | None
+    attack_mode: AttackMode
+
+
 def adversarial_loss(
     model: nn.Module,
     x: Tensor,
@@ -264,33 +284,27 @@ def adversarial_loss(
     method: Method | str = "pgd",
     eps: float | Tensor = 0.1,
     *,
-    norm: Norm = "linf",
-    steps: int = 10,
-    rel_step: float | None = None,
-    beta: float = 6.0,
-    bounds: tuple[float, float] = (0.0, 1.0),
-    generator: torch.Generator | None = None,
-    attack_mode: AttackMode = "eval",
     reduction: Literal["mean", "sum", "none"] = "mean",
+    **options: Unpack[AttackOptions],
 ) -> Tensor:
     """The adversarial training loss of ``model`` on ``(x, y)``: call ``.backward()`` on it.
 
-    - ``method``: ``"pgd"`` (Madry), ``"trades"`` (Zhang; ``beta`` weighs the KL term) or
-      ``"fast"`` (FGSM with a random start, Wong et al.; step ``1.25 eps`` unless ``rel_step``).
+    - ``method``: ``"pgd"`` (Madry), ``"trades"`` (Zhang; ``beta``, default 6, weighs the KL
+      term) or ``"fast"`` (FGSM with a random start, Wong et al.; step ``1.25 eps`` unless
+      ``rel_step``).
     - ``eps``: the budget in input units (pixels in [0, 1] for the bundled image models), a
-      float or a per-sample tensor ``(N,)``; ``norm``: ``"linf"`` or ``"l2"``.
-    - ``steps``/``rel_step``: PGD and TRADES attack steps and step size as a fraction of eps
-      (default ``2.5 / steps``).
-    - ``bounds``: the input's value range (the card's ``input.range``).
+      float or a per-sample tensor ``(N,)``; ``norm``: ``"linf"`` (default) or ``"l2"``.
+    - ``steps``/``rel_step``: PGD and TRADES attack steps (default 10) and step size as a
+      fraction of eps (default ``2.5 / steps``).
+    - ``bounds``: the input's value range (the card's ``input.range``; default ``(0, 1)``).
     - ``generator``: random starts (default: torch's global generator).
-    - ``attack_mode``: the model mode while attacking (``"eval"``: dropout/batch-norm frozen,
-      as in the TRADES reference; ``"train"`` as in Madry's and Rice et al.'s code).
+    - ``attack_mode``: the model mode while attacking (``"eval"``, the default: dropout and
+      batch-norm frozen, as in the TRADES reference; ``"train"`` as in Madry's and Rice et
+      al.'s code).
 
     Works for any classifier taking a float tensor: images (N, C, H, W) or tabular rows (N, D).
     """
-    out = adversarial_batch(model, x, y, method=method, eps=eps, norm=norm, steps=steps,
-                            rel_step=rel_step, beta=beta, bounds=bounds, generator=generator,
-                            attack_mode=attack_mode)
+    out = adversarial_batch(model, x, y, method=method, eps=eps, **options)
     if reduction == "none":
         return out.loss
     return out.loss.sum() if reduction == "sum" else out.loss.mean()

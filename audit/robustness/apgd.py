@@ -4,19 +4,20 @@ The reference step-size schedule: checkpoints at 22% of the iterations, then eac
 shorter down to 6%; at a checkpoint a sample's step is halved, and it restarts from its best
 point, when its loss rose in at most ``rho`` of the steps since the last checkpoint or when its
 step was not just reduced and its best loss did not improve. Momentum 0.75.
+:class:`APGDRun` is that iteration on any per-sample objective; APGD-T reuses it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import (
-    LossFn,
     Norm,
     ascent,
     logits_grad,
@@ -27,7 +28,10 @@ from audit.robustness.ops import (
     rand,
 )
 
-__all__ = ["APGD", "apgd_checkpoints"]
+__all__ = ["APGD", "APGDRun", "Objective", "apgd_checkpoints", "sphere_start"]
+
+Objective = Callable[[Tensor, dict[str, Tensor]], Tensor]
+"""(logits, the active samples' state) -> per-sample loss to maximise."""
 
 
 def apgd_checkpoints(n_iter: int) -> list[int]:
@@ -45,29 +49,83 @@ def apgd_checkpoints(n_iter: int) -> list[int]:
     return out
 
 
-class _Run:
-    """Per-sample state of one APGD run, compacted together when samples succeed."""
+def sphere_start(x: Tensor, eps: Tensor, norm: Norm, bounds: tuple[float, float],
+                 generator: torch.Generator | None) -> Tensor:
+    """The reference's start: a random direction scaled to the sphere of radius eps."""
+    if norm == "linf":
+        t = 2 * rand(tuple(x.shape), generator, x.device) - 1
+        t = t / (per_sample(perturbation_norms(t, "linf"), x) + 1e-12)
+    else:
+        t = ascent(rand(tuple(x.shape), generator, x.device, normal=True), "l2")
+    return (x + per_sample(eps, x) * t).clamp(*bounds)
 
-    def __init__(self, x: Tensor, y: Tensor, eps: Tensor, start: Tensor, loss: Tensor,
-                 grad: Tensor) -> None:
+
+class APGDRun:
+    """One APGD run from ``start``: per-sample state, compacted together when samples succeed.
+
+    ``extra`` holds more per-sample tensors the objective reads (APGD-T's targets).
+    ``zero_history``: the first interval's first step is compared with 0 rather than with the
+    start's loss (the reference APGD-T's unwritten history entry).
+    """
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor, start: Tensor,
+                 objective: Objective, *, extra: dict[str, Tensor] | None = None,
+                 zero_history: bool = False) -> None:
         n = x.shape[0]
+        self.model, self.objective = model, objective
         self.out = start.clone()
         self.ok = torch.zeros(n, dtype=torch.bool, device=x.device)
         self.ok_step = torch.full((n,), -1, dtype=torch.long)
-        self.s: dict[str, Tensor] = {
-            "idx": torch.arange(n, device=x.device), "x": x, "y": y, "eps": eps, "cur": start,
-            "old": start.clone(), "grad": grad, "best": start.clone(),
+        self.s: dict[str, Tensor] = {"idx": torch.arange(n, device=x.device), "x": x, "y": y,
+                                     "eps": eps, **(extra or {})}
+        logits, loss, grad = self._loss_grad(start)
+        self.s.update({
+            "cur": start, "old": start.clone(), "grad": grad, "best": start.clone(),
             "grad_best": grad.clone(), "loss_best": loss.clone(),
             "loss_last_check": loss.clone(),
             "reduced": torch.ones(n, dtype=torch.bool, device=x.device),
             "step": 2.0 * eps.clone(),
             # loss history since the last checkpoint: row 0 is the loss before it
-            "hist": loss[None].clone(),
-        }
+            "hist": (torch.zeros_like(loss) if zero_history else loss)[None].clone(),
+        })
+        self.drop_successes(logits, 0)
 
     @property
     def active(self) -> int:
         return int(self.s["idx"].numel())
+
+    def _loss_grad(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        s = self.s
+        return logits_grad(self.model, x, s["y"], lambda z, _y: self.objective(z, s))
+
+    def descend(self, steps: int, rho: float, norm: Norm, bounds: tuple[float, float]
+                ) -> APGDRun:
+        """``steps`` iterations; failed samples end on their point of highest loss."""
+        checks = set(apgd_checkpoints(steps))
+        for i in range(steps):
+            if self.active == 0:
+                break
+            logits = self.step(0.75 if i > 0 else 1.0, norm, bounds)
+            if self.drop_successes(logits, i + 1) and self.active == 0:
+                break
+            if i + 1 in checks:
+                self.checkpoint(rho)
+        if self.active:
+            self.out[self.s["idx"]] = self.s["best"]
+        return self
+
+    def step(self, momentum: float, norm: Norm, bounds: tuple[float, float]) -> Tensor:
+        """One momentum step of every active sample; returns the logits at the new point."""
+        s = self.s
+        cur, xa, ea, a = s["cur"], s["x"], s["eps"], momentum
+        previous = cur - s["old"]
+        s["old"] = cur
+        z = project(cur + per_sample(s["step"], cur) * ascent(s["grad"], norm), xa, ea, norm,
+                    bounds)
+        cur = project(cur + (z - cur) * a + previous * (1 - a), xa, ea, norm, bounds)
+        logits, loss, grad = self._loss_grad(cur)
+        self.record(cur, loss, grad)
+        return logits
 
     def drop_successes(self, logits: Tensor, t: int) -> bool:
         """Keep the misclassified samples' points and stop attacking them."""
@@ -114,7 +172,7 @@ class _Run:
 
 
 @dataclass
-class APGD(Attack):
+class APGD(Attack, kind="white-box", role="iterative", warm_start=True):
     """AutoPGD with the ``"ce"`` or ``"dlr"`` loss (see the module docstring).
 
     Step size starts at ``2 eps``. A sample stops once misclassified (its adversarial point is
@@ -127,12 +185,6 @@ class APGD(Attack):
     steps: int = 100
     restarts: int = 1
     rho: float = 0.75
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = ""
-    kind: ClassVar[AttackKind] = "white-box"
-    role: ClassVar[Role] = "iterative"
-    warm_start: ClassVar[bool] = True
 
     def default_name(self) -> str:
         return f"APGD-{self.loss.upper()}"
@@ -145,6 +197,7 @@ class APGD(Attack):
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:
         assert eps is not None
+        fn = loss_fn(self.loss)
         n = x.shape[0]
         x_adv = x.clone()
         success = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -154,51 +207,12 @@ class APGD(Attack):
             if todo.numel() == 0:
                 break
             xs, ys, es = x[todo], y[todo], eps[todo]
-            start = x_init[todo] if r == 0 and x_init is not None else self._start(xs, es)
-            run = self._descend(model, xs, ys, es, start)
+            start = (x_init[todo] if r == 0 and x_init is not None
+                     else sphere_start(xs, es, self.norm, self.bounds, self.generator))
+            run = APGDRun(model, xs, ys, es, start, lambda z, s: fn(z, s["y"])).descend(
+                self.steps, self.rho, self.norm, self.bounds)
             x_adv[todo] = run.out
             success[todo] = run.ok
             cpu = todo.cpu()
             success_step[cpu] = torch.where(run.ok.cpu(), run.ok_step, success_step[cpu])
         return Found(x_adv, success, {"success_step": success_step, "steps": self.steps})
-
-    def _start(self, x: Tensor, eps: Tensor) -> Tensor:
-        """The reference's start: a random direction scaled to the sphere of radius eps."""
-        if self.norm == "linf":
-            t = 2 * rand(tuple(x.shape), self.generator, x.device) - 1
-            t = t / (per_sample(perturbation_norms(t, "linf"), x) + 1e-12)
-        else:
-            t = ascent(rand(tuple(x.shape), self.generator, x.device, normal=True), "l2")
-        return (x + per_sample(eps, x) * t).clamp(*self.bounds)
-
-    def _descend(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor, start: Tensor
-                 ) -> _Run:
-        fn = loss_fn(self.loss)
-        checks = set(apgd_checkpoints(self.steps))
-        logits, loss, grad = logits_grad(model, start, y, fn)
-        run = _Run(x, y, eps, start, loss, grad)
-        run.drop_successes(logits, 0)
-        for i in range(self.steps):
-            if run.active == 0:
-                break
-            logits = self._step(model, run, fn, momentum=0.75 if i > 0 else 1.0)
-            if run.drop_successes(logits, i + 1) and run.active == 0:
-                break
-            if i + 1 in checks:
-                run.checkpoint(self.rho)
-        if run.active:
-            run.out[run.s["idx"]] = run.s["best"]
-        return run
-
-    def _step(self, model: nn.Module, run: _Run, fn: LossFn, momentum: float) -> Tensor:
-        """One momentum step of every active sample; returns the logits at the new point."""
-        s = run.s
-        cur, xa, ea, a = s["cur"], s["x"], s["eps"], momentum
-        previous = cur - s["old"]
-        s["old"] = cur
-        z = project(cur + per_sample(s["step"], cur) * ascent(s["grad"], self.norm), xa, ea,
-                    self.norm, self.bounds)
-        cur = project(cur + (z - cur) * a + previous * (1 - a), xa, ea, self.norm, self.bounds)
-        logits, loss, grad = logits_grad(model, cur, s["y"], fn)
-        run.record(cur, loss, grad)
-        return logits

@@ -21,14 +21,13 @@ unchanged (samples do not interact), only the wasted steps are saved.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.apgd import apgd_checkpoints
-from audit.robustness.base import Attack, AttackKind, Found, Role
-from audit.robustness.ops import Norm, ascent, per_sample, perturbation_norms, project, rand
+from audit.robustness.apgd import APGDRun, sphere_start
+from audit.robustness.base import Attack, Found
+from audit.robustness.ops import Norm
 
 __all__ = ["APGDT", "dlr_targeted_loss"]
 
@@ -42,37 +41,12 @@ def dlr_targeted_loss(logits: Tensor, y: Tensor, target: Tensor) -> Tensor:
     return -(z_y - z_t) / (z_sorted[:, -1] - 0.5 * (z_sorted[:, -3] + z_sorted[:, -4]) + 1e-12)
 
 
-def _loss_grad(model: nn.Module, x: Tensor, y: Tensor, t: Tensor
-               ) -> tuple[Tensor, Tensor, Tensor]:
-    """(logits, targeted DLR loss, its gradient) at ``x``; parameters' .grad untouched."""
-    xg = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(xg)
-        loss = dlr_targeted_loss(logits, y, t)
-        (g,) = torch.autograd.grad(loss.sum(), xg)
-    return logits.detach(), loss.detach(), g
-
-
-class _State:
-    """Per-sample tensors of one run, compacted together when samples succeed (``hist``,
-    the losses since the last checkpoint, is (steps + 1, N))."""
-
-    def __init__(self, **tensors: Tensor) -> None:
-        self.s = tensors
-
-    def __getitem__(self, key: str) -> Tensor:
-        return self.s[key]
-
-    def __setitem__(self, key: str, value: Tensor) -> None:
-        self.s[key] = value
-
-    def keep(self, mask: Tensor) -> None:
-        for key, v in self.s.items():
-            self.s[key] = v[:, mask] if key == "hist" else v[mask]
+def _targeted(logits: Tensor, s: dict[str, Tensor]) -> Tensor:
+    return dlr_targeted_loss(logits, s["y"], s["t"])
 
 
 @dataclass
-class APGDT(Attack):
+class APGDT(Attack, kind="white-box", role="iterative", title="APGD-T"):
     """APGD-T (see the module docstring): ``targets`` target classes, ``restarts`` runs of
     ``steps`` iterations each. ``info``: ``target`` (the class of the run that broke each
     sample, -1 if none) and ``success_step``."""
@@ -82,15 +56,6 @@ class APGDT(Attack):
     steps: int = 100
     restarts: int = 1
     rho: float = 0.75
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = ""
-    kind: ClassVar[AttackKind] = "white-box"
-    role: ClassVar[Role] = "iterative"
-    title: ClassVar[str] = "APGD-T"
-
-    def default_name(self) -> str:
-        return "APGD-T"
 
     def applies(self, num_classes: int) -> str | None:
         if num_classes < 4:
@@ -116,97 +81,14 @@ class APGDT(Attack):
                 if k > order.shape[1]:
                     break
                 t = order[:, -k]
-                out, ok, at = self._descend(model, xs, ys, t, es, self._start(xs, es))
-                x_adv[todo] = out
-                success[todo] = ok
-                hit = todo[ok].cpu()
-                target[hit] = t[ok].cpu()
-                step_at[hit] = at[ok.cpu()]
+                start = sphere_start(xs, es, self.norm, self.bounds, self.generator)
+                run = APGDRun(model, xs, ys, es, start, _targeted, extra={"t": t},
+                              zero_history=True).descend(self.steps, self.rho, self.norm,
+                                                         self.bounds)
+                x_adv[todo] = run.out
+                success[todo] = run.ok
+                hit = todo[run.ok].cpu()
+                target[hit] = t[run.ok].cpu()
+                step_at[hit] = run.ok_step[run.ok.cpu()]
         return Found(x_adv, success, {"target": target, "success_step": step_at,
                                       "steps": self.steps})
-
-    def _start(self, x: Tensor, eps: Tensor) -> Tensor:
-        """The reference's start: a random direction scaled to the sphere of radius eps."""
-        if self.norm == "linf":
-            t = 2 * rand(tuple(x.shape), self.generator, x.device) - 1
-            t = t / (per_sample(perturbation_norms(t, "linf"), x) + 1e-12)
-        else:
-            t = ascent(rand(tuple(x.shape), self.generator, x.device, normal=True), "l2")
-        return (x + per_sample(eps, x) * t).clamp(*self.bounds)
-
-    def _descend(self, model: nn.Module, x: Tensor, y: Tensor, t: Tensor, eps: Tensor,
-                 start: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One run: (points, misclassified, step of success) per sample."""
-        n = x.shape[0]
-        out = start.clone()
-        ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-        at = torch.full((n,), -1, dtype=torch.long)
-        logits, loss, grad = _loss_grad(model, start, y, t)
-        st = _State(idx=torch.arange(n, device=x.device), x=x, y=y, t=t, eps=eps, cur=start,
-                    old=start.clone(), grad=grad, best=start.clone(), grad_best=grad.clone(),
-                    loss_best=loss.clone(), loss_last_check=loss.clone(),
-                    reduced=torch.ones(n, dtype=torch.bool, device=x.device),
-                    step=2.0 * eps.clone(), hist=torch.zeros_like(loss)[None])
-        checks = set(apgd_checkpoints(self.steps))
-        self._drop(st, logits, out, ok, at, 0)
-        for i in range(self.steps):
-            if st["idx"].numel() == 0:
-                break
-            logits, loss, grad = self._step(model, st, 0.75 if i > 0 else 1.0)
-            self._drop(st, logits, out, ok, at, i + 1, loss, grad)
-            if i + 1 in checks and st["idx"].numel():
-                self._checkpoint(st)
-        out[st["idx"]] = st["best"]
-        return out, ok, at
-
-    def _step(self, model: nn.Module, st: _State, a: float) -> tuple[Tensor, Tensor, Tensor]:
-        """One momentum step of every active sample: (logits, loss, grad) at the new point."""
-        cur, xa, ea = st["cur"], st["x"], st["eps"]
-        previous = cur - st["old"]
-        st["old"] = cur
-        z = project(cur + per_sample(st["step"], cur) * ascent(st["grad"], self.norm), xa, ea,
-                    self.norm, self.bounds)
-        cur = project(cur + (z - cur) * a + previous * (1 - a), xa, ea, self.norm, self.bounds)
-        st["cur"] = cur
-        return _loss_grad(model, cur, st["y"], st["t"])
-
-    @staticmethod
-    def _drop(st: _State, logits: Tensor, out: Tensor, ok: Tensor, at: Tensor, step: int,
-              loss: Tensor | None = None, grad: Tensor | None = None) -> None:
-        """Keep the misclassified samples' points and stop them; record the others' new loss
-        and gradient (best point so far, loss history)."""
-        wrong = logits.argmax(dim=1) != st["y"]
-        if bool(wrong.any()):
-            hit = st["idx"][wrong]
-            out[hit] = st["cur"][wrong]
-            ok[hit] = True
-            at[hit.cpu()] = step
-            keep = ~wrong
-            st.keep(keep)
-            loss = loss[keep] if loss is not None else None
-            grad = grad[keep] if grad is not None else None
-        if loss is None or grad is None:
-            return
-        cur = st["cur"]
-        st["grad"] = grad
-        better = loss > st["loss_best"]
-        st["best"] = torch.where(per_sample(better, cur), cur, st["best"])
-        st["grad_best"] = torch.where(per_sample(better, cur), grad, st["grad_best"])
-        st["loss_best"] = torch.where(better, loss, st["loss_best"])
-        st["hist"] = torch.cat([st["hist"], loss[None]])
-
-    def _checkpoint(self, st: _State) -> None:
-        """Halve the step of the samples that oscillated or stopped improving and send them
-        back to their best point."""
-        hist = st["hist"]
-        k = hist.shape[0] - 1
-        increases = (hist[1:] > hist[:-1]).sum(dim=0)
-        reduce = (increases <= k * self.rho) | (
-            ~st["reduced"] & (st["loss_last_check"] >= st["loss_best"]))
-        st["reduced"] = reduce
-        st["loss_last_check"] = st["loss_best"].clone()
-        st["step"] = torch.where(reduce, st["step"] / 2, st["step"])
-        r = per_sample(reduce, st["cur"])
-        st["cur"] = torch.where(r, st["best"], st["cur"])
-        st["grad"] = torch.where(r, st["grad_best"], st["grad"])
-        st["hist"] = hist[-1:]

@@ -20,7 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, final
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
 import torch
 from torch import Tensor, nn
@@ -107,10 +107,14 @@ class CountingModel(nn.Module):
         return g
 
 
+@dataclass(kw_only=True)
 class Attack(ABC):
-    """Base of every attack. Subclasses are dataclasses with the fields ``norm``, ``bounds``
-    (the model's value range) and ``name``, declare the class attributes below and
-    implement :meth:`run`; ``__call__`` is final."""
+    """Base of every attack. Subclasses are dataclasses with a ``norm`` field and their own
+    settings, declare the class attributes below (in the class line, see
+    :meth:`__init_subclass__`) and implement :meth:`run`; ``__call__`` is final. Every attack
+    also takes the keyword fields ``bounds`` (the model's value range), ``generator`` (the
+    random source of attacks that draw; the others ignore it) and ``name``
+    (:meth:`default_name` when empty)."""
 
     kind: ClassVar[AttackKind]
     role: ClassVar[Role]
@@ -121,12 +125,18 @@ class Attack(ABC):
     warm_start: ClassVar[bool] = False
     """True when ``run`` accepts ``x_init`` (a start point replacing the random one)."""
 
-    name: str
-    norm: Norm
-    bounds: tuple[float, float]
+    bounds: tuple[float, float] = (0.0, 1.0)
+    generator: torch.Generator | None = None
+    name: str = ""
+    if TYPE_CHECKING:  # a field of each subclass, declared there with its default
+        norm: Norm
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
+    def __init_subclass__(cls, **declared: Any) -> None:
+        """The class attributes can be given in the class line:
+        ``class PGD(Attack, kind="white-box", role="iterative", title="PGD")``."""
+        for key in [k for k in declared if k in _DECLARED]:
+            setattr(cls, key, declared.pop(key))
+        super().__init_subclass__(**declared)
         if "__call__" in cls.__dict__:
             raise TypeError(f"{cls.__name__} overrides Attack.__call__; implement run() instead")
         if "role" in cls.__dict__ and cls.role not in ROLES:
@@ -140,8 +150,8 @@ class Attack(ABC):
             self.name = self.default_name()
 
     def default_name(self) -> str:
-        """The name when none is given: ``TITLE-NORM`` (``DeepFool-L2``)."""
-        return f"{self.title or type(self).__name__}-{self.norm.upper()}"
+        """The name when none is given: the class's ``title``, else its name."""
+        return self.title or type(self).__name__
 
     def applies(self, num_classes: int) -> str | None:
         """Reason the attack cannot run on a model with ``num_classes`` outputs, or None."""
@@ -179,6 +189,9 @@ class Attack(ABC):
             evaluations=counting.forwards, gradients=counting.backwards, info=found.info,
             kind=self.kind, role=self.role)
 
+
+
+_DECLARED = frozenset({"kind", "role", "norms", "title", "needs_eps", "warm_start"})
 
 
 def _eps_per_sample(attack: Attack, eps: float | Tensor | None, x: Tensor) -> Tensor | None:

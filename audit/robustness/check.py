@@ -16,12 +16,10 @@ The work is split as in every area: :mod:`~audit.robustness.measure` measures a
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from audit.checks import Check, classifier_with_data, register
 from audit.result import Section
 from audit.robustness.measure import measure_robustness
-from audit.robustness.params import QUICK, RobustnessParams, default_eps, eps_key
+from audit.robustness.params import RobustnessParams, default_eps, eps_key
 from audit.robustness.section import robustness_section
 from audit.subject import Subject
 
@@ -30,14 +28,11 @@ __all__ = ["RobustnessCheck", "RobustnessParams", "default_eps", "eps_key"]
 
 @register
 class RobustnessCheck(Check[RobustnessParams]):
-    """Robust accuracy against L-inf and L2 attacks that does not overstate."""
+    """Robust accuracy vs epsilon (L-inf, L2) over an attack suite, gradient-masking
+    diagnostics, common corruptions."""
 
     name = "robustness"
     title = "Adversarial robustness and corruptions"
-    description = ("robust accuracy vs epsilon (L-inf, L2) over an attack suite, "
-                   "gradient-masking diagnostics, common corruptions")
-    Params = RobustnessParams
-    quick: ClassVar[dict[str, Any]] = QUICK
 
     def applies(self, subject: Subject) -> str | None:
         return classifier_with_data(subject)

@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import Norm, per_sample, perturbation_norms, rand
 
 __all__ = ["FABT", "projection_l2", "projection_linf"]
@@ -149,7 +149,7 @@ def _diff_grad(model: nn.Module, x: Tensor, y: Tensor, t: Tensor, grad: bool
 
 
 @dataclass
-class FABT(Attack):
+class FABT(Attack, kind="minimal", role="minimal-norm", title="FAB-T", needs_eps=False):
     """FAB-T (see the module docstring)."""
 
     norm: Norm = "linf"
@@ -159,16 +159,7 @@ class FABT(Attack):
     alpha_max: float = 0.1
     eta: float = 1.05
     beta: float = 0.9
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = ""
-    kind: ClassVar[AttackKind] = "minimal"
-    role: ClassVar[Role] = "minimal-norm"
-    title: ClassVar[str] = "FAB-T"
-    needs_eps: ClassVar[bool] = False
 
-    def default_name(self) -> str:
-        return "FAB-T"
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:

@@ -9,8 +9,9 @@ within eps"):
 - :class:`FMN`, fast minimum-norm (Pintor et al. 2021), L-inf or L2;
 - :class:`HopSkipJump` (Chen et al. 2020), decision-based: it only sees predicted labels.
 
-A wrapper writes only :meth:`FoolboxAttack.make` (the foolbox attack object); the base class
-counts the model evaluations, times the run and builds the result. Every result carries
+A wrapper declares only its settings (the foolbox attack's keyword arguments) and the foolbox
+class for each norm; the base class builds it, counts the model evaluations, times the run and
+builds the result. Every result carries
 ``info["minimal_norms"]``: the unbounded perturbation size found per sample (``inf``: none).
 """
 
@@ -18,34 +19,38 @@ from __future__ import annotations
 
 import math
 import warnings
-from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import foolbox as fb
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import Norm, per_sample, perturbation_norms
 
 __all__ = ["FMN", "CarliniWagner", "DeepFool", "FoolboxAttack", "HopSkipJump"]
 
 
 @dataclass
-class FoolboxAttack(Attack):
-    """Base class: subclasses build the foolbox attack in :meth:`make`."""
+class FoolboxAttack(Attack, kind="minimal", role="minimal-norm", needs_eps=False):
+    """Base class: a subclass's own fields are the foolbox attack's keyword arguments and
+    ``foolbox`` maps each norm it supports to the foolbox class."""
 
     norm: Norm = "l2"
-    bounds: tuple[float, float] = (0.0, 1.0)
-    name: str = ""
-    kind: ClassVar[AttackKind] = "minimal"
-    role: ClassVar[Role] = "minimal-norm"
-    needs_eps: ClassVar[bool] = False
+    foolbox: ClassVar[dict[Norm, str]] = {}
 
-    @abstractmethod
+    def default_name(self) -> str:
+        return f"{self.title}-{self.norm.upper()}"
+
+    def options(self) -> dict[str, Any]:
+        """The foolbox attack's keyword arguments: the subclass's own fields."""
+        own = {f.name for f in fields(FoolboxAttack)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
+
     def make(self) -> Any:
         """The foolbox attack object."""
+        return getattr(fb.attacks, self.foolbox[self.norm])(**self.options())
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:
@@ -80,67 +85,49 @@ class FoolboxAttack(Attack):
 
 
 @dataclass
-class DeepFool(FoolboxAttack):
+class DeepFool(FoolboxAttack, title="DeepFool"):
     """DeepFool: linearise the model, step to the nearest linearised boundary, repeat."""
 
     steps: int = 50
     candidates: int = 10
     overshoot: float = 0.02
-    title: ClassVar[str] = "DeepFool"
-
-    def make(self) -> Any:
-        cls = fb.attacks.LinfDeepFoolAttack if self.norm == "linf" else fb.attacks.L2DeepFoolAttack
-        return cls(steps=self.steps, candidates=self.candidates, overshoot=self.overshoot)
+    foolbox: ClassVar[dict[Norm, str]] = {"linf": "LinfDeepFoolAttack", "l2": "L2DeepFoolAttack"}
 
 
 @dataclass
-class CarliniWagner(FoolboxAttack):
+class CarliniWagner(FoolboxAttack, title="CW", norms=("l2",)):
     """Carlini-Wagner L2: Adam on ``||delta||^2 + c * margin`` with a binary search on ``c``."""
 
     steps: int = 100
     binary_search_steps: int = 3
     stepsize: float = 0.05
     initial_const: float = 1.0
-    title: ClassVar[str] = "CW"
-    norms: ClassVar[tuple[Norm, ...]] = ("l2",)
-
-    def make(self) -> Any:
-        return fb.attacks.L2CarliniWagnerAttack(
-            binary_search_steps=self.binary_search_steps, steps=self.steps,
-            stepsize=self.stepsize, initial_const=self.initial_const)
+    foolbox: ClassVar[dict[Norm, str]] = {"l2": "L2CarliniWagnerAttack"}
 
 
 @dataclass
-class FMN(FoolboxAttack):
+class FMN(FoolboxAttack, title="FMN"):
     """Fast minimum-norm: steps along the gradient of the logit margin while shrinking the
     norm budget once adversarial (cosine-annealed step size)."""
 
     steps: int = 100
     max_stepsize: float = 1.0
     gamma: float = 0.05
-    title: ClassVar[str] = "FMN"
-
-    def make(self) -> Any:
-        cls = fb.attacks.LInfFMNAttack if self.norm == "linf" else fb.attacks.L2FMNAttack
-        return cls(steps=self.steps, max_stepsize=self.max_stepsize, gamma=self.gamma)
+    foolbox: ClassVar[dict[Norm, str]] = {"linf": "LInfFMNAttack", "l2": "L2FMNAttack"}
 
 
 @dataclass
-class HopSkipJump(FoolboxAttack):
+class HopSkipJump(FoolboxAttack, kind="decision-based", role="black-box", title="HopSkipJump"):
     """HopSkipJump: decision-based (labels only); estimates the boundary's normal from random
     queries, then a geometric step search and a binary search back to the boundary."""
 
     steps: int = 16
     initial_gradient_eval_steps: int = 20
     max_gradient_eval_steps: int = 100
-    kind: ClassVar[AttackKind] = "decision-based"
-    role: ClassVar[Role] = "black-box"
-    title: ClassVar[str] = "HopSkipJump"
+    foolbox: ClassVar[dict[Norm, str]] = {"linf": "HopSkipJumpAttack", "l2": "HopSkipJumpAttack"}
 
-    def make(self) -> Any:
-        return fb.attacks.HopSkipJumpAttack(
-            steps=self.steps, initial_gradient_eval_steps=self.initial_gradient_eval_steps,
-            max_gradient_eval_steps=self.max_gradient_eval_steps, constraint=self.norm)
+    def options(self) -> dict[str, Any]:
+        return {**super().options(), "constraint": self.norm}
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:

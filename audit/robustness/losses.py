@@ -19,8 +19,7 @@ rank, so a distributed run attacks from the same starts as a single process.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from torch import Tensor, nn
 
@@ -34,10 +33,8 @@ from audit.robustness.adversarial import (
 )
 from audit.robustness.overfitting import OverfittingGuard
 from audit.robustness.validation import RobustValidation, probe_rows
-from audit.training.augment import Augment
-from audit.training.distributed import Distributed
 from audit.training.loss import BatchContext, BatchLoss
-from audit.training.trainer import EpochFn, ProgressFn, Trainer
+from audit.training.trainer import Trainer, TrainerOptions
 
 __all__ = ["AdversarialLoss", "adversarial_trainer"]
 
@@ -99,12 +96,7 @@ def adversarial_trainer(
     config: AdversarialConfig,
     train: tuple[Tensor, Tensor],
     val: tuple[Tensor, Tensor] | None = None,
-    *,
-    checkpoint: str | Path | None = None,
-    dist: Distributed | None = None,
-    augment: Augment | None = None,
-    on_batch: ProgressFn | None = None,
-    on_epoch: EpochFn | None = None,
+    **options: Unpack[TrainerOptions],
 ) -> Trainer:
     """A :class:`Trainer` for adversarial training: :class:`AdversarialLoss` (with the
     catastrophic-overfitting guard for the fast method), clean and PGD validation accuracy on
@@ -117,5 +109,4 @@ def adversarial_trainer(
     guard = OverfittingGuard(config, probe) if config.method == "fast" else None
     val_data = (val[0].detach().cpu(), val[1].detach().cpu()) if val is not None else probe
     return Trainer(model, config, AdversarialLoss(config, guard), (x, y),
-                   validator=RobustValidation(config, val_data), checkpoint=checkpoint,
-                   dist=dist, augment=augment, on_batch=on_batch, on_epoch=on_epoch)
+                   validator=RobustValidation(config, val_data), **options)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import LossFn, Norm, ascent, logits_grad, loss_fn, per_sample, project
 
 __all__ = ["MIFGSM"]
 
 
 @dataclass
-class MIFGSM(Attack):
+class MIFGSM(Attack, title="MI-FGSM", kind="white-box", role="iterative"):
     """``steps`` steps of ``eps / steps`` from the clean input along the sign (L-inf) or the
     direction (L2) of a momentum ``g <- decay * g + grad / ||grad||_1``, projected onto the
     ball. The momentum keeps the direction stable across steps, so it escapes poor local
@@ -25,10 +24,6 @@ class MIFGSM(Attack):
     steps: int = 10
     decay: float = 1.0
     loss: str | LossFn = "ce"
-    bounds: tuple[float, float] = (0.0, 1.0)
-    name: str = "MI-FGSM"
-    kind: ClassVar[AttackKind] = "white-box"
-    role: ClassVar[Role] = "iterative"
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from audit.errors import ConfigError
 from audit.robustness.corruptions import CORRUPTIONS
@@ -16,10 +16,19 @@ __all__ = ["NORMS", "NORM_LABEL", "QUICK", "RobustnessParams", "default_eps", "e
            "epsilons", "headline_eps"]
 
 
+QUICK: dict[str, Any] = {
+    "max_samples": 200, "minimal_steps": 20, "bounded_restarts_ce": 3,
+    "bounded_restarts_dlr": 1, "suite_samples": 16, "suite_steps": 20,
+    "square_queries": 150, "hsj_steps": 3, "cw_steps": 20, "severities": [1, 3, 5],
+    "gallery": 4}
+"""``--quick`` overrides."""
+
 
 @dataclass
 class RobustnessParams:
     """Settings of the robustness check (``[checks.robustness]`` in ``audit.toml``)."""
+
+    quick: ClassVar[dict[str, Any]] = QUICK
 
     linf_eps: list[float] | None = None  # L-inf budgets (default: the card's)
     l2_eps: list[float] | None = None  # L2 budgets (default: the card's)
@@ -81,14 +90,6 @@ class RobustnessParams:
         if out["protocol"] == "suite":  # the default reports read as before the setting
             del out["protocol"], out["autoattack_every_eps"]
         return out
-
-
-QUICK: dict[str, Any] = {
-    "max_samples": 200, "minimal_steps": 20, "bounded_restarts_ce": 3,
-    "bounded_restarts_dlr": 1, "suite_samples": 16, "suite_steps": 20,
-    "square_queries": 150, "hsj_steps": 3, "cw_steps": 20, "severities": [1, 3, 5],
-    "gallery": 4}
-"""``--quick`` overrides."""
 
 
 def eps_key(e: float) -> str:

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import (
     LossFn,
     Norm,
@@ -28,8 +27,15 @@ from audit.robustness.ops import (
 __all__ = ["FGSM", "PGD"]
 
 
+def _traces(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-sample success (on ``device``), success step, start and final loss (on the CPU)."""
+    return (torch.zeros(n, dtype=torch.bool, device=device),
+            torch.full((n,), -1, dtype=torch.long), torch.full((n,), math.nan),
+            torch.full((n,), math.nan))
+
+
 @dataclass
-class PGD(Attack):
+class PGD(Attack, title="PGD", kind="white-box", role="iterative", warm_start=True):
     """Projected gradient descent in L-inf or L2 with random restarts.
 
     ``rel_step`` is the step size as a fraction of ``eps`` (default ``2.5 / steps``, so the
@@ -50,12 +56,6 @@ class PGD(Attack):
     loss: str | LossFn = "ce"
     early_stop: bool = True
     check_success: bool = True
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = "PGD"
-    kind: ClassVar[AttackKind] = "white-box"
-    role: ClassVar[Role] = "iterative"
-    warm_start: ClassVar[bool] = True
 
     def run(self, model: nn.Module, x: Tensor, y: Tensor, eps: Tensor | None,
             x_init: Tensor | None) -> Found:
@@ -64,10 +64,7 @@ class PGD(Attack):
         rel = self.rel_step if self.rel_step is not None else 2.5 / max(self.steps, 1)
         n = x.shape[0]
         x_adv = x.clone()
-        success = torch.zeros(n, dtype=torch.bool, device=x.device)
-        success_step = torch.full((n,), -1, dtype=torch.long)
-        loss_start = torch.full((n,), math.nan)
-        loss_end = torch.full((n,), math.nan)
+        success, success_step, loss_start, loss_end = _traces(n, x.device)
         for r in range(max(self.restarts, 1)):
             todo = (~success).nonzero()[:, 0] if r else torch.arange(n, device=x.device)
             if todo.numel() == 0:
@@ -94,10 +91,7 @@ class PGD(Attack):
         """One PGD run; returns (x_adv, success, success step, start loss, final loss)."""
         n = x.shape[0]
         out = start.clone()
-        ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-        ok_step = torch.full((n,), -1, dtype=torch.long)
-        l_start = torch.full((n,), math.nan)
-        l_end = torch.full((n,), math.nan)
+        ok, ok_step, l_start, l_end = _traces(n, x.device)
         idx = torch.arange(n, device=x.device)
         cur, xa, ya, ea, sa = start, x, y, eps, step
         for t in range(self.steps):
@@ -131,12 +125,10 @@ class PGD(Attack):
 
 
 @dataclass
-class FGSM(PGD):
+class FGSM(PGD, title="FGSM", role="single-step"):
     """Fast gradient sign method: one step of ``rel_step * eps`` (L-inf: sign of the gradient;
     L2: the normalised gradient). ``random_start=True, rel_step=1.25`` is FGSM-RS."""
 
     steps: int = 1
     rel_step: float | None = 1.0
     random_start: bool = False
-    name: str = "FGSM"
-    role: ClassVar[Role] = "single-step"

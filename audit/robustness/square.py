@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import Norm, margin_loss, per_sample, rand
 
 __all__ = ["Square"]
 
 
 @dataclass
-class Square(Attack):
+class Square(Attack, title="Square", kind="black-box", role="black-box", norms=("linf",)):
     """Score-based L-inf attack with the margin loss and the reference square-size schedule.
 
     Starts from vertical stripes of +-eps, then at each query changes one random square
@@ -29,12 +28,6 @@ class Square(Attack):
     norm: Norm = "linf"
     queries: int = 1000
     p_init: float = 0.8
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = "Square"
-    kind: ClassVar[AttackKind] = "black-box"
-    role: ClassVar[Role] = "black-box"
-    norms: ClassVar[tuple[Norm, ...]] = ("linf",)
 
     def _p(self, it: int) -> float:
         it = int(it / self.queries * 10000)

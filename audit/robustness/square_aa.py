@@ -22,13 +22,13 @@ per-sample windows and a schedule rescaled to its budget), whose numbers stay as
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from audit.robustness.base import Attack, AttackKind, Found, Role
+from audit.robustness.base import Attack, Found
 from audit.robustness.ops import Norm, margin_loss, per_sample
 
 __all__ = ["AASquare", "p_selection"]
@@ -70,21 +70,13 @@ def _margin(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 
 @dataclass
-class AASquare(Attack):
+class AASquare(Attack, kind="black-box", role="black-box", title="Square"):
     """AutoAttack's Square (see the module docstring), ``queries`` per sample."""
 
     norm: Norm = "linf"
     queries: int = 5000
     p_init: float = 0.8
-    bounds: tuple[float, float] = (0.0, 1.0)
-    generator: torch.Generator | None = None
-    name: str = ""
-    kind: ClassVar[AttackKind] = "black-box"
-    role: ClassVar[Role] = "black-box"
-    title: ClassVar[str] = "Square"
 
-    def default_name(self) -> str:
-        return "Square"
 
     @staticmethod
     def input_reason(shape: tuple[int, ...], norm: Norm) -> str | None:
@@ -119,25 +111,17 @@ class AASquare(Attack):
             success = model(x_adv).argmax(dim=1) != y
         return Found(x_adv, success, {"queries": self.queries})
 
-    def _linf(self, model: nn.Module, x: Tensor, y: Tensor, e: Tensor) -> Tensor:
-        n, c, h, w = x.shape
-        lo, hi = self.bounds
-        best = (x + e * self._sign(n, c, 1, w, device=x.device)).clamp(lo, hi)
+    def _search(self, model: nn.Module, x: Tensor, y: Tensor, e: Tensor, best: Tensor,
+                candidate: Callable[[int, Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """The reference's loop from ``best``: at each query, ``candidate(it, x, best, eps)``
+        of the samples still robust, kept where it lowers the margin (or fools the model)."""
         margin = _margin(model, best, y)
         if bool((margin < 0).all()):
             return best
         act = (margin > 0).nonzero()[:, 0]
         xa, ba, ya, ea, ma = x[act], best[act], y[act], e[act], margin[act]
         for it in range(self.queries):
-            s = min(max(round(math.sqrt(p_selection(self.p_init, it) * (c * h * w) / c)), 1),
-                    h, w)
-            vh, vw = self._int(h - s), self._int(w - s)
-            shift = 2 * self._sign(c, 1, 1, device=x.device)
-            win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
-            cand = ba.clone()
-            xw, ew = xa[win], ea
-            cand[win] = torch.minimum(torch.maximum(ba[win] + shift * ew, xw - ew),
-                                      xw + ew).clamp(lo, hi)
+            cand = candidate(it, xa, ba, ea)
             new = _margin(model, cand, ya)
             better = (new < ma) | (new <= 0)
             ma = torch.where(better, new, ma)
@@ -148,9 +132,27 @@ class AASquare(Attack):
         best[act] = ba
         return best
 
-    def _l2(self, model: nn.Module, x: Tensor, y: Tensor, e: Tensor) -> Tensor:
+    def _linf(self, model: nn.Module, x: Tensor, y: Tensor, e: Tensor) -> Tensor:
         n, c, h, w = x.shape
         lo, hi = self.bounds
+
+        def candidate(it: int, xa: Tensor, ba: Tensor, ea: Tensor) -> Tensor:
+            s = min(max(round(math.sqrt(p_selection(self.p_init, it) * (c * h * w) / c)), 1),
+                    h, w)
+            vh, vw = self._int(h - s), self._int(w - s)
+            shift = 2 * self._sign(c, 1, 1, device=x.device)
+            win = (slice(None), slice(None), slice(vh, vh + s), slice(vw, vw + s))
+            cand = ba.clone()
+            xw = xa[win]
+            cand[win] = torch.minimum(torch.maximum(ba[win] + shift * ea, xw - ea),
+                                      xw + ea).clamp(lo, hi)
+            return cand
+
+        best = (x + e * self._sign(n, c, 1, w, device=x.device)).clamp(lo, hi)
+        return self._search(model, x, y, e, best, candidate)
+
+    def _l2(self, model: nn.Module, x: Tensor, y: Tensor, e: Tensor) -> Tensor:
+        n, c, h, w = x.shape
         dev = x.device
         delta = torch.zeros_like(x)
         s = h // 5
@@ -162,27 +164,16 @@ class AASquare(Attack):
                 delta[:, :, vh:vh + s, vw:vw + s] += prof * self._sign(n, c, 1, 1, device=dev)
                 vw += s
             vh += s
-        best = (x + _unit(delta) * e).clamp(lo, hi)
-        margin = _margin(model, best, y)
-        if bool((margin < 0).all()):
-            return best
-        act = (margin > 0).nonzero()[:, 0]
-        xa, ba, ya, ea, ma = x[act], best[act], y[act], e[act], margin[act]
-        for it in range(self.queries):
+
+        def candidate(it: int, xa: Tensor, ba: Tensor, ea: Tensor) -> Tensor:
             s = max(round(math.sqrt(p_selection(self.p_init, it) * (c * h * w) / c)), 3)
             s = min(s + 1 if s % 2 == 0 else s, h, w)
             vh, vw = self._int(h - s), self._int(w - s)
             vh2, vw2 = self._int(h - s), self._int(w - s)
-            cand = self._l2_candidate(xa, ba, ea, s, (vh, vw), (vh2, vw2))
-            new = _margin(model, cand, ya)
-            better = (new < ma) | (new <= 0)
-            ma = torch.where(better, new, ma)
-            ba = torch.where(per_sample(better, ba), cand, ba)
-            act, xa, ba, ya, ea, ma = self._compact(best, act, xa, ba, ya, ea, ma)
-            if act.numel() == 0:
-                break
-        best[act] = ba
-        return best
+            return self._l2_candidate(xa, ba, ea, s, (vh, vw), (vh2, vw2))
+
+        best = (x + _unit(delta) * e).clamp(*self.bounds)
+        return self._search(model, x, y, e, best, candidate)
 
     def _l2_candidate(self, x: Tensor, best: Tensor, e: Tensor, s: int,
                       w1: tuple[int, int], w2: tuple[int, int]) -> Tensor:

@@ -57,7 +57,7 @@ class AttackSpec:
         kwargs = {**self.options, **{k: getattr(settings, v) for k, v in self.budget.items()}}
         if self.seeded:
             kwargs["generator"] = generator
-        return self.cls(norm=norm, bounds=bounds, name=self.name(norm) + suffix,  # type: ignore[call-arg]
+        return self.cls(norm=norm, bounds=bounds, name=self.name(norm) + suffix,
                         **kwargs)
 
 

@@ -18,7 +18,7 @@ Measurement lives in :mod:`~audit.saliency.measure` (and ``tabular``), the findi
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from audit.checks import Check, register
 from audit.result import Section
@@ -26,7 +26,7 @@ from audit.saliency.figures import image_figures, tabular_figures
 from audit.saliency.findings import image_findings, selection_findings, tabular_findings
 from audit.saliency.measure import image_sample, measure_image, select_image, validate
 from audit.saliency.section import image_section, tabular_section
-from audit.saliency.settings import QUICK, SaliencyParams
+from audit.saliency.settings import SaliencyParams
 from audit.saliency.tabular import measure_tabular, select_tabular
 from audit.subject import Subject
 
@@ -35,14 +35,11 @@ __all__ = ["SaliencyCheck", "SaliencyParams"]
 
 @register
 class SaliencyCheck(Check[SaliencyParams]):
-    """Saliency maps with faithfulness, sanity and localisation metrics, and shortcut detection."""
+    """Grad-CAM, Grad-CAM++, LIME, Integrated Gradients, SmoothGrad; faithfulness, sanity
+    and localisation metrics; shortcut detection; feature visualisation."""
 
     name = "saliency"
     title = "Explanations (saliency)"
-    description = ("Grad-CAM, Grad-CAM++, LIME, Integrated Gradients, SmoothGrad; faithfulness, "
-                   "sanity and localisation metrics; shortcut detection; feature visualisation")
-    Params = SaliencyParams
-    quick: ClassVar[dict[str, Any]] = QUICK
     # Run in a fresh process (audit.isolation): LIME (scikit-learn, scikit-image), captum and
     # the featvis/CAM autograd loops are the heaviest native code of an audit, and a saliency
     # run once ended in a segmentation fault (issue 20); isolated, a crash is an errored

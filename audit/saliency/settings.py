@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from audit.saliency.registry import default_methods
+
+QUICK: dict[str, Any] = {
+    "samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
+    "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6, "gallery": 3,
+    "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8}
+"""``--quick`` overrides: fewer samples and steps, the same methods."""
 
 
 @dataclass
 class SaliencyParams:
     """Settings and thresholds of the saliency check."""
+
+    quick: ClassVar[dict[str, Any]] = QUICK
 
     methods: list[str] = field(default_factory=lambda: default_methods("image"))
     """Explainers to run, by name (also xgradcam); tabular data runs lime and
@@ -40,8 +48,3 @@ class SaliencyParams:
     tabular_top: int = 15  # features listed in the importance table and plot
 
 
-QUICK: dict[str, Any] = {
-    "samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
-    "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6, "gallery": 3,
-    "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8}
-"""``--quick`` overrides: fewer samples and steps, the same methods."""

@@ -15,8 +15,6 @@ recommended tree splits on a sensitive column.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from audit.checks import Check, register
 from audit.result import Section
 from audit.subject import Subject
@@ -30,16 +28,11 @@ __all__ = ["SurrogateCheck", "SurrogateParams"]
 
 @register
 class SurrogateCheck(Check[SurrogateParams]):
-    """Global surrogates (tree, sparse linear) with held-out fidelity and readable rules."""
+    """Decision-tree and sparse linear surrogates of the model: fidelity against complexity
+    on held-out samples, readable rules."""
 
     name = "surrogate"
     title = "Global surrogate models"
-    description = ("decision-tree and sparse linear surrogates of the model: fidelity against "
-                   "complexity, readable rules")
-    Params = SurrogateParams
-    quick: ClassVar[dict[str, Any]] = {
-        "max_rows": 1200, "min_fit_samples": 1200, "n_bootstrap": 100,
-        "tree_depths": [1, 2, 3, 4, 6], "linear_steps": 6}
 
     def applies(self, subject: Subject) -> str | None:
         if subject.card.task != "classification":

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 
 @dataclass
 class SurrogateParams:
     """Settings of the surrogate check."""
+
+    quick: ClassVar[dict[str, Any]] = {
+        "max_rows": 1200, "min_fit_samples": 1200, "n_bootstrap": 100,
+        "tree_depths": [1, 2, 3, 4, 6], "linear_steps": 6}
 
     max_rows: int = 3000  # audit rows sampled (seeded) for fitting and scoring
     holdout: float = 0.3  # share of rows held out to measure fidelity

@@ -34,7 +34,8 @@ _EXPORTS = {
     **dict.fromkeys(["Distributed", "init_distributed"], "audit.training.distributed"),
     **dict.fromkeys(["EpochStats", "Validator"], "audit.training.epoch"),
     **dict.fromkeys(["BatchContext", "BatchLoss", "CrossEntropy"], "audit.training.loss"),
-    **dict.fromkeys(["EpochFn", "ProgressFn", "Trainer"], "audit.training.trainer"),
+    **dict.fromkeys(["EpochFn", "ProgressFn", "Trainer", "TrainerOptions"],
+                    "audit.training.trainer"),
 }
 __all__ = [
     "Augment",

@@ -17,7 +17,16 @@ from audit.params import parse_dataclass
 Optimizer = Literal["adam", "sgd"]
 Schedule = Literal["onecycle", "cosine", "constant"]
 
-__all__ = ["Optimizer", "Schedule", "TrainConfig", "build_optimizer", "build_scheduler"]
+__all__ = ["Optimizer", "Schedule", "TrainConfig", "build_optimizer", "build_scheduler",
+           "value_range"]
+
+
+def value_range(bounds: Any) -> tuple[float, float]:
+    """A ``bounds`` setting (the input's value range) as a float pair: Python callers pass
+    lists and ints, as JSON does. Whether low < high is a range rule (:meth:`TrainConfig.rules`)."""
+    if len(bounds) != 2:
+        raise UsageError(f"bounds must be (low, high), got {bounds}")
+    return float(bounds[0]), float(bounds[1])
 
 
 @dataclass

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,18 @@ from audit.training.state import (
 ProgressFn = Callable[[int, int, int], None]  # (epoch, batches done, batches per epoch)
 EpochFn = Callable[[EpochStats], None]
 
-__all__ = ["EpochFn", "ProgressFn", "Trainer"]
+__all__ = ["EpochFn", "ProgressFn", "Trainer", "TrainerOptions"]
+
+
+class TrainerOptions(TypedDict, total=False):
+    """The :class:`Trainer` keyword arguments a method's trainer builder passes through
+    (``smoothing_trainer(model, config, train, **options)``)."""
+
+    checkpoint: str | Path | None
+    dist: Distributed | None
+    augment: Augment | None
+    on_batch: ProgressFn | None
+    on_epoch: EpochFn | None
 
 
 class Trainer:
