@@ -14,7 +14,8 @@ from test_markdown import ALLOWED_TAGS, Tags, to_html
 from test_report import Page, assert_self_contained
 
 from audit.cli import main
-from audit.report.diff import diff_results, render_diff_html, render_diff_markdown
+from audit.report.diff import diff_results
+from audit.report.diff_render import render_diff_html, render_diff_markdown
 from audit.result import AuditResult
 
 

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from audit.checks import make_params
 from audit.errors import ConfigError
 from audit.robustness.attacks import (
+    APGD,
     PGD,
     ROLES,
     Attack,
@@ -21,6 +22,7 @@ from audit.robustness.attacks import (
     run_batched,
 )
 from audit.robustness.check import RobustnessCheck
+from audit.robustness.foolbox_attacks import DeepFool
 from audit.robustness.params import RobustnessParams
 from audit.robustness.suite import EXTRA_ATTACKS, SUITE, escalation_attacks, suite_attacks
 
@@ -144,3 +146,25 @@ def test_the_contract_cannot_be_overridden() -> None:
         type("Odd", (Offset,), {"role": "sneaky"})
     with pytest.raises(ValueError, match="linf"):
         Square(norm="l2")
+    with pytest.raises(TypeError, match="role"):
+        class Odder(Offset, role="sneaky"):  # type: ignore[call-arg]
+            pass
+
+
+def test_class_line_declarations_and_shared_keyword_fields() -> None:
+    """``kind``, ``role``, ``title`` ... given in the class line become the class attributes;
+    ``bounds``, ``generator`` and ``name`` are keyword fields of every attack."""
+
+    @dataclass
+    class Nudge(Offset, title="Nudge", norms=("linf",), warm_start=True):
+        pass
+
+    assert (Nudge.title, Nudge.norms, Nudge.warm_start, Nudge.kind) == (
+        "Nudge", ("linf",), True, "white-box")
+    assert Nudge().name == "Nudge" and Nudge(name="n").name == "n"
+    assert Offset().bounds == (-10.0, 10.0) and Nudge(bounds=(0, 1)).bounds == (0, 1)
+    with pytest.raises(TypeError):
+        PGD("linf", 10, None, 1, True, "ce", True, True, (0.0, 1.0))  # type: ignore[misc]
+    assert PGD().name == "PGD" and APGD(loss="dlr").name == "APGD-DLR"
+    assert DeepFool().name == "DeepFool-L2" and DeepFool().options() == {
+        "steps": 50, "candidates": 10, "overshoot": 0.02}

@@ -7,7 +7,7 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -122,3 +122,42 @@ def test_params_change_thresholds(digits_loaded: LoadedModel) -> None:
     # digits-cnn's only imperfect recall is class 9 (35/36)
     assert ids == {"performance.weak-class.9"}
     assert res.sections[0].params["weak_recall_medium"] == 0.99999
+
+
+def test_a_check_declares_its_settings_in_the_class_line_and_its_description_in_the_docstring(
+) -> None:
+    from audit.checks import make_params
+
+    @dataclass
+    class Settings:
+        size: int = 10
+        quick: ClassVar[dict[str, Any]] = {"size": 2}
+
+    class Sized(Check[Settings]):
+        """Counts samples,
+        in one sentence.
+
+        Details that the listing does not show."""
+
+        name, title = "sized", "Sized"
+
+        def run(self, subject: Subject) -> Section:
+            return self.section(summary="")
+
+    assert Sized.Params is Settings and Sized().params == Settings()
+    assert Sized.quick == {"size": 2} and Sized.quick is not Settings.quick
+    assert Sized.description == "Counts samples, in one sentence."
+    assert make_params(Sized, None, quick=True).size == 2
+    assert make_params(Sized, {"size": 5}, quick=True).size == 5
+    assert make_params(Sized, None, quick=False).size == 10
+
+    class Explicit(Check[Settings]):
+        name, title, description, quick = "explicit", "Explicit", "set by hand", {}
+        Params = BoomParams
+
+        def run(self, subject: Subject) -> Section:
+            return self.section(summary="")
+
+    assert Explicit.Params is BoomParams and Explicit.quick == {}
+    assert Explicit.description == "set by hand"
+    assert Check.Params.__name__ == "NoParams"

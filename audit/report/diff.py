@@ -23,7 +23,6 @@ from typing import Any
 from audit.io import atomic_write_text
 from audit.report.formats import as_document
 from audit.report.view import (
-    SEVERITY_ORDER,
     FindingView,
     ReportView,
     build_view,
@@ -190,6 +189,8 @@ class ResultDiff:
     def write(self, out: str | Path) -> tuple[Path, Path]:
         """Write the comparison as ``out`` (HTML) and the Markdown beside it (``.md``),
         atomically; returns (html_path, markdown_path)."""
+        from audit.report.diff_render import render_diff_html, render_diff_markdown
+
         out = Path(out)
         md_path = out.with_suffix(".md")
         atomic_write_text(md_path, render_diff_markdown(self))
@@ -211,7 +212,7 @@ def _delta_text(d: float | None) -> str:
     return ("+" if d > 0 else "−") + fmt_number(abs(d))
 
 
-def _signed(n: int) -> str:
+def signed(n: int) -> str:
     return f"+{n}" if n > 0 else (f"−{-n}" if n < 0 else "0")
 
 
@@ -392,76 +393,6 @@ def _identity(da: dict[str, Any], db: dict[str, Any], va: ReportView, vb: Report
         ("Created", va.created, vb.created),
         ("Tool", va.tool, vb.tool),
     ]
-
-
-def render_diff_html(diff: ResultDiff) -> str:
-    """The comparison as one self-contained HTML page (same CSP and CSS as the report)."""
-    from audit.report.render import _css, _env
-
-    template = _env().get_template("diff.html.j2")
-    return template.render(d=diff, css=_css(), severities=SEVERITY_ORDER, alpha=f"{ALPHA:g}")
-
-
-def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
-    """The comparison as compact Markdown for a pull request."""
-    from audit.report.markdown import STATUS_ICON, code_id, md
-
-    a, b = diff.a, diff.b
-    out = [f"## Audit comparison: {md(diff.label_a)} {STATUS_ICON.get(a.status, '')} → "
-           f"{md(diff.label_b)} {STATUS_ICON.get(b.status, '')}", "", f"**{md(diff.headline)}**",
-           ""]
-    for note in diff.notes:
-        out.append(f"> {md(note)}")
-    if diff.notes:
-        out.append("")
-    out += ["| | " + " | ".join(SEVERITY_ORDER) + " |", "|---|" + "---:|" * len(SEVERITY_ORDER)]
-    out.append(f"| {md(diff.label_a)} | " + " | ".join(str(a.counts[s]) for s in SEVERITY_ORDER)
-               + " |")
-    out.append(f"| {md(diff.label_b)} | " + " | ".join(str(b.counts[s]) for s in SEVERITY_ORDER)
-               + " |")
-    out.append("| change | " + " | ".join(_signed(b.counts[s] - a.counts[s])
-                                         for s in SEVERITY_ORDER) + " |")
-    out.append("")
-    for title, items in (("New findings", diff.new), ("Fixed findings", diff.fixed),
-                         ("More severe", diff.worse), ("Less severe", diff.better)):
-        if not items:
-            continue
-        out += [f"### {title} ({len(items)})", "", "| Severity | Finding | Check |",
-                "|---|---|---|"]
-        for c in items[:limit]:
-            f = c.current
-            sev = (f"{c.a.severity} → {c.b.severity}" if c.a and c.b and c.kind != "same"
-                   else f.severity)
-            out.append(f"| {sev.upper()} | {md(f.title, 160)}<br>{code_id(f.id)} | "
-                       f"{md(c.section_title, 60)} |")
-        if len(items) > limit:
-            out.append(f"| | …{len(items) - limit} more in the HTML comparison | |")
-        out.append("")
-    changed = diff.largest_changes(n=10**9)
-    if changed:
-        out += [f"### Metric changes ({len(changed)}, largest first)", "", "| Check | Metric | "
-                f"{md(diff.label_a)} | {md(diff.label_b)} | Δ |", "|---|---|---:|---:|---:|"]
-        for s, m in changed[: limit * 2]:
-            out.append(f"| {md(s.title, 50)} | {md(m.name, 80)} | {md(m.a_text)} | "
-                       f"{md(m.b_text)} | {md(m.delta_text)} |")
-        if len(changed) > limit * 2:
-            out.append(f"| | …{len(changed) - limit * 2} more in the HTML comparison | | | |")
-        out.append("")
-    else:
-        out += ["No metric changed.", ""]
-    tests = diff.rate_tests
-    if tests:
-        out += [f"### Rate changes against noise ({len(tests)})", "",
-                md(f"{diff.noise_summary} Each rate is tested on its own."), "",
-                f"| Check | Rate | {md(diff.label_a)} | {md(diff.label_b)} | Δ | Verdict | Test |",
-                "|---|---|---:|---:|---:|---|---|"]
-        for s, t in tests[: limit * 2]:
-            out.append(f"| {md(s.title, 50)} | {md(t.name, 80)} | {t.a_text} | {t.b_text} | "
-                       f"{t.delta_text} | {md(t.change.verdict)} | {md(t.how, 160)} |")
-        if len(tests) > limit * 2:
-            out.append(f"| | …{len(tests) - limit * 2} more in the HTML comparison | | | | | |")
-        out.append("")
-    return "\n".join(out) + "\n"
 
 
 def write_diff(a: AuditResult | dict[str, Any], b: AuditResult | dict[str, Any],
