@@ -53,6 +53,9 @@ class Check(ABC, Generic[P]):
     description: ClassVar[str] = ""
     Params: ClassVar[type[Any]] = NoParams
     quick: ClassVar[dict[str, Any]] = {}
+    isolate: ClassVar[bool] = False
+    """Run in a fresh process by default (:mod:`audit.isolation`): for checks whose native
+    libraries could crash the audit; ``AUDIT_ISOLATE`` overrides."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

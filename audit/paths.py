@@ -42,3 +42,11 @@ def models_dir() -> Path:
     if env:
         return Path(env)
     return source_models_dir() or packaged_models_dir()
+
+
+def editable_models_dir() -> Path | None:
+    """Where ``audit train NAME`` may write by default: ``$AUDIT_MODELS_DIR`` or the
+    checkout's ``models/``; ``None`` for an installed package, whose bundled models are never
+    overwritten in place."""
+    env = os.environ.get("AUDIT_MODELS_DIR")
+    return Path(env) if env else source_models_dir()

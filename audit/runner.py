@@ -165,7 +165,7 @@ def run_checks(subject: Subject, config: AuditConfig,
     """
     in_subprocess = isolated_checks(
         [c.name for c, _ in checks],
-        [c.name for c, _ in checks if getattr(c, "isolate", False)], isolate)
+        [c.name for c, _ in checks if c.isolate], isolate)
     sections: list[Section] = []
     for i, (cls, forced) in enumerate(checks):
         if progress:

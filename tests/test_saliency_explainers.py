@@ -133,3 +133,25 @@ def test_xgradcam_matches_its_closed_form_where_gradients_vary() -> None:
     got = XGradCAM(model, model.act).explain(x, t)
     assert torch.allclose(got, normalize_maps(cam), atol=1e-5)
     assert not torch.allclose(got, GradCAM(model, model.act).explain(x, t), atol=1e-2)
+
+
+def test_ig_path_chunks_are_bounded_and_give_the_same_attributions() -> None:
+    """Captum's internal batch: whole on small inputs, capped on large ones (never below the
+    batch, captum's minimum); chunking does not change the attributions beyond rounding."""
+    import audit.saliency.gradients as g
+
+    assert g.internal_batch(torch.zeros(32, 1, 8, 8), 32) == 1024
+    assert g.internal_batch(torch.zeros(32, 3, 64, 64), 32) == g.MAX_PATH_VALUES // 12288
+    assert g.internal_batch(torch.zeros(32, 3, 224, 224), 32) == 32
+    assert g.internal_batch(torch.zeros(0, 3), 32) == 1
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 14 * 14, 3))
+    x, t = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
+    whole = g.IntegratedGradientsExplainer(model, steps=8).attribute(x, t)
+    old = g.MAX_PATH_VALUES
+    try:
+        g.MAX_PATH_VALUES = 3 * 16 * 16 * 7  # 7 path points per chunk
+        chunked = g.IntegratedGradientsExplainer(model, steps=8).attribute(x, t)
+    finally:
+        g.MAX_PATH_VALUES = old
+    assert torch.allclose(whole, chunked, atol=1e-6)

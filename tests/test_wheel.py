@@ -65,6 +65,25 @@ def test_models_dir_falls_back_to_the_package(tmp_path: Path,
     assert paths.models_dir() == package / "_models"
 
 
+def test_train_needs_out_in_an_installed_package(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """An installed package's bundled models are never overwritten by ``audit train NAME``."""
+    from audit.cli import main
+
+    package = _layout(tmp_path, checkout=False, packaged=True)
+    monkeypatch.setattr(paths, "PACKAGE_DIR", package)
+    monkeypatch.delenv("AUDIT_MODELS_DIR", raising=False)
+    assert paths.editable_models_dir() is None
+    assert main(["train", "adult-mlp"]) == 4  # usage error
+    assert list((package / "_models").iterdir()) == [package / "_models" / "b"]
+    monkeypatch.setenv("AUDIT_MODELS_DIR", str(tmp_path / "mine"))
+    assert paths.editable_models_dir() == tmp_path / "mine"
+    monkeypatch.setattr(paths, "PACKAGE_DIR", _layout(tmp_path / "co", checkout=True,
+                                                      packaged=False))
+    monkeypatch.delenv("AUDIT_MODELS_DIR")
+    assert paths.editable_models_dir() == tmp_path / "co" / "site" / "models"
+
+
 def test_models_dir_in_this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AUDIT_MODELS_DIR", raising=False)
     assert paths.models_dir() == ROOT / "models"
@@ -167,6 +186,8 @@ def test_wheel_installs_and_audits_from_elsewhere(dists: dict[str, Path],
                   "performance", "--out", str(report), "--no-progress")
     assert audited.returncode in (0, 1), audited.stdout + audited.stderr  # 1 = failing verdict
     assert report.is_file()
+    trained = run(str(bin_dir / "audit"), "train", "digits-cnn")
+    assert trained.returncode == 4 and "pass --out DIR" in trained.stderr, trained.stderr
     doc = json.loads(report.with_suffix(".json").read_text())
     model_path = Path(doc["model"]["path"]).resolve()
     assert model_path.is_relative_to(site / "audit" / "_models")

@@ -145,18 +145,24 @@ def report_cmd(
 
 def train_cmd(
     name: Annotated[str, typer.Argument(help="Bundled model to reproduce from its recipe.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: models/NAME).")
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: models/NAME in a "
+                                                  "source checkout or $AUDIT_MODELS_DIR; "
+                                                  "required for an installed package).")
                    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed (default: the recipe's).")] = None,
 ) -> None:
     """Reproduce a bundled model from its recipe (writes model.safetensors + card.json)."""
     import time
 
-    from audit.paths import models_dir
+    from audit.paths import editable_models_dir
     from audit.zoo import get_recipe
 
     recipe = get_recipe(name)
-    target = out or models_dir() / name
+    default = editable_models_dir()
+    if out is None and default is None:
+        raise UsageError(f"pass --out DIR: this is an installed package, and its bundled {name} "
+                         "is not overwritten (or set AUDIT_MODELS_DIR)")
+    target = out or (default or Path()) / name
     start = time.perf_counter()
     with err_console.status(f"training {name} ({recipe.description})"):
         card = recipe.train(target, recipe.default_seed if seed is None else seed, False)

@@ -2,7 +2,8 @@
 
 The bundled model was produced by :data:`COMMAND` (``audit harden``); ``audit train
 digits-cnn-robust`` runs the same hardening with the same settings (:func:`config`) from the
-bundled ``digits-cnn`` and reproduces the weights bit for bit on CPU.
+bundled ``digits-cnn`` and reproduces the weights bit for bit on the same CPU type and torch
+build.
 """
 
 from __future__ import annotations
