@@ -197,6 +197,7 @@ def test_isolated_exception_is_the_same_errored_section(crash_checks: None,
     assert _section_json(iso) == _section_json(own)
 
 
+@pytest.mark.slow
 def test_isolated_section_equals_in_process(digits_loaded: LoadedModel,
                                             digits_performance: AuditResult) -> None:
     iso = run_audit(digits_loaded, checks=["performance"], seed=0, isolate=True)
@@ -215,6 +216,7 @@ def test_isolated_saliency_equals_in_process(digits_loaded: LoadedModel) -> None
     assert _section_json(iso.sections[0]) == _section_json(own.sections[0])
 
 
+@pytest.mark.slow  # two interpreter start-ups; the library path is tested fast above
 def test_cli_reports_a_crashed_check_and_writes_the_report(tmp_path: Path) -> None:
     """``audit run`` with a check that segfaults: exit 1 (the crash is a high finding), every
     output written, the other check's section complete."""

@@ -35,7 +35,8 @@ SCRIPT = textwrap.dedent(f"""
 """)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT,
+                                 pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_interrupt_keeps_previous_report(sig: signal.Signals, tmp_path: Path) -> None:
     out = tmp_path / "r.html"
     out.write_text("previous report")
