@@ -17,9 +17,12 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import matplotlib
 import matplotlib.figure
+import matplotlib.text
+import matplotlib.ticker
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
+from audit.display import shown
 from audit.result import Figure
 
 STYLE: dict[str, Any] = {
@@ -73,9 +76,32 @@ def new_figure(width: float = 6.0, height: float = 4.0, **kwargs: Any) -> Any:
     return _subplots((width, height), **kwargs)
 
 
+def _shown_func(func: Callable[..., Any]) -> Callable[..., str]:
+    def label(*args: Any) -> str:
+        return shown(str(func(*args)))
+    return label
+
+
+def _show_texts(fig: Any) -> None:
+    """:func:`shown` on every text of ``fig``: titles, labels, legends, annotations, and the
+    fixed tick labels (their formatter writes them again at each draw)."""
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            for fmt in (axis.get_major_formatter(), axis.get_minor_formatter()):
+                if isinstance(fmt, matplotlib.ticker.FixedFormatter):
+                    fmt.seq = [shown(str(s)) for s in fmt.seq]
+                elif isinstance(fmt, matplotlib.ticker.FuncFormatter):  # set_ticks(..., labels)
+                    fmt.func = _shown_func(fmt.func)
+    for t in fig.findobj(matplotlib.text.Text):
+        t.set_text(shown(t.get_text()))
+
+
 def to_figure(fig: Any, id: str, title: str, caption: str = "",
               fmt: Literal["svg", "png"] = "svg", dpi: int = 100) -> Figure:
-    """Render ``fig`` into a :class:`Figure` (base64 SVG or PNG) and close it."""
+    """Render ``fig`` into a :class:`Figure` (base64 SVG or PNG) and close it. Every text in
+    the figure has its control characters made visible first (:func:`audit.display.shown`):
+    a class name with an escape character would make the SVG invalid XML."""
+    _show_texts(fig)
     buf = io.BytesIO()
     with figure_style():
         if fmt == "svg":

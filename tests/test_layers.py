@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audit"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["audit.errors", "audit.io", "audit.result", "audit._lazy", "audit.paths",
                     "audit.plugins", "audit.params", "audit.config.write", "audit.version",
-                    "audit.stats"]),
+                    "audit.stats", "audit.display"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",

@@ -3,6 +3,7 @@ the command line being run, the summary block and the verdict's exit code."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shlex
 from collections.abc import Sequence
@@ -26,8 +27,35 @@ EXIT_CODES_HELP = (
     "130 interrupted."
 )
 
-out_console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+class _Console(Console):
+    """A console with no emoji codes (":warning:" in a card string stays text) and no
+    automatic highlighting; a line printed with ``markup=False`` has its control characters
+    made visible (lines with markup escape their data with :func:`safe`)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if kwargs.get("markup") is False:
+            from audit.display import shown
+
+            objects = tuple(shown(o) if isinstance(o, str) else o for o in objects)
+        super().print(*objects, **kwargs)
+
+
+out_console = _Console(soft_wrap=True, emoji=False, highlight=False)
+err_console = _Console(stderr=True, soft_wrap=True, emoji=False, highlight=False)
+
+
+def safe(value: object, limit: int = 0) -> str:
+    """A string from a model, card, data or path for a terminal line that has Rich markup:
+    control characters (ANSI escapes) and bidi controls made visible, markup escaped, at most
+    ``limit`` characters (0: no limit)."""
+    from rich.markup import escape
+
+    from audit.display import shown
+
+    s = shown(str(value))
+    if limit and len(s) > limit:
+        s = s[: limit - 1] + "…"
+    return escape(s)
 
 _argv: list[str] = []
 
@@ -40,9 +68,19 @@ def split(value: str | None) -> list[str] | None:
     return items or None
 
 
+MAX_NAME = 80
+"""Longest default file name stem made from a model name (file systems allow 255 bytes)."""
+
+
 def safe_name(name: str) -> str:
-    """A file name made of ``name``: letters, digits and ``-_.``; never empty."""
-    keep = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-")
+    """A file name made of ``name``: ASCII letters, digits and ``-_.``, at most
+    :data:`MAX_NAME` characters (a longer name keeps its start and a hash of the whole);
+    never empty."""
+    keep = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "-"
+                   for c in name).strip(".-")
+    if len(keep) > MAX_NAME:
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        keep = f"{keep[: MAX_NAME - 11].rstrip('.-')}-{digest}"
     return keep or "model"
 
 
@@ -83,15 +121,14 @@ def print_summary(result: Any, html: Path | None, json_path: Path | None) -> Non
     counts = ", ".join(f"{s['counts'][k]} {k}" for k in ("critical", "high", "medium", "low",
                                                           "info") if s["counts"][k])
     colour = "green" if s["status"] == "pass" else "red"
-    out_console.print(f"[bold {colour}]{s['status'].upper()}[/] {result.model['name']}: "
-                      f"{counts or 'no findings'} (fail on {s['fail_on']}; "
-                      f"{s['duration_s']:.1f} s)", highlight=False)
+    out_console.print(f"[bold {colour}]{safe(s['status']).upper()}[/] "
+                      f"{safe(result.model['name'], 200)}: {counts or 'no findings'} "
+                      f"(fail on {safe(s['fail_on'])}; {s['duration_s']:.1f} s)")
     for sec in result.sections:
         if sec.status == "error":
-            out_console.print(f"  [red]check {sec.check} errored:[/] {sec.error}",
-                              highlight=False, markup=True)
+            out_console.print(f"  [red]check {safe(sec.check)} errored:[/] {safe(sec.error)}")
     if html is not None:
-        out_console.print(f"report: {html}\nresult: {json_path}", highlight=False)
+        out_console.print(f"report: {safe(html)}\nresult: {safe(json_path)}")
 
 
 def verdict_code(result: Any) -> int:

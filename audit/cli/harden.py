@@ -18,6 +18,7 @@ from audit.cli.common import (
     err_console,
     out_console,
     require_html,
+    safe,
     show_progress,
     split,
 )
@@ -80,7 +81,7 @@ class _EpochProgress:
             f", {train}, {val} ({s.seconds:.1f} s){best}",
             highlight=False)
         for event in s.events:
-            self.console.print(f"[yellow]warning:[/] {event}", highlight=False)
+            self.console.print(f"[yellow]warning:[/] {safe(event)}")
 
 
 def harden_cmd(
@@ -221,9 +222,8 @@ def _print_outcome(outcome: Any, parent: str, out: Path, how: str, resume: bool)
     if outcome.resumed_epoch:
         out_console.print(f"resumed from epoch {outcome.resumed_epoch}", highlight=False)
     elif resume:
-        out_console.print(f"no checkpoint in {out} to resume from: trained from the start",
-                          highlight=False)
-    out_console.print(f"hardened {parent} -> {out} ({how}): {summary}", highlight=False)
+        out_console.print(f"no checkpoint in {safe(out)} to resume from: trained from the start")
+    out_console.print(f"hardened {safe(parent)} -> {safe(out)} ({safe(how)}): {safe(summary)}")
     if "test_accuracy" not in m:
         out_console.print("(no test split to measure on; see the audit)", highlight=False)
 
@@ -247,8 +247,8 @@ def _audit_before_after(model: str, out: Path, labels: tuple[str, str], report: 
     paths = [write_report(before, Path(f"{stem}-before.html"))[0],
              write_report(after, Path(f"{stem}-after.html"))[0]]
     html, md_path = write_diff(before, after, report, labels)
-    out_console.print(f"before: {paths[0]}\nafter: {paths[1]}\ncomparison: {html} "
-                      f"(markdown: {md_path})", highlight=False)
+    out_console.print(f"before: {safe(paths[0])}\nafter: {safe(paths[1])}\ncomparison: "
+                      f"{safe(html)} (markdown: {safe(md_path)})")
 
 
 def _config(method: str, eps: float | None, sigma: float | None, train: dict[str, Any],

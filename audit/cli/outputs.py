@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from audit.cli.common import check_report_out, exit_with_verdict, out_console, print_summary
+from audit.cli.common import check_report_out, exit_with_verdict, out_console, print_summary, safe
 from audit.report.formats import HelpKind, option_formats
 
 Outputs = Mapping[str, Path | None]
@@ -99,7 +99,7 @@ def write_formats(result: Any, outputs: Outputs, fail_on: str | None = None, *,
         for fmt in option_formats():
             path = outputs.get(fmt.dest)
             if path is not None:
-                out_console.print(f"{fmt.name}: {path}", highlight=False)
+                out_console.print(f"{fmt.name}: {safe(path)}")
 
 
 def options_hint() -> str:

@@ -15,6 +15,7 @@ from audit.cli.common import (
     err_console,
     out_console,
     require_html,
+    safe,
     safe_name,
     show_progress,
     split,
@@ -102,12 +103,13 @@ def models_cmd() -> None:
         try:
             c = ModelCard.load(folder / "card.json")
         except AuditError as e:
-            table.add_row(name, "-", "-", "-", f"[red]invalid card: {e}[/]")
+            table.add_row(safe(name), "-", "-", "-", f"[red]invalid card: {safe(e)}[/]")
             continue
         metrics = ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
                             for k, v in c.metrics.items() if not k.endswith("seconds"))
-        table.add_row(name, c.arch.split(":")[-1], c.dataset or "-",
-                      f"{c.input.kind} {'x'.join(map(str, c.input.shape))}", metrics or "-")
+        table.add_row(safe(name, 60), safe(c.arch.split(":")[-1], 60), safe(c.dataset or "-", 60),
+                      safe(f"{c.input.kind} {'x'.join(map(str, c.input.shape))}"),
+                      safe(metrics or "-", 400))
     if not found:
         err_console.print("no bundled models found (set AUDIT_MODELS_DIR?)")
     out_console.print(table)
@@ -139,7 +141,7 @@ def report_cmd(
     doc = load_result(result)
     if out is not None:
         atomic_write_text(out, render_html(doc))
-        out_console.print(f"report: {out}", highlight=False)
+        out_console.print(f"report: {safe(out)}")
     write_formats(doc, outputs, fail_on)
 
 
@@ -168,7 +170,7 @@ def train_cmd(
         card = recipe.train(target, recipe.default_seed if seed is None else seed, False)
     metrics = ", ".join(f"{k} {v}" for k, v in card.metrics.items())
     out_console.print(f"trained {name} in {time.perf_counter() - start:.1f} s: {metrics}\n"
-                      f"wrote {target}", highlight=False)
+                      f"wrote {safe(target)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -13,6 +13,7 @@ import re
 from typing import Any
 
 from audit.report.formats import as_document
+from audit.report.text import text
 from audit.report.view import (
     SEVERITY_ORDER,
     FindingView,
@@ -28,8 +29,9 @@ STATUS_ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "error": "💥", 
 
 
 def md(value: Any, limit: int = 0) -> str:
-    """Inline Markdown text: one line, entities for ``& < >``, Markdown punctuation escaped."""
-    s = " ".join(str(value if value is not None else "").split())
+    """Inline Markdown text: one line, control characters visible, entities for ``& < >``,
+    Markdown punctuation escaped."""
+    s = " ".join(text(value).split())
     if limit and len(s) > limit:
         s = s[: limit - 1] + "…"
     s = html.escape(s, quote=False)
@@ -37,8 +39,9 @@ def md(value: Any, limit: int = 0) -> str:
 
 
 def html_inline(value: Any, limit: int = 0) -> str:
-    """Text inside raw HTML (``<summary>``): one line, HTML-escaped, no Markdown escapes."""
-    s = " ".join(str(value if value is not None else "").split())
+    """Text inside raw HTML (``<summary>``): one line, control characters visible,
+    HTML-escaped, no Markdown escapes."""
+    s = " ".join(text(value).split())
     if limit and len(s) > limit:
         s = s[: limit - 1] + "…"
     return html.escape(s, quote=True)

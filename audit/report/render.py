@@ -9,6 +9,7 @@ figures are ``data:`` images, CSS is inlined, and every user string is escaped b
 from __future__ import annotations
 
 import json
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
+from audit.display import shown
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
 from audit.report.formats import as_document, get_format, write_outputs
@@ -35,10 +37,38 @@ def _env() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_shown,
     )
     env.filters["num"] = fmt_number
     env.filters["wbr"] = word_breaks
+    env.filters["clip"] = clip
     return env
+
+
+def _shown(value: Any) -> Any:
+    """Every string a template prints has its control characters made visible (strings
+    built by the view already have; labels and such from elsewhere get it here)."""
+    return shown(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
+_LONG_WORD = re.compile(r"(\S{41,})")
+
+
+def clip(value: Any, limit: int = 160, word: int = 80) -> Markup:
+    """Escaped text cut at ``limit`` characters, and each word cut at ``word`` characters,
+    with an ellipsis and the whole text in the ``title`` tooltip; words longer than 40
+    characters get break opportunities every 20. A 5000-character class name must not make a
+    table 40,000 px wide, nor a cell 50 lines tall; sentences keep every word."""
+    full = shown(str(value))
+    short = full if len(full) <= limit else full[: limit - 1] + "…"
+    # split() with a group alternates text and long words: odd items are the long words
+    pieces = _LONG_WORD.split(short)
+    pieces[1::2] = [w if len(w) <= word else w[: word - 1] + "…" for w in pieces[1::2]]
+    body = "".join("<wbr>".join(str(escape(piece[i:i + 20])) for i in range(0, len(piece), 20))
+                   if k % 2 else str(escape(piece)) for k, piece in enumerate(pieces))
+    if "".join(pieces) == full:
+        return Markup(body)
+    return Markup(f'<span class="clipped" title="{escape(full)}">{body}</span>')
 
 
 def word_breaks(value: Any) -> Markup:

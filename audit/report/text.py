@@ -9,6 +9,7 @@ import math
 import re
 from typing import Any
 
+from audit.display import shown
 from audit.result import SEVERITIES
 
 SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in reversed(SEVERITIES))
@@ -34,10 +35,11 @@ def clean_status(status: Any) -> str:
 
 
 def text(value: Any) -> str:
-    """Any value as display text (``None`` is empty)."""
+    """Any value as display text (``None`` is empty), control characters made visible
+    (:func:`shown`)."""
     if value is None:
         return ""
-    return value if isinstance(value, str) else str(value)
+    return shown(value if isinstance(value, str) else str(value))
 
 
 def fmt_number(v: Any, digits: int = 4) -> str:
@@ -66,6 +68,7 @@ def fmt_value(v: Any, limit: int = 600) -> str:
         s = json.dumps(v, sort_keys=True, default=str, ensure_ascii=False)
     except (TypeError, ValueError):
         s = text(v)
+    s = shown(s)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 
