@@ -85,3 +85,15 @@ def test_hostile_card_strings_on_the_terminal_and_in_every_format(
         assert ESC not in svg and RLO not in svg
     result = json.loads(reports[0].with_suffix(".json").read_text())
     assert result["model"]["name"] == name  # the data itself is kept as it was
+
+
+def test_an_unwritable_default_report_folder_fails_before_any_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, data = _model(tmp_path, "m" * 3000, ["a", "b", "c"])
+    (tmp_path / "reports").write_text("a file where the folder would be")
+    monkeypatch.chdir(tmp_path)
+    ran: list[str] = []
+    monkeypatch.setattr("audit.runner.run_checks", lambda *a, **k: ran.append("ran") or [])
+    assert main(["run", str(folder), "--data", str(data), "--no-progress"]) == 2
+    assert not ran and "cannot write to reports" in capsys.readouterr().err

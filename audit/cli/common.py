@@ -102,12 +102,15 @@ def require_html(path: Path, option: str = "--out", why: str = "") -> None:
 
 
 def check_report_out(out: Path | None) -> None:
-    """Validate an audit command's ``--out``: an HTML path whose folder can be written."""
+    """Validate an audit command's ``--out``: an HTML path whose folder can be written (without
+    ``--out``: the default folder, ``reports/``)."""
     from audit.io import check_writable
 
     if out is not None:
         require_html(out, why="the JSON result is written beside it")
         check_writable(out)
+    else:  # the default, reports/<name>.html: its folder too, before any check runs
+        check_writable(Path("reports") / "report.html")
 
 
 def show_progress(progress: bool) -> bool:
