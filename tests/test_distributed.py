@@ -1,9 +1,13 @@
 """``torchrun --nproc_per_node=2 -m audit harden ...`` (DistributedDataParallel over gloo on
 CPU) against a single process with the same global batch.
 
-Tolerance (stated): with a model without dropout, the weights after 2 epochs agree within
-1e-4 (absolute; float sums reduced in a different order, through Adam) and the per-epoch
-validation accuracies agree exactly. Only rank 0 writes: one bundle, one card, no
+Tolerance (stated), relative to the largest weight update of the 2 epochs: the ranks do the
+same arithmetic on half-batches, so only float rounding differs (other kernel blockings and
+sum orders, through Adam). PGD agrees to 1e-4 of the update (measured 3e-8 absolute against an
+8.7e-3 update, with AVX2 forced and natively). TRADES starts its attack at ``x + 0.001 noise``,
+where the KL gradient is near zero, so its sign flips with rounding on some pixels; the
+weights then agree to 25% of the update (measured 8% with AVX2 forced). A sharding mistake
+(wrong noise slice, loss scale, shard) moves them by the whole update. Only rank 0 writes: one bundle, one card, no
 checkpoint left behind, one summary line.
 """
 
@@ -23,7 +27,8 @@ from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-TOLERANCE = 1e-4
+TOLERANCE = {"pgd": 1e-4, "trades": 0.25}
+"""Largest weight difference, 1 vs 2 processes, as a share of the largest training update."""
 
 
 class SmallCNN(nn.Module):
@@ -94,11 +99,13 @@ def test_two_processes_match_one(bundle: tuple[Path, Path], tmp_path: Path,
     a = load_file(str(tmp_path / "one" / "model.safetensors"))
     b = load_file(str(tmp_path / "two" / "model.safetensors"))
     assert a.keys() == b.keys()
+    start = load_file(str(folder / "model.safetensors"))
     diff = max(float((a[k] - b[k]).abs().max()) for k in a)
-    print(f"{method}: max weight difference 1 vs 2 processes {diff:.2e}")
-    assert diff <= TOLERANCE, diff
-    assert any(not torch.equal(a[k], load_file(str(folder / "model.safetensors"))[k])
-               for k in a), "training changed the weights"
+    change = max(float((a[k] - start[k]).abs().max()) for k in a)
+    print(f"{method}: max weight difference 1 vs 2 processes {diff:.2e}, "
+          f"largest training update {change:.2e}")
+    assert change > 0, "training changed the weights"
+    assert diff <= TOLERANCE[method] * change, (diff, change)
     ca = json.loads((tmp_path / "one" / "card.json").read_text())
     cb = json.loads((tmp_path / "two" / "card.json").read_text())
     assert ca["recipe"]["world_size"] == 1 and cb["recipe"]["world_size"] == 2
