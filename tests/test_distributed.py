@@ -7,8 +7,9 @@ sum orders, through Adam). PGD agrees to 1e-4 of the update (measured 3e-8 absol
 8.7e-3 update, with AVX2 forced and natively). TRADES starts its attack at ``x + 0.001 noise``,
 where the KL gradient is near zero, so its sign flips with rounding on some pixels; the
 weights then agree to 25% of the update (measured 8% with AVX2 forced). A sharding mistake
-(wrong noise slice, loss scale, shard) moves them by the whole update. Only rank 0 writes: one bundle, one card, no
-checkpoint left behind, one summary line.
+(wrong noise slice, loss scale, shard) moves them by the whole update. The per-epoch
+validation accuracies agree exactly. Only rank 0 writes: one bundle, one card, no checkpoint
+left behind, one summary line.
 """
 
 from __future__ import annotations
