@@ -76,7 +76,9 @@ def test_metric_deltas(before: dict[str, Any], after: dict[str, Any]) -> None:
     assert {m.name for s in d.sections for m in s.changed_metrics} == \
         {"accuracy", "only_after", "clean_accuracy"}
     largest = [m.name for _, m in d.largest_changes()]
-    assert largest[2] == "accuracy" and set(largest[:2]) == {"only_after", "clean_accuracy"}
+    # quality metrics with a direction first (by size), then the rest
+    assert largest == ["clean_accuracy", "accuracy", "only_after"]
+    assert acc.judgement == "worse" and new.judgement == "" and gone.judgement == ""
     assert acc.size == pytest.approx(abs(0.9 - acc.a))  # a rate: the absolute change
 
 
@@ -247,3 +249,26 @@ def test_performance_accuracy_is_paired_on_the_same_data(before: dict[str, Any])
     edited["sections"][0]["metrics"]["accuracy"] = 0.9
     (t,) = [t for s, t in diff_results(before, edited).rate_tests if s.check == "performance"]
     assert not t.change.paired and t.note == "per-sample outcomes do not match the metric"
+
+
+def test_metric_direction_judgement_and_what_the_verdict_rests_on(
+        before: dict[str, Any], after: dict[str, Any]) -> None:
+    from audit.report.diff import MetricDelta, metric_direction
+    from audit.report.diff_render import render_diff_markdown
+
+    assert [metric_direction(n) for n in (
+        "robust_accuracy_linf_0.1", "sex.demographic_parity_ratio",
+        "sex.demographic_parity_difference", "ece", "attack_success_rate", "tree_leaves",
+        "samples", "random.deletion_auc", "lime.deletion_auc")] == [1, 1, -1, -1, -1, 0, 0, 0, -1]
+
+    def delta(name: str, a: float, b: float) -> MetricDelta:
+        return MetricDelta(name, a, b, str(a), str(b), b - a, f"{b - a:+g}", a != b)
+
+    assert delta("ece", 0.1, 0.05).judgement == "better"
+    assert delta("robust_accuracy_linf_0.1", 0.38, 0.86).judgement == "better"
+    assert delta("tree_leaves", 26, 86).judgement == "" and not delta("tree_leaves", 1, 2).headline
+    assert not delta("accuracy_ci_low", 0.9, 0.8).headline
+    d = diff_results(before, after)
+    assert d.deciding == [f for f in d.b.findings if f.blocking]
+    md = render_diff_markdown(d)
+    assert "verdict rests on" in md and "(worse)" in md

@@ -51,6 +51,26 @@ class MetricDelta:
     changed: bool
 
     @property
+    def direction(self) -> int:
+        """+1 when higher is better, -1 when lower is better, 0 when the name does not say
+        (:func:`metric_direction`)."""
+        return metric_direction(self.name)
+
+    @property
+    def judgement(self) -> str:
+        """``better``, ``worse`` or empty (no change, no direction, or not both measured)."""
+        if not self.changed or self.delta is None or self.delta == 0 or not self.direction:
+            return ""
+        return "better" if self.delta * self.direction > 0 else "worse"
+
+    @property
+    def headline(self) -> bool:
+        """A quality metric with a direction (accuracies, gaps, calibration errors), not an
+        interval bound, a count or a setting: what the comparison ranks first."""
+        return bool(self.direction) and not self.name.endswith(
+            ("_ci_low", "_ci_high", ".ci_low", ".ci_high"))
+
+    @property
     def size(self) -> float:
         """How much it changed: |B - A| / max(|A|, |B|, 1) in [0, 2]: the absolute change for
         rates and shares (values within [-1, 1], so 0 -> 0.01 stays small), the relative change
@@ -165,10 +185,17 @@ class ResultDiff:
                 f"{len(tests)}, {how}.")
 
     def largest_changes(self, n: int = 10) -> list[tuple[SectionDiff, MetricDelta]]:
-        """The ``n`` metrics that changed most (relative change, then absolute), any check."""
+        """The ``n`` metrics that changed most, any check: quality metrics with a direction
+        first (:attr:`MetricDelta.headline`), then by relative change, then absolute."""
         items = [(s, m) for s in self.sections for m in s.changed_metrics]
-        items.sort(key=lambda sm: (-sm[1].size, -abs(sm[1].delta or 0.0)))
+        items.sort(key=lambda sm: (not sm[1].headline, -sm[1].size, -abs(sm[1].delta or 0.0)))
         return items[:n]
+
+    @property
+    def deciding(self) -> list[FindingView]:
+        """B's findings at or above its ``--fail-on``: what its verdict rests on, shown whether
+        or not they changed."""
+        return [f for f in self.b.findings if f.blocking]
 
     @property
     def headline(self) -> str:
@@ -202,6 +229,28 @@ class ResultDiff:
         rank = severity_rank(Severity.parse(at_least).value)
         return [c for c in (*self.new, *self.worse)
                 if c.b is not None and severity_rank(c.b.severity) >= rank]
+
+
+# Which way is better, by the words of a metric's name (checked in this order, so
+# "demographic_parity_ratio" is a ratio before "parity" could say anything).
+_DIRECTION_WORDS: tuple[tuple[str, int], ...] = (
+    ("success_rate", -1), ("overconfidence", -1), ("_ratio", +1), ("ratio_", +1),
+    ("difference", -1), ("gap", -1), ("ece", -1), ("mce", -1), ("nll", -1), ("brier", -1),
+    ("loss", -1), ("deletion", -1), ("error", -1), ("accuracy", +1), ("agreement", +1),
+    ("fidelity", +1), ("precision", +1), ("recall", +1), ("f1", +1), ("insertion", +1),
+    ("certified", +1), ("radius", +1),
+)
+
+
+def metric_direction(name: str) -> int:
+    """+1 when a higher value of metric ``name`` is better, -1 when lower is, 0 unknown."""
+    parts = name.lower()
+    if parts.startswith("random."):  # a reference baseline, not the model's quality
+        return 0
+    for word, sign in _DIRECTION_WORDS:
+        if word in parts:
+            return sign
+    return 0
 
 
 def _delta_text(d: float | None) -> str:

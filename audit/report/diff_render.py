@@ -37,6 +37,19 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
     out.append("| change | " + " | ".join(signed(b.counts[s] - a.counts[s])
                                          for s in SEVERITY_ORDER) + " |")
     out.append("")
+    deciding = diff.deciding
+    out += [f"### What {md(diff.label_b)}'s verdict rests on ({len(deciding)})", ""]
+    if deciding:
+        out += [f"{md(diff.label_b)} is {b.status.upper()}: these findings are at or above its "
+                f"`--fail-on {md(b.fail_on)}`, changed or not.", "",
+                "| Severity | Finding | Check |", "|---|---|---|"]
+        out += [f"| {f.severity.upper()} | {md(f.title, 160)}<br>{code_id(f.id)} | "
+                f"{md(f.section_title, 60)} |" for f in deciding[:limit]]
+        if len(deciding) > limit:
+            out.append(f"| | …{len(deciding) - limit} more in the HTML comparison | |")
+    else:
+        out.append(f"No finding is at or above `--fail-on {md(b.fail_on)}`.")
+    out.append("")
     for title, items in (("New findings", diff.new), ("Fixed findings", diff.fixed),
                          ("More severe", diff.worse), ("Less severe", diff.better)):
         if not items:
@@ -54,11 +67,13 @@ def render_diff_markdown(diff: ResultDiff, limit: int = 25) -> str:
         out.append("")
     changed = diff.largest_changes(n=10**9)
     if changed:
-        out += [f"### Metric changes ({len(changed)}, largest first)", "", "| Check | Metric | "
+        out += [f"### Metric changes ({len(changed)}: quality metrics first, then by size)", "",
+                "| Check | Metric | "
                 f"{md(diff.label_a)} | {md(diff.label_b)} | Δ |", "|---|---|---:|---:|---:|"]
         for s, m in changed[: limit * 2]:
+            judged = f" ({m.judgement})" if m.judgement else ""
             out.append(f"| {md(s.title, 50)} | {md(m.name, 80)} | {md(m.a_text)} | "
-                       f"{md(m.b_text)} | {md(m.delta_text)} |")
+                       f"{md(m.b_text)} | {md(m.delta_text)}{judged} |")
         if len(changed) > limit * 2:
             out.append(f"| | …{len(changed) - limit * 2} more in the HTML comparison | | | |")
         out.append("")
