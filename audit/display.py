@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["shown"]
+__all__ = ["shorten", "shown"]
 
 # Characters a string from a model, card or data file must not get to act on a display:
 # C0 controls (but tab and newline), DEL and C1 (terminal escapes), and the bidi controls
@@ -23,3 +23,9 @@ def shown(value: str) -> str:
     escape (``\\x1b``, ``\\u202e``): displayed, never obeyed, in every format."""
     return _ACTING.sub(lambda m: (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
                                   else f"\\u{ord(m[0]):04x}"), value)
+
+
+def shorten(value: str, limit: int) -> str:
+    """``value`` cut to at most ``limit`` characters, the last one an ellipsis (``limit`` 0:
+    no limit)."""
+    return value if not limit or len(value) <= limit else value[: limit - 1] + "…"

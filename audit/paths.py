@@ -38,10 +38,7 @@ def models_dir() -> Path:
 
     The packaged path is returned even when it does not exist (callers list nothing then).
     """
-    env = os.environ.get("AUDIT_MODELS_DIR")
-    if env:
-        return Path(env)
-    return source_models_dir() or packaged_models_dir()
+    return editable_models_dir() or packaged_models_dir()
 
 
 def editable_models_dir() -> Path | None:

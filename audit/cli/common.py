@@ -50,12 +50,9 @@ def safe(value: object, limit: int = 0) -> str:
     ``limit`` characters (0: no limit)."""
     from rich.markup import escape
 
-    from audit.display import shown
+    from audit.display import shorten, shown
 
-    s = shown(str(value))
-    if limit and len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return escape(s)
+    return escape(shorten(shown(str(value)), limit))
 
 _argv: list[str] = []
 

@@ -12,6 +12,7 @@ import html
 import re
 from typing import Any
 
+from audit.display import shorten
 from audit.report.formats import as_document
 from audit.report.text import text
 from audit.report.view import (
@@ -31,20 +32,14 @@ STATUS_ICON = {"pass": "✅", "fail": "❌", "warn": "⚠️", "error": "💥", 
 def md(value: Any, limit: int = 0) -> str:
     """Inline Markdown text: one line, control characters visible, entities for ``& < >``,
     Markdown punctuation escaped."""
-    s = " ".join(text(value).split())
-    if limit and len(s) > limit:
-        s = s[: limit - 1] + "…"
-    s = html.escape(s, quote=False)
+    s = html.escape(shorten(" ".join(text(value).split()), limit), quote=False)
     return _MD_PUNCT.sub(r"\\\1", s)
 
 
 def html_inline(value: Any, limit: int = 0) -> str:
     """Text inside raw HTML (``<summary>``): one line, control characters visible,
     HTML-escaped, no Markdown escapes."""
-    s = " ".join(text(value).split())
-    if limit and len(s) > limit:
-        s = s[: limit - 1] + "…"
-    return html.escape(s, quote=True)
+    return html.escape(shorten(" ".join(text(value).split()), limit), quote=True)
 
 
 def code_id(value: str) -> str:

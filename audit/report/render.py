@@ -18,7 +18,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from audit.display import shown
+from audit.display import shorten, shown
 from audit.errors import DataError, OutputError
 from audit.io import atomic_write_text
 from audit.report.formats import as_document, get_format, write_outputs
@@ -60,10 +60,9 @@ def clip(value: Any, limit: int = 160, word: int = 80) -> Markup:
     characters get break opportunities every 20. A 5000-character class name must not make a
     table 40,000 px wide, nor a cell 50 lines tall; sentences keep every word."""
     full = shown(str(value))
-    short = full if len(full) <= limit else full[: limit - 1] + "…"
     # split() with a group alternates text and long words: odd items are the long words
-    pieces = _LONG_WORD.split(short)
-    pieces[1::2] = [w if len(w) <= word else w[: word - 1] + "…" for w in pieces[1::2]]
+    pieces = _LONG_WORD.split(shorten(full, limit))
+    pieces[1::2] = [shorten(w, word) for w in pieces[1::2]]
     body = "".join("<wbr>".join(str(escape(piece[i:i + 20])) for i in range(0, len(piece), 20))
                    if k % 2 else str(escape(piece)) for k, piece in enumerate(pieces))
     if "".join(pieces) == full:

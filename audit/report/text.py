@@ -9,7 +9,7 @@ import math
 import re
 from typing import Any
 
-from audit.display import shown
+from audit.display import shorten, shown
 from audit.result import SEVERITIES
 
 SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in reversed(SEVERITIES))
@@ -65,11 +65,10 @@ def fmt_value(v: Any, limit: int = 600) -> str:
     if v is None or isinstance(v, bool | int | float | str):
         return fmt_number(v)
     try:
-        s = json.dumps(v, sort_keys=True, default=str, ensure_ascii=False)
+        s = shown(json.dumps(v, sort_keys=True, default=str, ensure_ascii=False))
     except (TypeError, ValueError):
         s = text(v)
-    s = shown(s)
-    return s if len(s) <= limit else s[: limit - 1] + "…"
+    return shorten(s, limit)
 
 
 def as_float(v: Any) -> float | None:

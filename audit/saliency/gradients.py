@@ -24,7 +24,6 @@ def _batch(ctx: ExplainContext) -> dict[str, Any]:
     return {} if ctx.gradient_batch is None else {"batch_size": ctx.gradient_batch}
 
 
-
 MAX_PATH_VALUES = 2 ** 20
 """Most input values in one IG forward/backward over the path (4 MiB of float32). Chunking the
 ``len(x) * steps`` path points bounds memory at 224 px, and is faster on CPU too
@@ -37,6 +36,7 @@ def internal_batch(x: torch.Tensor, steps: int) -> int:
     minimum)."""
     per_sample = max(int(x[0].numel()), 1) if len(x) else 1
     return max(len(x), 1, min(len(x) * steps, MAX_PATH_VALUES // per_sample))
+
 
 class IntegratedGradientsExplainer(Explainer):
     """Integrated Gradients from ``baseline`` (a tensor broadcastable to one input, e.g. the data
