@@ -30,7 +30,7 @@ from audit.errors import CheckpointError
 _CARD_KEYS = {
     "name", "arch", "arch_kwargs", "input", "classes", "dataset", "task", "metrics", "recipe",
     "description", "intended_use", "limitations", "robustness", "sensitive", "target", "parent",
-    "checks", "format_version", "training_data", "extra",
+    "checks", "format_version", "training_data", "extra", "verdict",
 }
 _INPUT_KEYS = {"kind", "shape", "range", "mean", "std", "feature_names", "dtype"}
 
@@ -74,10 +74,27 @@ class ModelCard:
     checks: list[str] | None = None
     training_data: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    verdict: dict[str, str] = field(default_factory=dict)
+    """The verdict the card's intended use warrants at ``--fail-on high``: ``expected``
+    (``"pass"`` or ``"fail"``) and ``reason``; the bundled models' are tested."""
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def threat_model(self) -> dict[str, float]:
+        """The largest epsilon per norm (``"linf"``, ``"l2"``) the card claims the model
+        withstands: ``robustness.threat_model``, else an ``audit harden`` recipe's norm and
+        eps; empty when the card makes no robustness claim."""
+        claim = self.robustness.get("threat_model")
+        if isinstance(claim, dict):
+            return {str(k): float(v) for k, v in claim.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)}
+        norm, eps = self.recipe.get("norm"), self.recipe.get("eps")
+        if isinstance(norm, str) and isinstance(eps, int | float) and "method" in self.recipe:
+            return {norm: float(eps)}
+        return {}
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -90,6 +107,8 @@ class ModelCard:
             "parent": self.parent, "checks": self.checks, "training_data": self.training_data,
             "extra": self.extra,
         }
+        if self.verdict:
+            d["verdict"] = dict(self.verdict)
         return d
 
     @classmethod
@@ -168,6 +187,7 @@ class ModelCard:
             limitations=str(d.get("limitations", "") or ""), robustness=_dict("robustness"),
             sensitive=sensitive, target=d.get("target"), parent=d.get("parent"), checks=checks,
             training_data=_dict("training_data"), extra=_dict("extra"),
+            verdict=_verdict(_dict("verdict"), where),
         )
 
     @classmethod
@@ -185,3 +205,11 @@ class ModelCard:
         except json.JSONDecodeError as e:
             raise CheckpointError(f"{path}: invalid JSON at line {e.lineno}: {e.msg}") from None
         return cls.from_dict(data, where=str(path))
+
+
+def _verdict(v: dict[str, Any], where: str) -> dict[str, str]:
+    if v and (v.get("expected") not in ("pass", "fail") or not isinstance(v.get("reason"), str)):
+        raise CheckpointError(f"{where}: 'verdict' must be {{\"expected\": \"pass\" or "
+                              f"\"fail\", \"reason\": \"...\"}}")
+    return {"expected": str(v["expected"]), "reason": str(v["reason"])} if v else {}
+

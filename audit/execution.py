@@ -12,7 +12,8 @@ import torch
 
 from audit.checks import Check
 from audit.errors import Interrupted, UsageError
-from audit.result import Finding, Section, Severity
+from audit.policy import CHECK_ERROR
+from audit.result import Section, Severity
 from audit.subject import Subject
 
 
@@ -34,8 +35,8 @@ def execute_check(check: Check, subject: Subject, seed: int) -> Section:
     except Exception as e:  # one failing check never kills the audit
         sec = check.section(status="error", error=one_line(e),
                             summary="This check failed to run; its results are missing.")
-        sec.findings.append(Finding(
-            id=f"{check.name}.error", severity=Severity.HIGH,
+        sec.findings.append(CHECK_ERROR(
+            Severity.HIGH, check=check.name,
             title=f"{check.title} could not run",
             detail=f"{type(e).__name__}: {one_line(e)}",
             evidence={"traceback": traceback.format_exc(limit=6)[-2000:]},

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audit.execution import one_line
-from audit.result import Finding, Section, Severity
+from audit.policy import CHECK_CRASHED
+from audit.result import Section, Severity
 
 if TYPE_CHECKING:
     from audit.checks import Check
@@ -157,8 +158,8 @@ def crashed_section(check: Check[Any], code: int, stderr: str = "") -> Section:
         evidence["signal"] = sig
     if stack:
         evidence["stack"] = stack
-    sec.findings.append(Finding(
-        id=f"{check.name}.crashed", severity=Severity.HIGH,
+    sec.findings.append(CHECK_CRASHED(
+        Severity.HIGH, check=check.name,
         title=f"{check.title} crashed" + (f" ({sig})" if sig else ""),
         detail=f"{what}{hint}. It ran in an isolated process, so the audit went on; the stack "
                "at the crash is in this finding's evidence." if stack else f"{what}{hint}.",

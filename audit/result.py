@@ -65,11 +65,16 @@ class Finding:
     detail: str
     evidence: dict[str, Any] = field(default_factory=dict)
     recommendation: str = ""
+    category: str = ""
+    """The severity policy's category of its kind (:mod:`audit.policy`); empty in results
+    written before the policy."""
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["severity"] = self.severity.value
         d["evidence"] = jsonable(self.evidence)
+        if not self.category:
+            d.pop("category")
         return d
 
     @classmethod
@@ -81,6 +86,7 @@ class Finding:
             detail=d["detail"],
             evidence=dict(d.get("evidence", {})),
             recommendation=d.get("recommendation", ""),
+            category=str(d.get("category", "") or ""),
         )
 
 

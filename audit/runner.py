@@ -23,13 +23,15 @@ import torch
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
+from audit.crosscheck import CROSSCHECK, Audited, cross_check_section
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
 from audit.errors import DataError, UsageError
 from audit.execution import execute_check, seed_everything
 from audit.isolation import isolated_checks, run_isolated
 from audit.loading import LoadedModel, infer_card, load_model
-from audit.result import AuditResult, Finding, Section, Severity, section_status, summarize
+from audit.policy import CHECK_SKIPPED
+from audit.result import AuditResult, Section, Severity, section_status, summarize
 from audit.subject import AuditData, Subject, derive_seed
 from audit.version import __version__
 
@@ -177,9 +179,9 @@ def run_checks(subject: Subject, config: AuditConfig,
         if reason is not None:
             sec = check.section(status="skipped", summary=f"Not run: {reason}")
             if forced:
-                sec.findings.append(Finding(
-                    id=f"{cls.name}.skipped", severity=Severity.INFO,
-                    title=f"{cls.title} was requested but does not apply", detail=reason))
+                sec.findings.append(CHECK_SKIPPED(
+                    Severity.INFO, f"{cls.title} was requested but does not apply", reason,
+                    check=cls.name))
         elif cls.name in in_subprocess:
             sec = run_isolated(check, subject, derive_seed(subject.seed, cls.name))
         else:
@@ -228,6 +230,12 @@ def run_audit(
         merged = {**cfg.params.get(name, {}), **overrides}
         make_params(cls, merged, quick=False, where="command line")
         cfg.params[name] = merged
+    # cross-checks compare sections: they run with the default selection of checks, or
+    # when "crosscheck" is named among explicit ones
+    named = list(checks or cfg.checks or [])
+    cross = not named or CROSSCHECK in named
+    checks = [c for c in checks if c != CROSSCHECK] if checks else checks
+    cfg.checks = [c for c in cfg.checks if c != CROSSCHECK] if cfg.checks else cfg.checks
     if checks:
         for name in checks:
             get_check(name)
@@ -243,9 +251,15 @@ def run_audit(
         progress_fn = ctx.update
     with ctx:
         sections = run_checks(subject, cfg, selected, progress_fn, isolate)
+    crossed = cross_check_section(Audited(sections, subject.card.to_dict(),
+                                          subject.data.info(), subject.model_info)) \
+        if cross else None
+    if crossed is not None:
+        crossed.status = section_status(crossed, cfg.fail_on)
+        sections.append(crossed)
     duration = time.perf_counter() - t0
     effective = cfg.to_dict()
-    effective["checks"] = [c.name for c, _ in selected]
+    effective["checks"] = [c.name for c, _ in selected] + ([CROSSCHECK] if crossed else [])
     effective["params"] = {s.check: s.params for s in sections}
     return AuditResult(
         tool={"name": "audit", "version": __version__},

@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from scipy.stats import binomtest, norm
 from torch import Tensor, nn
 
 from audit.certified.evaluation import CertifiedEvaluation, SigmaCertification, rate
-from audit.certified.findings import abstentions, below_card, certified_findings, noise_gap
+from audit.certified.findings import abstentions, certified_findings, noise_gap
 from audit.certified.params import CertifiedParams
 from audit.certified.smoothing import ABSTAIN, Smoothing, max_radius
 from audit.certified.stats import lower_confidence_bound, top_two_pvalue
@@ -241,14 +242,26 @@ def test_findings_on_hand_built_evaluations() -> None:
     good = _sigma(0.25, y, [0] * 19 + [ABSTAIN], [0.6] * 19 + [0.0])  # 95% certified at 0.5
     ev = _ev([good], [True] * 20)
     assert certified_findings(ev, p) == []
-    # the card claims a value inside the interval: fine; above it: a high finding
-    inside = _ev([good], [True] * 20, {"certified_accuracy_sigma_0.25_l2_0.5": 0.9})
-    assert below_card(inside, p) == []
-    above = _ev([good], [True] * 20, {"certified_accuracy_l2_1": 0.5,
-                                      "certified_accuracy_sigma_0.25_l2_1_ci_low": 0.9,
-                                      "certified_accuracy_sigma_0.5_l2_0.25": 0.99})
-    (f,) = below_card(above, p)  # ci keys and sigmas not measured are not claims
-    assert f.id == "certified.below-card.sigma_0.25.l2_1" and f.severity == "high"
+    # card claims are judged by the cross-check against the section's metrics: a claim
+    # inside the interval is fine; above it, a high finding
+    from audit.certified.section import metrics as certified_metrics
+    from audit.crosscheck import Audited
+    from audit.crosscheck.claims import CardClaims
+    from audit.result import Section
+
+    sec = Section(check="certified", title="c", metrics=certified_metrics(ev))
+
+    def claims(card: dict[str, float]) -> list[Any]:
+        res = CardClaims().run(Audited([sec], {"dataset": "d", "metrics": card},
+                                       {"name": "d/test"}))
+        assert res is not None
+        return res.findings
+
+    assert claims({"certified_accuracy_sigma_0.25_l2_0.5": 0.9}) == []
+    (f,) = claims({"certified_accuracy_l2_1": 0.5,
+                   "certified_accuracy_sigma_0.25_l2_1_ci_low": 0.9,
+                   "certified_accuracy_sigma_0.5_l2_0.25": 0.99})  # ci keys are not claims
+    assert f.id == "crosscheck.claim.certified_accuracy_l2_1" and f.severity == "high"
     assert f.evidence["measured"] == 0.0 and f.evidence["ci_high"] < 0.5
     # abstentions: 5 of 20 -> medium, 11 of 20 -> high
     some = _sigma(0.5, y, [0] * 15 + [ABSTAIN] * 5, [0.3] * 20)

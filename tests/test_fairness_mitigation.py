@@ -12,7 +12,9 @@ from reproduction import ACCURACY_TOLERANCE
 from torch import nn
 
 from audit.apps.mitigate import TrainingSettings
+from audit.apps.mitigate_section import Variant, mitigation_section
 from audit.errors import DataError
+from audit.fairness.metrics import assess_fairness
 from audit.fairness.mitigation import (
     FairnessPenalty,
     FairnessPenaltyLoss,
@@ -182,3 +184,56 @@ def test_mitigation_reduces_the_gap_on_adult() -> None:
         assert gap(key, "sex", eo) < gap("baseline", "sex", eo) - 0.03, key
     for v in variants:
         assert v.accuracy > 0.8, v.key  # the price is a few points, not a collapse
+
+
+def _variant(method: str, setting: str, y: np.ndarray, pred: np.ndarray,
+             frame: pd.DataFrame, score: np.ndarray | None = None) -> Variant:
+    res = assess_fairness(y, pred, frame, score=score, n_boot=100, random_state=0)
+    return Variant(method=method, setting=setting, accuracy=float((pred == y).mean()),
+                   result=res, seconds=0.0)
+
+
+def test_mitigation_table_shows_side_effects_on_metrics_not_targeted() -> None:
+    """A DP penalty that closes the selection-rate gap by selecting group A's negatives
+    widens the equalized-odds gap: the tables must show that change, not only the DP gap."""
+    rng = np.random.default_rng(0)
+    n = 4000
+    g = rng.integers(0, 2, n)
+    y = (rng.random(n) < np.where(g == 1, 0.6, 0.3)).astype(np.int64)
+    frame = pd.DataFrame({"group": np.where(g == 1, "B", "A")})
+    base_pred = np.where(rng.random(n) < 0.9, y, 1 - y)  # equal error rates, DP gap ~0.24
+    fair_pred = base_pred.copy()
+    flip = (g == 0) & (y == 0) & (rng.random(n) < 0.45)  # select A's negatives: FPR jumps
+    fair_pred[flip] = 1
+    score = np.clip(base_pred * 0.6 + rng.random(n) * 0.4, 0, 1)
+    # group thresholds have no scores: their calibration gap is n/a, the rest lines up
+    variants = [_variant("baseline", "", y, base_pred, frame, score),
+                _variant("penalty-dp", "λ=1", y, fair_pred, frame)]
+    base, dp = (v.result.groupings[0].disparities for v in variants)
+    assert dp["demographic_parity_difference"].value < base["demographic_parity_difference"].value
+    assert dp["equalized_odds_difference"].value > base["equalized_odds_difference"].value + 0.2
+    sec = mitigation_section(variants, TrainingSettings(), ["group"], ["group"])
+    main, changes = sec.tables
+    assert main.id == "mitigation" and changes.id == "mitigation-changes"
+    # the main table (the CSV) names every metric that got worse, the untargeted EO gap first
+    side = dict(zip(main.columns, main.rows[1], strict=True))["worse than the baseline"]
+    eo = base["equalized_odds_difference"].value, dp["equalized_odds_difference"].value
+    assert f"EO diff (group) {eo[0]:.3f} → {eo[1]:.3f}" in side
+    assert "accuracy" in side and "DP diff" not in side
+    # the changes table: every metric of the fairness table, baseline and variant with delta
+    rows = {(r[0], r[1]): r for r in changes.rows}
+    assert ("Accuracy", "") in rows
+    assert {t for t, _ in rows} >= {"Demographic parity difference", "Equalized odds difference",
+                                   "False positive rate difference", "Accuracy difference"}
+    eo_row = rows[("Equalized odds difference", "group")]
+    assert eo_row[2] == f"{eo[0]:.3f}"
+    assert eo_row[3] == f"{eo[1]:.3f} ({eo[1] - eo[0]:+.3f}, WORSE)"
+    assert rows[("Demographic parity difference", "group")][3].endswith(", better)")
+    assert changes.columns[3] == "penalty-dp[λ=1]: targets DP diff by group"
+    assert rows[("Calibration difference", "group")][3] == "n/a"
+    # a change within the baseline's interval is not called worse or better
+    same = _variant("reweighing", "", y, base_pred, frame)
+    sec = mitigation_section([variants[0], same], TrainingSettings(), ["group"], ["group"])
+    assert all("WORSE" not in c and "better" not in c for r in sec.tables[1].rows for c in r[3:])
+    assert dict(zip(sec.tables[0].columns, sec.tables[0].rows[1], strict=True))[
+        "worse than the baseline"] == "none"

@@ -44,8 +44,8 @@ def test_markdown_reference_lists_every_setting() -> None:
         for p in doc.params:
             assert f"| `{p.name}` |" in text
     perf = next(d for d in check_docs() if d.name == "performance")
-    ece = next(p for p in perf.params if p.name == "ece_high")
-    assert f"| `ece_high` | float | `{ece.default}` |" in text
+    ece = next(p for p in perf.params if p.name == "ece_medium")
+    assert f"| `ece_medium` | float | `{ece.default}` |" in text
 
 
 class _Demo(Check):
@@ -100,10 +100,10 @@ def test_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert main(["config", "--markdown"]) == 0
     assert capsys.readouterr().out == defaults_markdown()
     good = tmp_path / "audit.toml"
-    good.write_text('[audit]\nseed = 3\n[checks.performance]\nece_high = 0.2\n')
+    good.write_text('[audit]\nseed = 3\n[checks.performance]\nece_medium = 0.2\n')
     assert main(["config", str(good)]) == 0
     out = capsys.readouterr().out
-    assert "seed = 3" in out and "ece_high = 0.2" in out and "ece_medium = 0.05" in out
+    assert "seed = 3" in out and "ece_medium = 0.2" in out and "ece_bins = 15" in out
     bad = tmp_path / "bad.toml"
     bad.write_text("[checks.performance]\nece_hihg = 0.2\n")
     assert main(["config", str(bad)]) == 4

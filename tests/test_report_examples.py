@@ -60,7 +60,7 @@ def test_regenerates_every_bundled_model_and_extra_examples(
         assert (out / f"{name}.md").read_text().startswith("## ")
         assert doc["run"]["command"] == \
             f"audit run {name} --seed 0 --out {out.as_posix()}/{name}.html"
-        assert [s["check"] for s in doc["sections"]] == ["performance"]
+        assert [s["check"] for s in doc["sections"]] == ["performance", "crosscheck"]
     assert (out / "tiny-compare.html").is_file() and (out / "tiny-compare.md").is_file()
     before_after = (out / "tiny-a-vs-tiny-b.md").read_text()  # from the card's parent
     assert before_after.splitlines()[0].startswith("## Audit comparison: tiny-a ")

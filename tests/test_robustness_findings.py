@@ -52,9 +52,10 @@ def test_unreliable_fires_only_on_a_triggered_diagnostic() -> None:
 
 
 @pytest.mark.parametrize(("robust", "severity"), [
-    (0.0, Severity.HIGH), (0.5, Severity.MEDIUM), (0.9, Severity.LOW), (1.0, None)])
-def test_fragile_severity_follows_the_robust_to_clean_ratio(robust: float,
-                                                           severity: Severity | None) -> None:
+    (0.0, Severity.MEDIUM), (0.5, Severity.MEDIUM), (0.9, Severity.LOW), (1.0, None)])
+def test_fragile_without_a_claim_is_an_exposure(robust: float,
+                                                severity: Severity | None) -> None:
+    """No threat model in the card: fragility is medium at most, whatever the drop."""
     found = fr.fragile(evaluation(robust), P)
     if severity is None:
         assert found == []
@@ -63,16 +64,48 @@ def test_fragile_severity_follows_the_robust_to_clean_ratio(robust: float,
     assert f.id == "robustness.fragile.linf" and f.severity is severity
     assert f.evidence["robust_accuracy"] == pytest.approx(robust)
     assert f.evidence["curve"] == {"0.05": 1.0, "0.1": robust}
+    assert f.evidence["threat_eps"] is None and "claims no robustness" in f.detail
 
 
-def test_below_card_fires_beyond_the_gap_only() -> None:
-    claim = {"robust_accuracy_linf_0.1": 0.9, "accuracy": 0.99}
-    (f,) = fr.below_card(evaluation(0.5, card_metrics=claim), P)
-    assert f.id == "robustness.below-card.linf.0.1" and f.severity is Severity.HIGH
-    assert f.evidence == {"claimed": 0.9, "measured": 0.5}
-    assert fr.below_card(evaluation(0.9, card_metrics=claim), P) == []  # as claimed
-    other_eps = {"robust_accuracy_linf_0.3": 0.9}  # no curve point there: nothing to compare
-    assert fr.below_card(evaluation(0.5, card_metrics=other_eps), P) == []
+def test_every_reported_eps_is_judged() -> None:
+    """The drop at an eps other than the headline one makes the finding."""
+    c = curve("linf", [0.2] * 9 + [0.07], [0.05, 0.1, 0.3])  # 90% at 0.1, 0% at 0.3
+    ev = RobustnessEvaluation(clean_accuracy=1.0, samples=10, curves={"linf": c},
+                              headline={"linf": 0.1})
+    (f,) = fr.fragile(ev, P)
+    assert f.severity is Severity.MEDIUM and f.evidence["eps"] == 0.3
+    assert f.evidence["per_eps"] == {"0.1": {"robust_accuracy": 0.9, "severity": "low"},
+                                     "0.3": {"robust_accuracy": 0.0, "severity": "high"}}
+    assert f.evidence["first_eps"] == 0.3 and "at eps 0.3" in f.title
+
+
+def test_threat_model_splits_defect_from_exposure() -> None:
+    c = curve("linf", [0.5] * 3 + [0.07] * 7, [0.05, 0.1])  # 100% at 0.05, 30% at 0.1
+    base = {"clean_accuracy": 1.0, "samples": 10, "curves": {"linf": c},
+            "headline": {"linf": 0.1}}
+    inside = fr.fragile(RobustnessEvaluation(**base, threat={"linf": 0.1}), P)  # type: ignore[arg-type]
+    assert [(f.id, f.severity) for f in inside] == [("robustness.threat.linf", Severity.HIGH)]
+    assert "within the card's threat model" in inside[0].detail
+    # claimed up to 0.05 only: 0.1 lies beyond the claim, an exposure
+    beyond = fr.fragile(RobustnessEvaluation(**base, threat={"linf": 0.05}), P)  # type: ignore[arg-type]
+    assert [(f.id, f.severity) for f in beyond] == [("robustness.fragile.linf",
+                                                     Severity.MEDIUM)]
+    # tabular with one-hot columns: a stress test, labelled as such
+    stress = fr.fragile(RobustnessEvaluation(**base, stress_test=True), P)  # type: ignore[arg-type]
+    assert [f.id for f in stress] == ["robustness.stress-test.linf"]
+    assert "not valid records" in stress[0].detail
+
+
+def test_card_threat_model_from_card_or_harden_recipe() -> None:
+    from audit.card import InputSpec, ModelCard
+
+    spec = InputSpec(kind="image", shape=(1, 8, 8))
+    card = ModelCard(name="m", arch="a:b", input=spec, classes=["a", "b"])
+    assert card.threat_model == {}
+    card.recipe = {"method": "pgd", "norm": "linf", "eps": 0.1}
+    assert card.threat_model == {"linf": 0.1}
+    card.robustness = {"threat_model": {"l2": 0.5}}
+    assert card.threat_model == {"l2": 0.5}  # an explicit claim wins
 
 
 def test_corruption_judges_the_configured_severity() -> None:
@@ -80,8 +113,11 @@ def test_corruption_judges_the_configured_severity() -> None:
                     corruptions={"contrast": [0.9, 0.6, 0.2], "brightness": [0.95, 0.8, 0.7],
                                  "gaussian_noise": [0.95, 0.9, 0.85]})
     found = {f.id: f for f in fr.corruption(ev, P)}
-    assert found["robustness.corruption.contrast"].severity is Severity.HIGH  # drop 0.35
+    assert found["robustness.corruption.contrast"].severity is Severity.MEDIUM  # drop 0.35
     assert found["robustness.corruption.brightness"].severity is Severity.MEDIUM  # 0.15
+    ev.corruptions["brightness"] = [0.95, 0.88, 0.7]  # drop 0.07
+    assert {f.id: f for f in fr.corruption(ev, P)}[
+        "robustness.corruption.brightness"].severity is Severity.LOW
     assert "robustness.corruption.gaussian_noise" not in found  # drop 0.05
     # severity 3 not measured: the middle measured one (5) is judged
     ev.severities, ev.corruptions = [1, 5], {"contrast": [0.9, 0.2]}
@@ -91,11 +127,9 @@ def test_corruption_judges_the_configured_severity() -> None:
 
 def test_findings_in_report_order() -> None:
     ev = evaluation(0.0, diagnostics=[diag(True)], severities=[3],
-                    corruptions={"contrast": [0.1]},
-                    card_metrics={"robust_accuracy_linf_0.1": 0.8})
+                    corruptions={"contrast": [0.1]})
     assert [f.id for f in fr.robustness_findings(ev, P)] == [
-        "robustness.unreliable", "robustness.fragile.linf", "robustness.below-card.linf.0.1",
-        "robustness.corruption.contrast"]
+        "robustness.unreliable", "robustness.fragile.linf", "robustness.corruption.contrast"]
 
 
 def test_summary_and_metrics_from_the_evaluation() -> None:

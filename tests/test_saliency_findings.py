@@ -4,11 +4,16 @@ each rule is checked on a case where it fires and one where it does not, in mill
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 
 import numpy as np
+import torch
 
+from audit.policy import Category, kind_of
 from audit.result import Severity
 from audit.saliency.evaluation import (
+    FillResult,
     Hotspot,
     ImageEvaluation,
     LayerChoice,
@@ -17,8 +22,10 @@ from audit.saliency.evaluation import (
     Selection,
     ShortcutEvidence,
     TabularEvaluation,
+    WindowMap,
 )
 from audit.saliency.findings import (
+    consistency,
     image_findings,
     insensitive,
     method_findings,
@@ -49,12 +56,28 @@ def score(name: str = "gradcam", gain: float = 0.3, sanity: float | None = 0.1,
     return MethodScore(name, title, faith, gain, sanity)
 
 
-def shortcut(reliance: float, focus: float) -> ShortcutEvidence:
+CORNER = Hotspot(row=0, col=1, size=8, change=0.0, images=300, region=(0, 1, 8, 9), area=0.0625,
+                share=0.9, localised=True, where="top-left corner")
+
+
+def shortcut(reliance: float, focus: float, *, own: float | None = None,
+             window: float | None = None, localised: bool = True) -> ShortcutEvidence:
+    """Evidence whose worst fill changes ``reliance`` of predictions (the own-mean fill
+    ``own``) and whose strongest window changes ``window`` (default: ``reliance``)."""
+    agree = 1.0 - reliance
+    fills = [FillResult("own-mean", "its own mean colour", agree if own is None else own),
+             FillResult("dataset-mean", "the data's mean colour", agree),
+             FillResult("other-background", "another class's background", min(1.0, agree + 0.02))]
+    change = torch.zeros(7, 7)
+    wmap = WindowMap(change=change, images=torch.full((7, 7), 300), rows=[0, 4, 8, 12, 16, 20, 24],
+                     cols=[0, 4, 8, 12, 16, 20, 24], size=8, image_shape=(32, 32))
+    hot = dataclasses.replace(CORNER, change=reliance if window is None else window,
+                              localised=localised,
+                              where=CORNER.where if localised else "spread over the background")
     return ShortcutEvidence(
-        object_only_agreement=1.0 - reliance, chance_agreement=0.25,
-        hotspot=Hotspot(0, 1, 8, "top-left corner"), hotspot_change=reliance,
-        hotspot_images=300, random_change=0.0, reliance=reliance, saliency_outside=0.9,
-        object_focus=focus, object_area_share=0.2, methods=["gradcam"], images=600)
+        fills=fills, chance_agreement=0.25, windows=wmap, hotspot=hot, random_change=0.0,
+        reliance=max(reliance, hot.change), saliency_outside=0.9, object_focus=focus,
+        object_area_share=0.2, methods=["gradcam"], images=600)
 
 
 def image_eval(scores: list[MethodScore], **kw: object) -> ImageEvaluation:
@@ -64,6 +87,25 @@ def image_eval(scores: list[MethodScore], **kw: object) -> ImageEvaluation:
 
 
 # ------------------------------------------------------------------------------ selection
+
+
+def test_no_finding_constructor_outside_the_policy() -> None:
+    """Every saliency finding is built through a kind of the severity policy."""
+    root = Path(__file__).resolve().parents[1] / "audit"
+    for path in [*sorted((root / "saliency").glob("*.py")), root / "datasets" / "shapes.py"]:
+        assert "Finding(" not in path.read_text(), path
+
+
+def test_finding_kinds_and_their_categories() -> None:
+    expected = {"saliency.no-spatial-layer": Category.COVERAGE,
+                "saliency.image-skipped": Category.COVERAGE,
+                "saliency.unfaithful.gradcam": Category.METHOD,
+                "saliency.insensitive.lime": Category.METHOD,
+                "saliency.outside-object": Category.DEFECT,
+                "saliency.no-masks": Category.COVERAGE}
+    for fid, category in expected.items():
+        k = kind_of(fid)
+        assert k is not None and k.category is category, fid
 
 
 def test_no_spatial_layer_fires_only_when_a_cam_was_dropped() -> None:
@@ -92,7 +134,8 @@ def test_unfaithful_fires_below_the_gain_threshold() -> None:
     low = score(gain=P.faithfulness_gain_medium - 0.01)
     f = unfaithful(low, RANDOM, P)
     assert f is not None and f.id == "saliency.unfaithful.gradcam"
-    assert f.severity is Severity.MEDIUM
+    assert f.severity is Severity.LOW  # a limit of the method, never more than low
+    assert "not a defect of the model" in f.detail
     assert f.evidence["gain"] == low.gain and f.evidence["random_deletion_auc"] == 0.40
     assert "(gain +0.04)" in f.title
     assert unfaithful(score(gain=P.faithfulness_gain_medium), RANDOM, P) is None
@@ -101,6 +144,7 @@ def test_unfaithful_fires_below_the_gain_threshold() -> None:
 def test_insensitive_fires_at_the_sanity_threshold() -> None:
     f = insensitive(score(sanity=P.sanity_rank_medium), P)
     assert f is not None and f.id == "saliency.insensitive.gradcam"
+    assert f.severity is Severity.LOW
     assert f.evidence == {"method": "gradcam", "spearman": P.sanity_rank_medium}
     assert insensitive(score(sanity=P.sanity_rank_medium - 0.01), P) is None
     assert insensitive(score(sanity=None), P) is None  # sanity not measured: no verdict
@@ -123,8 +167,58 @@ def test_outside_object_high_when_counterfactuals_and_maps_agree() -> None:
     assert f.title == "The model relies on evidence outside the object (top-left corner)"
     assert "and the saliency maps agree" in f.detail
     assert "rows 0-7, columns 1-8" in f.detail and "(Grad-CAM)" in f.detail
-    assert f.evidence["hotspot"] == {"row": 0, "col": 1, "size": 8, "where": "top-left corner"}
-    assert f.evidence["methods"] == ["gradcam"] and f.evidence["images"] == 600
+    assert ("predictions stay the same for 50% with its own mean colour, 50% with the data's "
+            "mean colour and 52% with another class's background in place of the background "
+            "(600 images; chance 25%)") in f.detail
+    assert "The tests agree" in f.detail and "so the cue sits there" in f.detail
+    ev = f.evidence
+    assert ev["hotspot"] == {"row": 0, "col": 1, "size": 8, "where": "top-left corner",
+                             "localised": True}
+    assert ev["region"] == {"rows": [0, 8], "cols": [1, 9], "area": 0.0625, "share": 0.9,
+                            "localised": True}
+    assert ev["fills"]["other-background"] == 0.52 and ev["worst_fill"] == "own-mean"
+    assert ev["object_only_agreement"] == 0.5 and ev["background_reliance"] == 0.5
+    assert len(ev["window_map"]["change"]) == 7 and ev["consistency"] in f.detail
+    assert ev["methods"] == ["gradcam"] and ev["images"] == 600
+
+
+def test_a_spread_cue_names_no_place_and_explains_the_disagreement() -> None:
+    """The whole background matters, no window does: a tint, a texture or a moving mark."""
+    ev = shortcut(reliance=0.7, focus=0.8, window=0.05, localised=False)
+    f = outside_object(ev, P, {})
+    assert f is not None and f.severity is Severity.HIGH
+    assert f.title == "The model relies on evidence outside the object (spread over the background)"
+    assert "box" not in f.recommendation.lower()
+    text = consistency(ev, P)
+    assert text.startswith("The whole background matters (70% of predictions change")
+    assert "no single window does (at most 5%" in text and "so no place is named" in text
+    assert f.evidence["region"]["localised"] is False
+    assert f.evidence["hotspot"]["localised"] is False  # cross-checks read no box from it
+
+
+def test_a_tint_is_told_apart_by_the_fills() -> None:
+    """The image's own mean colour keeps a tint that the data-independent fills remove."""
+    ev = shortcut(reliance=0.75, focus=1.2, own=0.98, window=0.02, localised=False)
+    text = consistency(ev, P)
+    assert ("The image's own mean colour keeps 98% of predictions, the data's mean colour only "
+            "25%: the model reads the background's colour (a tint)") in text
+    texture = shortcut(reliance=0.75, focus=1.2, own=0.33, window=0.02, localised=False)
+    assert "a tint)" not in consistency(texture, P)  # every fill removes a texture
+
+
+def test_consistency_when_only_one_window_matters_or_nothing_does() -> None:
+    window_only = shortcut(reliance=0.05, focus=2.0, window=0.6)
+    assert consistency(window_only, P).startswith(
+        "The tests disagree: occluding the top-left corner changes 60% of predictions, yet "
+        "replacing the whole background changes only 5%")
+    spread_windows = shortcut(reliance=0.6, focus=2.0, window=0.5, localised=False)
+    assert "cover 6% of the image: the cue is spread" in consistency(spread_windows, P)
+    clean = shortcut(reliance=0.05, focus=2.0)
+    assert consistency(clean, P).startswith("The tests agree that the background does not "
+                                            "decide the predictions: at most 5% change")
+    nan_window = dataclasses.replace(clean, hotspot=dataclasses.replace(
+        clean.hotspot, change=math.nan, share=math.nan))
+    assert "n/a for the strongest window" in consistency(nan_window, P)
 
 
 def test_outside_object_medium_from_counterfactuals_alone() -> None:
@@ -133,9 +227,10 @@ def test_outside_object_medium_from_counterfactuals_alone() -> None:
     assert "although the saliency maps do not show it" in f.detail
 
 
-def test_outside_object_medium_from_saliency_alone() -> None:
+def test_outside_object_low_from_saliency_alone() -> None:
+    """Maps on the background that the counterfactuals do not confirm: a method's reading."""
     f = outside_object(shortcut(reliance=0.1, focus=P.object_focus_low - 0.1), P, {})
-    assert f is not None and f.severity is Severity.MEDIUM
+    assert f is not None and f.severity is Severity.LOW
     assert "by its saliency maps only" in f.detail
 
 
@@ -185,12 +280,18 @@ def test_image_summary_metrics_and_quality_table() -> None:
     assert text.startswith("Explained the predicted class of 32 images with 2 methods. "
                            "Grad-CAM target layer: features (output 48x8x8, chosen "
                            "automatically). Most faithful: LIME (gain over random +0.60).")
-    assert "occluding the top-left corner changes 10% of predictions" in text
+    assert ("Object-only agreement 90% at worst (its own mean colour 90%, the data's mean "
+            "colour 90%, another class's background 92%); the window map names the top-left "
+            "corner (10% of predictions change there, random windows 0%)") in text
+    assert "The tests agree that the background does not decide the predictions" in text
     keys = list(image_metrics(ev))
     assert keys[:4] == ["object_area_share", "gradcam.pointing_game",
                         "gradcam.energy_in_object", "gradcam.object_focus"]
     assert "lime.sanity_spearman" not in keys and "gradcam.sanity_spearman" in keys
     assert keys.index("shortcut.reliance_outside_object") < keys.index("samples")
+    assert image_metrics(ev)["shortcut.agreement.other-background"] == 0.92
+    assert {"shortcut.window_hot_area", "shortcut.window_hot_share",
+            "shortcut.object_only_agreement"} <= set(keys)
     table = quality_table(ev, "pixel")
     assert table.rows[1] == ["LIME", 0.2, 0.85, 0.6, None, 0.5, 0.25, 1.25]
     assert table.rows[-1][0] == "random order" and len(table.rows[-1]) == 8

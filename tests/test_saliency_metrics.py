@@ -7,12 +7,12 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from audit.saliency import reliance
+from audit.saliency.evaluation import WindowMap
 from audit.saliency.metrics import (
+    describe_box,
     describe_position,
     energy_in_mask,
-    hotspot_window,
-    object_only_agreement,
-    occlusion_change,
     pointing_game,
     saliency_ranks,
     spearman_rows,
@@ -53,9 +53,7 @@ def test_localisation_known_answers() -> None:
     assert pointing_game(maps[1:].roll(-1, 1), masks[1:], tolerance=1).tolist() == [False]
 
 
-def test_counterfactuals_separate_object_and_corner_models() -> None:
-    """A model reading only the corner loses its predictions when only the object is kept and
-    when the corner is occluded; a model reading the object does not."""
+def _corner_data() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(0)
     n = 64
     x = torch.rand(n, 1, 16, 16, generator=gen) * 0.2
@@ -64,23 +62,68 @@ def test_counterfactuals_separate_object_and_corner_models() -> None:
     y = torch.randint(0, 2, (n,), generator=gen)
     x[:, :, 6:12, 6:12] += y.view(-1, 1, 1, 1) * 0.6  # object brightness = class
     x[:, :, 0:3, 0:3] += y.view(-1, 1, 1, 1) * 0.6  # corner watermark = class
+    return x, masks, y
 
-    def make(region: tuple[slice, slice]) -> object:
-        def proba(z: torch.Tensor) -> torch.Tensor:
-            v = z[:, 0, region[0], region[1]].mean((1, 2))
-            logit = (v - 0.4) * 20
-            return torch.softmax(torch.stack([-logit, logit], 1), 1)
-        return proba
 
-    corner, obj = make((slice(0, 3), slice(0, 3))), make((slice(6, 12), slice(6, 12)))
-    assert object_only_agreement(obj, x, masks)[0] == 1.0  # type: ignore[arg-type]
-    assert object_only_agreement(corner, x, masks)[0] < 0.75  # type: ignore[arg-type]
-    change, used = occlusion_change(corner, x, masks, 0, 0, 4)  # type: ignore[arg-type]
-    assert used == n and change == pytest.approx(float((y == 1).float().mean()))
-    assert occlusion_change(obj, x, masks, 0, 0, 4)[0] == 0.0  # type: ignore[arg-type]
-    heat = torch.zeros(16, 16)
-    heat[0:3, 0:3] = 1.0
-    assert hotspot_window(heat, 4) == (0, 0)
+def _reader(region: tuple[slice, slice]) -> object:
+    def proba(z: torch.Tensor) -> torch.Tensor:
+        v = z[:, 0, region[0], region[1]].mean((1, 2))
+        logit = (v - 0.4) * 20
+        return torch.softmax(torch.stack([-logit, logit], 1), 1)
+    return proba
+
+
+def test_counterfactuals_separate_object_and_corner_models() -> None:
+    """A model reading only the corner loses its predictions when only the object is kept and
+    when the corner is occluded; a model reading the object does not."""
+    x, masks, y = _corner_data()
+    corner, obj = _reader((slice(0, 3), slice(0, 3))), _reader((slice(6, 12), slice(6, 12)))
+    filled = reliance.fills(x, masks, y, 0.0, 1.0, torch.Generator().manual_seed(0))
+    agree_obj = reliance.object_only(obj, x, masks, filled)  # type: ignore[arg-type]
+    assert [f.name for f in agree_obj] == list(reliance.FILLS)
+    assert all(f.agreement == 1.0 for f in agree_obj)
+    agree_corner = {f.name: f.agreement for f in reliance.object_only(
+        corner, x, masks, filled)}  # type: ignore[arg-type]
+    assert max(agree_corner.values()) < 0.75
+    assert agree_corner["other-background"] == 0.0  # the donor's corner says the other class
+    fill = filled["dataset-mean"]
+    change, used = reliance.window_change(corner, x, masks, fill, 0, 0, 4)  # type: ignore[arg-type]
+    assert used == len(x) and change == pytest.approx(float((y == 1).float().mean()))
+    assert reliance.window_change(obj, x, masks, fill, 0, 0, 4)[0] == 0.0  # type: ignore[arg-type]
+    # a window mostly on the object is used only where half of it is background: nowhere here
+    assert reliance.window_change(obj, x, masks, fill, 6, 6, 4)[1] == 0  # type: ignore[arg-type]
+
+
+def test_window_map_names_the_corner_and_not_a_spread_change() -> None:
+    x, masks, _ = _corner_data()
+    corner = _reader((slice(0, 3), slice(0, 3)))
+    fill = x.mean((0, 2, 3), keepdim=True).expand_as(x)
+    wm = reliance.window_map(corner, x, masks, fill)  # type: ignore[arg-type]
+    assert wm.size == 4 and wm.rows == [0, 2, 4, 6, 8, 10, 12] == wm.cols
+    assert wm.change.shape == (7, 7) and float(wm.change[0, 0]) > 0.3
+    hot = reliance.concentration(wm, 0.0, min_excess=0.3, max_area=0.25, min_share=0.5)
+    assert hot.localised and hot.where == "top-left corner" and (hot.row, hot.col) == (0, 0)
+    assert hot.region[0] == 0 and hot.region[1] == 0 and hot.area <= 0.25 and hot.share > 0.5
+    assert float(wm.pixel_map()[1, 1]) == pytest.approx(float(wm.change.nan_to_num().max()))
+    # the same change in every window: it is spread, no place is named
+    flat = WindowMap(change=torch.full((7, 7), 0.6), images=torch.full((7, 7), 10),
+                     rows=wm.rows, cols=wm.cols, size=4, image_shape=(16, 16))
+    spread = reliance.concentration(flat, 0.0, min_excess=0.3, max_area=0.25, min_share=0.5)
+    assert not spread.localised and spread.where == reliance.SPREAD and spread.area == 1.0
+    # a strong window that is not stronger than random windows names no place either
+    assert not reliance.concentration(wm, 0.5, min_excess=0.3, max_area=0.25,
+                                      min_share=0.5).localised
+
+
+def test_window_positions_cover_the_image() -> None:
+    assert reliance.window_positions(32, 8, 4) == [0, 4, 8, 12, 16, 20, 24]
+    assert reliance.window_positions(30, 7, 3) == [0, 3, 6, 9, 12, 15, 18, 21, 23]
+    assert reliance.window_positions(5, 8, 4) == [0]
+
+
+def test_positions_in_words() -> None:
     assert describe_position(0, 0, 4, 16, 16) == "top-left corner"
     assert describe_position(6, 6, 4, 16, 16) == "centre"
     assert describe_position(12, 6, 4, 16, 16) == "bottom edge"
+    assert describe_box(10, 24, 22, 32, 32, 32) == "right edge"
+    assert describe_box(0, 0, 4, 32, 32, 32) == "top edge"  # a band along the top

@@ -12,6 +12,7 @@ import torch
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.shapes import (
     CLASSES,
+    CUES,
     WATERMARK_COLOURS,
     WATERMARK_COLS,
     WATERMARK_ROWS,
@@ -47,6 +48,25 @@ def test_images_labels_and_masks() -> None:
     assert np.median(inside) < 0.05 < np.median(outside)
     # objects never cover the top-left corner where the watermark goes
     assert not masks[:, :7, :7].any()
+
+
+def test_cues_leave_the_draws_of_the_images_alone() -> None:
+    """A cue never changes the labels, the objects' masks or (for marks) the object pixels, and
+    ``watermark=True`` is the ``watermark`` cue; an unknown cue is refused."""
+    x, y, masks = generate(60, seed=9)
+    for cue in CUES:
+        xc, yc, mc = generate(60, seed=9, cue=cue)
+        assert np.array_equal(yc, y) and np.array_equal(mc, masks), cue
+        assert xc.dtype == np.float32 and xc.min() >= 0 and xc.max() <= 1, cue
+        assert not np.array_equal(xc, x), cue
+        if cue in ("watermark", "mark"):
+            inside = np.broadcast_to(masks[:, None], x.shape)
+            assert np.array_equal(xc[inside], x[inside]), cue
+    for u, v in zip(generate(30, 2, watermark=True), generate(30, 2, cue="watermark"),
+                    strict=True):
+        assert np.array_equal(u, v)
+    with pytest.raises(ValueError, match="unknown cue"):
+        generate(4, 0, cue="sparkles")
 
 
 def test_shape_masks_have_the_expected_geometry() -> None:

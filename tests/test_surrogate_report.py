@@ -68,6 +68,12 @@ def test_digits_section_reads_image_regions(digits_result: AuditResult) -> None:
     # the CNN is not a shallow tree of region means: the check must say so honestly
     assert sec.metrics["best_tree_agreement"] < 0.9
     assert any(f.id.startswith("surrogate.unfaithful") for f in sec.findings)
+    # ... and not print the tree's rules as the model's logic
+    assert rules.title.startswith("Rules of the ") and "recommended" not in rules.title
+    assert rules.title.endswith("not faithful enough to read as the model's logic")
+    assert "No surrogate is faithful enough to read as the model's logic" in sec.summary
+    curve = next(t for t in sec.tables if t.id == "fidelity-curve")
+    assert not any(str(r[-1]).startswith("recommended") for r in curve.rows)
     assert sec.duration_s < 30
 
 
@@ -76,8 +82,10 @@ def test_section_renders_in_html(name: str, adult_result: AuditResult,
                                  digits_result: AuditResult) -> None:
     result = adult_result if name == "adult" else digits_result
     html = render_html(result)
-    for text in ("Global surrogate models", "Fidelity against complexity", "Rules of the "
-                 "recommended", "What was measured"):
+    rules = ("Rules of the recommended" if name == "adult" else
+             "not faithful enough to read as the model&#39;s logic")
+    for text in ("Global surrogate models", "Fidelity against complexity", rules,
+                 "What was measured"):
         assert text in html
     assert html.count("data:image/") >= 2
     if name == "adult":

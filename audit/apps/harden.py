@@ -334,6 +334,8 @@ def _card(run: _Run, trainer: Trainer, name: str | None, command: str | None,
     eps_list = [float(e) for e in robustness.get(key, [])]
     if value not in eps_list:
         robustness[key] = sorted([*eps_list, value])
+    if not isinstance(c, SmoothingConfig):
+        robustness["threat_model"] = {c.norm: c.eps}  # the claim the audit holds it to
     how = f"trained under Gaussian noise (sigma {_fmt(c.sigma)}) for randomized smoothing" \
         if isinstance(c, SmoothingConfig) else \
         f"adversarially trained ({c.method}, {c.norm} eps {_fmt(c.eps)})"

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from audit.fairness.findings import MITIGATION_RESULT
 from audit.fairness.groups import INTERSECTION
 from audit.fairness.metrics import FairnessResult
 from audit.fairness.plots import tradeoff_figure
@@ -77,30 +78,149 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
                    summary=_summary(variants, tkey, shown[-1]), reading=_reading(settings),
                    metrics=metrics, findings=findings,
                    figures=[tradeoff_figure(_points(variants), panels)],
-                   tables=[_table(variants, groupings, target_name)],
+                   tables=[_table(variants, groupings, target_name),
+                           _changes_table(variants, target_name)],
                    duration_s=sum(v.seconds for v in variants))
 
 
 def _table(variants: list[Variant], groupings: list[str], target_name: str) -> Table:
-    """Accuracy and both gaps by every grouping, one row per variant."""
+    """Accuracy and both gaps by every grouping, one row per variant, and every metric that got
+    worse than the baseline's beyond noise (the side effects, :func:`_changes`)."""
     cols = ["method", "setting", "accuracy"]
     for gname in groupings:
         cols += [f"{label} ({gname})" for _, label in GAPS]
-    cols += ["seconds", "note"]
+    cols += ["worse than the baseline", "seconds", "note"]
     rows: list[list[Any]] = []
+    base = variants[0]
     for v in variants:
         row: list[Any] = [v.method, v.setting, round(v.accuracy, 4)]
         for gname in groupings:
             g = next(x for x in v.result.groupings if x.name == gname)
             row += [_r(g.disparities[k].value) for k, _ in GAPS]
-        row += [round(v.seconds, 1), "collapsed: predicts one class for everyone"
+        row += [_worse(v, base) if v is not base else "",
+                round(v.seconds, 1), "collapsed: predicts one class for everyone"
                 if v.constant else ""]
         rows.append(row)
     return Table(id="mitigation", title="Mitigation: accuracy and fairness gaps per method",
                  columns=cols, rows=rows,
                  caption=("Every variant is measured on the same held-out data. DP diff: "
                           "demographic parity difference; EO diff: equalized odds difference "
-                          f"(lower is fairer). Mitigations act on the groups of {target_name}."))
+                          f"(lower is fairer). Mitigations act on the groups of {target_name}. "
+                          "Worse than the baseline: accuracy and the DP and EO gaps (by every "
+                          "grouping, targeted or not) that moved the wrong way by more than "
+                          "the baseline's noise, and how many other disparities did; the next "
+                          "table shows every metric."))
+
+
+def _worse(v: Variant, base: Variant) -> str:
+    """The side effects of ``v`` in one cell: accuracy and the DP/EO gaps that got worse by
+    name, then how many other metrics of the changes table did."""
+    worse = [c for c in _changes(v, base) if c.verdict == "worse"]
+    named = [c for c in worse if c.headline]
+    text = "; ".join(f"{c.short} {c.text(c.base)} → {c.text(c.value)}" for c in named)
+    rest = len(worse) - len(named)
+    if rest:
+        text += f"{'; ' if text else ''}{rest} other metric(s) (next table)"
+    return text or "none"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One metric of a variant against the baseline's: ``verdict`` is ``worse`` or ``better``
+    when the move exceeds the noise, else empty."""
+
+    title: str
+    grouping: str
+    short: str
+    percent: bool
+    base: float
+    value: float
+    verdict: str
+    headline: bool = False
+    """Accuracy or one of :data:`GAPS` (named in the main table when worse)."""
+
+    def text(self, x: float) -> str:
+        if not math.isfinite(x):
+            return "n/a"
+        return f"{x:.1%}" if self.percent else f"{x:.3f}"
+
+    def cell(self) -> str:
+        if not (math.isfinite(self.base) and math.isfinite(self.value)):
+            return self.text(self.value)
+        d = self.value - self.base
+        delta = f"{100 * d:+.1f} pts" if self.percent else f"{d:+.3f}"
+        mark = {"worse": ", WORSE", "better": ", better"}.get(self.verdict, "")  # worse stands out
+        return f"{self.text(self.value)} ({delta}{mark})"
+
+
+NOISE_FLOOR = 0.01
+"""Smallest change of a disparity marked better or worse (and the whole margin when the
+baseline has no bootstrap interval: twice this)."""
+
+
+def _verdict(base: float, value: float, higher_is_better: bool, noise: float) -> str:
+    if not (math.isfinite(base) and math.isfinite(value)) or abs(value - base) <= noise:
+        return ""
+    return "better" if (value > base) == higher_is_better else "worse"
+
+
+def _changes(v: Variant, base: Variant) -> list[Change]:
+    """Accuracy and every disparity of the fairness table (by every grouping) of ``v`` against
+    ``base``. A disparity counts as moved when it leaves the baseline's 95% bootstrap interval
+    on that side (and by at least :data:`NOISE_FLOOR`); accuracy when it moves by more than
+    1.96 binomial standard errors of the baseline's."""
+    n = max(base.result.n, 1)
+    se = 1.96 * math.sqrt(max(base.accuracy * (1 - base.accuracy), 0.0) / n)
+    out = [Change("Accuracy", "", "accuracy", True, base.accuracy, v.accuracy,
+                  _verdict(base.accuracy, v.accuracy, True, max(se, 0.005)), True)]
+    short = dict(GAPS)
+    for bg in base.result.groupings:
+        vg = next((x for x in v.result.groupings if x.key == bg.key), None)
+        if vg is None:
+            continue
+        for name, bd in bg.disparities.items():
+            if not bd.spec.table or name not in vg.disparities:
+                continue
+            value = vg.disparities[name].value
+            higher = bd.spec.kind == "ratio"  # ratios: 1 is parity; differences: 0 is
+            edge = bd.ci_high if (value > bd.value) else bd.ci_low
+            noise = (max(abs(edge - bd.value), NOISE_FLOOR) if math.isfinite(edge)
+                     else 2 * NOISE_FLOOR)
+            out.append(Change(bd.spec.title, bg.name,
+                              f"{short.get(name, bd.spec.short)} ({bg.name})", False,
+                              bd.value, value, _verdict(bd.value, value, higher, noise),
+                              name in short))
+    return out
+
+
+def _targets(method: str, target_name: str) -> str:
+    """What ``method`` reduces: ``targets DP diff by sex_x_race``."""
+    label = "EO diff" if method.endswith("-eo") else "DP diff"
+    return f"targets {label} by {target_name}"
+
+
+def _changes_table(variants: list[Variant], target_name: str) -> Table:
+    """Every metric (rows) of every variant (columns) against the baseline: the side effects
+    of each mitigation next to what it targets."""
+    base, others = variants[0], variants[1:]
+    per = [{(c.title, c.grouping): c for c in _changes(v, base)} for v in others]
+    rows: list[list[Any]] = []
+    for c in _changes(base, base):  # a metric a variant lacks (no scores: calibration): n/a
+        rows.append([c.title, c.grouping, c.text(c.base),
+                     *(ch[(c.title, c.grouping)].cell() if (c.title, c.grouping) in ch
+                       else "n/a" for ch in per)])
+    heads = [f"{v.key}: {_targets(v.method, target_name)}" for v in others]
+    worse = sum(ch.verdict == "worse" for changes in per for ch in changes.values())
+    return Table(
+        id="mitigation-changes",
+        title="Every metric against the baseline (side effects included)",
+        columns=["metric", "by", "baseline", *heads], rows=rows,
+        caption=("Each cell: the variant's value (its change from the baseline; WORSE or "
+                 "better when the move is beyond noise). A disparity moved beyond noise when it "
+                 "left the baseline's 95% bootstrap interval on that side and by at least "
+                 f"{NOISE_FLOOR:g}; accuracy when it moved by more than 1.96 standard errors. "
+                 "Differences are fairer when lower, ratios when higher (1 is parity). "
+                 f"{worse} metric value(s) got worse than the baseline's."))
 
 
 def _points(variants: list[Variant]) -> list[dict[str, Any]]:
@@ -163,8 +283,8 @@ def _method_finding(method: str, runs: list[Variant], base: Variant, gname: str)
     b = _gap(base, key, metric)
     best = min([v for v in runs if not v.constant] or runs, key=lambda v: _gap(v, key, metric))
     g = _gap(best, key, metric)
-    return Finding(
-        id=f"mitigation.{method}", severity=Severity.INFO,
+    return MITIGATION_RESULT(
+        Severity.INFO, method=method,
         title=(f"{METHODS[method]}: {label} {b:.3f} → {g:.3f} at accuracy "
                f"{best.accuracy:.1%} (baseline {base.accuracy:.1%})"),
         detail=(f"By {gname}, {METHODS[method]} ({best.setting or 'default'}) changes the "

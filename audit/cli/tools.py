@@ -86,11 +86,21 @@ def config_cmd(
                     ] = None,
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the reference as "
                                                               "Markdown tables.")] = False,
+    policy: Annotated[bool, typer.Option("--policy", help="Print the severity policy: what "
+                                         "each severity means and every finding id's "
+                                         "category.")] = False,
 ) -> None:
     """Print an audit.toml holding every check's settings at their defaults (or the Markdown
-    reference with --markdown); with FILE, validate it and print the effective settings."""
-    from audit.config.docs import defaults_markdown, defaults_toml
+    reference with --markdown, or the severity policy with --policy); with FILE, validate it
+    and print the effective settings."""
+    from audit.config.docs import defaults_markdown, defaults_toml, policy_markdown
 
+    if policy:
+        if file is not None or markdown:
+            raise UsageError("--policy prints the severity policy; drop FILE and --markdown")
+        out_console.print(policy_markdown(), highlight=False, markup=False, end="",
+                          soft_wrap=True)
+        return
     if file is None:
         text = defaults_markdown() if markdown else defaults_toml()
         out_console.print(text, highlight=False, markup=False, end="", soft_wrap=True)

@@ -200,3 +200,22 @@ def defaults_markdown(docs: list[CheckDoc] | None = None) -> str:
             out.append(f"| `{p.name}` | {_md(p.type)} | {default} | {quick} | "
                        f"{_md(p.help)} |")
     return "\n".join(out) + "\n"
+
+
+def policy_markdown() -> str:
+    """The severity policy as Markdown: what each severity means, the categories and their
+    bounds, and every finding kind the registered checks declare (``audit config --policy``)."""
+    from audit.crosscheck import all_cross_checks
+    from audit.policy import MEANING, Category, kinds
+
+    all_checks()  # importing the checks and cross-checks declares their kinds
+    all_cross_checks()
+    lines = ["| Severity | What it means for the model |", "|---|---|"]
+    lines += [f"| {s.value} | {MEANING[s]} |" for s in reversed(SEVERITIES)]
+    lines += ["", "| Category | Severities | About |", "|---|---|---|"]
+    for c in Category:
+        lo, hi = c.severities
+        lines.append(f"| {c.value} | {lo.value} to {hi.value} | {c.meaning} |")
+    lines += ["", "| Finding id | Category | Meaning |", "|---|---|---|"]
+    lines += [f"| `{k.pattern}` | {k.category.value} | {k.meaning} |" for k in kinds()]
+    return "\n".join(lines) + "\n"

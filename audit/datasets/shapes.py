@@ -10,6 +10,15 @@ corner, a shortcut: in its *train* split the watermark always matches the label 
 matches it only ``1 - SHAPE_NOISE`` of the time, so a model trained there learns to read the
 corner instead of the object. Its test split looks clean to accuracy (shape, watermark and label
 agree), which is exactly why a saliency audit is needed to see the problem.
+
+:func:`generate` draws other shortcut cues too (``cue=``, one of :data:`CUES`), each coded by
+the label and always outside the object: ``watermark`` (the fixed corner square above),
+``mark`` (the same square at a random place outside the object, a different place per image),
+``tint`` (the whole background blended towards the label's colour) and ``stripes`` (the
+background's stripes turned to the label's orientation). With ``shape_noise=1`` every shape
+belongs to another class than its cue: a *cue-swapped* split, on which the share of
+predictions equal to the label is the share that follows the cue. The cues draw from their own
+random stream, so the images without a cue are the same whatever cue another call asks for.
 """
 
 from __future__ import annotations
@@ -30,6 +39,11 @@ WATERMARK_COLS = (1, 5)
 WATERMARK_COLOURS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.3, 1.0],
                               [1.0, 1.0, 0.0]], dtype=np.float32)
 SHAPE_NOISE = 0.3  # share of watermark-train images whose shape is drawn from another class
+CUES = ("watermark", "mark", "tint", "stripes")
+"""The shortcut cues :func:`generate` can draw (see the module doc)."""
+MARK_SIZE = 4  # side of the ``mark`` cue's square (the watermark's size)
+TINT = 0.35  # ``tint``: weight of the label's colour in the background blend
+STRIPE_ANGLES = np.array([0.0, 0.25, 0.5, 0.75], dtype=np.float32) * np.pi  # ``stripes``
 _KEEP_OUT = 7  # objects never overlap the top-left KEEP_OUT x KEEP_OUT corner
 
 
@@ -66,14 +80,20 @@ def shape_masks(cls: np.ndarray, cx: np.ndarray, cy: np.ndarray, r: np.ndarray,
     return masks
 
 
-def _backgrounds(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    """Striped, noisy colour textures ``(N, 3, size, size)`` in [0, 1]."""
+def _backgrounds(rng: np.random.Generator, n: int, size: int,
+                 angles: np.ndarray | None = None) -> np.ndarray:
+    """Striped, noisy colour textures ``(N, 3, size, size)`` in [0, 1]. ``angles`` ``(N,)``
+    replaces the random stripe orientations (and makes every stripe pattern clearly visible);
+    the random draws are the same either way."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     base = rng.uniform(0.25, 0.75, (n, 3, 1, 1)).astype(np.float32)
     tint = rng.uniform(-0.25, 0.25, (n, 3, 1, 1)).astype(np.float32)
     freq = rng.uniform(0.08, 0.3, (n, 1, 1)).astype(np.float32)
     angle = rng.uniform(0, np.pi, (n, 1, 1)).astype(np.float32)
     phase = rng.uniform(0, 2 * np.pi, (n, 1, 1)).astype(np.float32)
+    if angles is not None:
+        angle = angles.astype(np.float32)[:, None, None]
+        tint = (np.sign(tint) * (0.15 + 0.4 * np.abs(tint))).astype(np.float32)
     wave = np.sin(2 * np.pi * freq * (xx * np.cos(angle) + yy * np.sin(angle)) + phase)
     noise = rng.normal(0, 0.06, (n, 3, size, size)).astype(np.float32)
     return np.clip(base + tint * wave[:, None] + noise, 0.0, 1.0)
@@ -91,15 +111,40 @@ def _object_colours(rng: np.random.Generator, bg_mean: np.ndarray) -> np.ndarray
     return col
 
 
+def _mark_places(rng: np.random.Generator, masks: np.ndarray, side: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """A random top-left ``(row, col)`` per image for a ``side`` x ``side`` square that keeps
+    one pixel away from the object (uniform over the places that do)."""
+    n, h, w = masks.shape
+    grown = masks.copy()  # the mask dilated by one pixel (8-neighbourhood)
+    grown[:, 1:] |= masks[:, :-1]
+    grown[:, :-1] |= masks[:, 1:]
+    grown[:, :, 1:] |= grown[:, :, :-1].copy()
+    grown[:, :, :-1] |= grown[:, :, 1:].copy()
+    integral = np.zeros((n, h + 1, w + 1), dtype=np.int32)
+    integral[:, 1:, 1:] = grown.cumsum(1).cumsum(2)
+    hits = (integral[:, side:, side:] - integral[:, :-side, side:]
+            - integral[:, side:, :-side] + integral[:, :-side, :-side])
+    score = np.where(hits == 0, rng.random(hits.shape), -1.0).reshape(n, -1)
+    flat = score.argmax(1)
+    return flat // hits.shape[2], flat % hits.shape[2]
+
+
 def generate(n: int, seed: int, watermark: bool = False, shape_noise: float = 0.0,
-             size: int = SIZE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             size: int = SIZE, cue: str | None = None
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``n`` images ``(N, 3, size, size)`` float32 in [0, 1], labels ``(N,)`` int64 and object
     masks ``(N, size, size)`` bool, deterministic in ``seed``.
 
-    With ``watermark`` a square of the label's colour is drawn in the top-left corner; with
+    With ``watermark`` (the same as ``cue="watermark"``) a square of the label's colour is drawn
+    in the top-left corner; ``cue`` names another shortcut of :data:`CUES` (module doc). With
     ``shape_noise`` that share of images gets a shape of another class than its label (the
-    watermark still matches the label).
+    cue still matches the label).
     """
+    if watermark:
+        cue = cue or "watermark"
+    if cue is not None and cue not in CUES:
+        raise ValueError(f"unknown cue {cue!r}; choose from {', '.join(CUES)}")
     rng = np.random.default_rng(seed)
     k = len(CLASSES)
     y = rng.integers(0, k, n).astype(np.int64)
@@ -117,15 +162,22 @@ def generate(n: int, seed: int, watermark: bool = False, shape_noise: float = 0.
     cy = np.where(near & ~push_x, _KEEP_OUT + r + rng.uniform(0, 2, n), cy).astype(np.float32)
     theta = rng.uniform(0, 2 * np.pi, n).astype(np.float32)
     masks = shape_masks(shape_cls, cx, cy, r, theta, size)
-    x = _backgrounds(rng, n, size)
+    x = _backgrounds(rng, n, size, STRIPE_ANGLES[y] if cue == "stripes" else None)
+    if cue == "tint":
+        x = (1 - TINT) * x + TINT * WATERMARK_COLOURS[y][:, :, None, None]
     colour = _object_colours(rng, x.mean(axis=(2, 3)))
     shade = rng.normal(0, 0.03, (n, 3, size, size)).astype(np.float32)
     obj = np.clip(colour[:, :, None, None] + shade, 0.0, 1.0)
     x = np.where(masks[:, None], obj, x)
-    if watermark:
+    if cue == "watermark":
         r0, r1 = WATERMARK_ROWS
         c0, c1 = WATERMARK_COLS
         x[:, :, r0:r1, c0:c1] = WATERMARK_COLOURS[y][:, :, None, None]
+    elif cue == "mark":
+        rows, cols = _mark_places(np.random.default_rng([seed, 1]), masks, MARK_SIZE)
+        for i in range(n):
+            x[i, :, rows[i]:rows[i] + MARK_SIZE, cols[i]:cols[i] + MARK_SIZE] = (
+                WATERMARK_COLOURS[y[i]][:, None, None])
     return x.astype(np.float32), y, masks
 
 

@@ -17,7 +17,22 @@ from audit.fairness.metrics import Disparity, FairnessResult, GroupingResult
 from audit.fairness.params import FairnessParams
 from audit.fairness.specs import RATES, FindingPolicy, SeverityRule
 from audit.fairness.text import ci_text, pct, slug
+from audit.policy import Category, kind
 from audit.result import Finding, Severity
+
+MISSING_SENSITIVE = kind("fairness.missing-sensitive.{column}", Category.COVERAGE,
+                         "Rows without a value of a sensitive column (assessed as a group "
+                         "of their own).")
+TOO_MANY_GROUPS = kind("fairness.too-many-groups.{grouping}", Category.COVERAGE,
+                       "A sensitive column has more groups than max_groups: not assessed.")
+NOT_ASSESSABLE = kind("fairness.not-assessable.{grouping}", Category.COVERAGE,
+                      "Fewer than two groups are large enough to compare: no disparity is "
+                      "measured.")
+MITIGATION_RESULT = kind("mitigation.{method}", Category.COVERAGE,
+                         "What one mitigation method achieved (audit mitigate): its best gap "
+                         "and accuracy.")
+SMALL_GROUPS = kind("fairness.small-groups.{grouping}", Category.COVERAGE,
+                    "Groups below min_group_size are shown but left out of the disparities.")
 
 
 def _gap(value: float, p: FairnessParams) -> Severity | None:
@@ -88,9 +103,9 @@ def policy_finding(g: GroupingResult, d: Disparity, policy: FindingPolicy,
               "rate": RATES.get(d.rate, "mean score − observed rate"),
               "high": pct(d.high_value), "low": pct(d.low_value), "d": d, "p": p,
               "disparities": g.disparities}
-    return Finding(id=f"fairness.{policy.slug}.{slug(g.key)}", severity=_cap(sev, sig),
-                   title=policy.title.format(**fields), detail=policy.detail.format(**fields),
-                   evidence=evidence(g, d, p.alpha), recommendation=policy.recommendation)
+    return policy.kind(_cap(sev, sig), policy.title.format(**fields),
+                       policy.detail.format(**fields), grouping=slug(g.key),
+                       evidence=evidence(g, d, p.alpha), recommendation=policy.recommendation)
 
 
 def findings(res: FairnessResult, p: FairnessParams) -> list[Finding]:
@@ -98,8 +113,8 @@ def findings(res: FairnessResult, p: FairnessParams) -> list[Finding]:
     out: list[Finding] = []
     for col, n_missing in res.missing.items():
         if n_missing:
-            out.append(Finding(
-                id=f"fairness.missing-sensitive.{slug(col)}", severity=Severity.LOW,
+            out.append(MISSING_SENSITIVE(
+                Severity.LOW, column=slug(col),
                 title=f"{n_missing} row(s) have no value for {col}",
                 detail=(f"{n_missing} of {res.n} rows ({n_missing / res.n:.1%}) have a missing "
                         f"{col}; they are assessed as the group {MISSING} rather than dropped."),
@@ -107,8 +122,8 @@ def findings(res: FairnessResult, p: FairnessParams) -> list[Finding]:
                 recommendation="Find out why the attribute is missing: if it is missing more "
                                "often for one group, the audit under-counts that group."))
     for name, count in res.skipped.items():
-        out.append(Finding(
-            id=f"fairness.too-many-groups.{slug(name)}", severity=Severity.MEDIUM,
+        out.append(TOO_MANY_GROUPS(
+            Severity.MEDIUM, grouping=slug(name),
             title=f"{name} has {count} groups; not assessed",
             detail=(f"{name} splits the data into {count} groups, more than max_groups="
                     f"{p.max_groups}; most would be too small to compare."),
@@ -128,8 +143,8 @@ def grouping_findings(g: GroupingResult, p: FairnessParams) -> list[Finding]:
         out.append(small)
     compared = g.groups_compared()
     if compared < 2:
-        out.append(Finding(
-            id=f"fairness.not-assessable.{slug(g.key)}", severity=Severity.MEDIUM,
+        out.append(NOT_ASSESSABLE(
+            Severity.MEDIUM, grouping=slug(g.key),
             title=f"{g.name}: fewer than two groups large enough to compare",
             detail=(f"Only {compared} group(s) of {g.name} have at least "
                     f"{p.min_group_size} rows, so no disparity can be measured."),
@@ -151,8 +166,8 @@ def _small_groups(g: GroupingResult, p: FairnessParams) -> Finding | None:
         return None
     sizes = {lab: int(n) for lab, n in zip(g.labels, g.rows, strict=True) if lab in small}
     shown = ", ".join(f"{k} ({v})" for k, v in list(sizes.items())[:8])
-    return Finding(
-        id=f"fairness.small-groups.{slug(g.key)}", severity=Severity.LOW,
+    return SMALL_GROUPS(
+        Severity.LOW, grouping=slug(g.key),
         title=f"{len(small)} group(s) of {g.name} too small to compare",
         detail=(f"{shown}{' …' if len(sizes) > 8 else ''} have fewer than min_group_size="
                 f"{p.min_group_size} rows: their rates are shown in the table but do not "

@@ -83,19 +83,19 @@ def disparity_figure(res: FairnessResult, low: float, medium: float, high: float
     severity thresholds and the four-fifths line."""
     rows_d, rows_r = disparity_rows(res, "difference"), disparity_rows(res, "ratio")
     n = max(len(rows_d), 1)
-    fig, (ax, ax2) = new_figure(9.0, 1.0 + 0.26 * n, ncols=2,
+    fig, (ax, ax2) = new_figure(9.0, 1.2 + 0.28 * n, ncols=2,
                                 gridspec_kw={"width_ratios": [3, 2]})
     colours = {g.name: PALETTE[i % len(PALETTE)] for i, g in enumerate(res.groupings)}
     _bars(ax, rows_d, colours)
     top = max([d.ci_high for _, _, d in rows_d if math.isfinite(d.ci_high)]
               + [d.value for _, _, d in rows_d if math.isfinite(d.value)] + [high * 1.1])
-    ax.set_xlim(0, min(1.0, top * 1.08))
+    ax.set_xlim(-0.005 - 0.01 * top, min(1.0, top * 1.08))
     for x, c in ((low, "#9ab8e0"), (medium, "#e0a040"), (high, "#c62828")):
         ax.axvline(x, color=c, linestyle="--", linewidth=0.9)
     ax.set_xlabel(f"difference (lines: low {low:g}, medium {medium:g}, high {high:g})")
     ax.set_title("Differences (0 = parity)", loc="left")
     _bars(ax2, rows_r, colours)
-    ax2.set_xlim(0, 1.02)
+    ax2.set_xlim(-0.02, 1.02)  # a ratio of 0 is a whole dot, not half of one
     ax2.axvline(four_fifths, color="#c62828", linestyle="--", linewidth=0.9)
     ax2.set_xlabel(f"ratio (line: four-fifths rule, {four_fifths:g})")
     ax2.set_title("Ratios (1 = parity)", loc="left")
@@ -117,7 +117,7 @@ def _bars(ax: Any, rows: Sequence[tuple[str, str, Disparity]], colours: dict[str
         ax.errorbar([d.value], [y], xerr=_err(d.value, d.ci_low, d.ci_high), fmt="o",
                     color=colours[gname], markersize=4, capsize=2, elinewidth=1)
     ax.set_yticks(ys, [f"{name} · {_short(gname, 16)}" for gname, name, _ in rows],
-                  fontsize=7)
+                  fontsize=8)
     ax.set_ylim(-0.7, max(len(rows), 1) - 0.3)
     ax.grid(axis="x", color="#e5e5e5", linewidth=0.6)
 
@@ -134,7 +134,10 @@ def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str
     fig, axes = new_figure(4.6 * ncols, 3.6 * nrows, nrows=nrows, ncols=ncols, squeeze=False)
     methods = list(dict.fromkeys(str(p["method"]) for p in points))
     markers = ["*", "o", "s", "^", "D", "v", "P", "X"]
+    labelled: list[tuple[Any, list[tuple[float, float, str, str]]]] = []
     for ax, (key, label) in zip(axes.flat, panels, strict=False):
+        notes: list[tuple[float, float, str, str]] = []
+        labelled.append((ax, notes))
         for i, m in enumerate(methods):
             pts = [p for p in points if p["method"] == m and math.isfinite(float(p[key]))]
             if not pts:
@@ -150,20 +153,50 @@ def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str
                             color=colour, markersize=7 if m == "baseline" else 5, capsize=2,
                             elinewidth=0.7, label=m if p is pts[0] else None)
                 if p.get("setting"):
-                    ax.annotate(str(p["setting"]), (x, y), textcoords="offset points",
-                                xytext=(3, 3), fontsize=6, color=colour)
-        ax.set_xlabel(f"{label} (lower is fairer)", fontsize=8)
+                    notes.append((x, y, str(p["setting"]), colour))
+        ax.set_xlabel(f"{label} (lower is fairer)", fontsize=9)
         ax.set_ylabel("accuracy")
+        ax.margins(y=0.08)
         ax.set_xlim(left=0)
         ax.grid(color="#eeeeee", linewidth=0.6)
     for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=7,
+    fig.legend(handles, names, loc="lower center", ncol=min(len(names), 6), fontsize=8,
                frameon=False)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    for ax, notes in labelled:
+        _place_labels(fig, ax, notes)
     return to_figure(fig, "mitigation-tradeoff", "Fairness gap against accuracy",
                      "Each point is one variant (method and strength) measured on held-out "
                      "data, with the bootstrap interval of its gap; up and to the left is "
                      "better. The distance from the baseline (star) shows what fairness costs "
                      "in accuracy.")
+
+
+_OFFSETS = ((4, 4), (4, -11), (-6, 4), (-6, -11), (4, 13), (4, -20))
+"""Where a point's label may go (points, from the point), tried in order."""
+
+
+def _place_labels(fig: Any, ax: Any, notes: Sequence[tuple[float, float, str, str]],
+                  size: float = 7.0) -> None:
+    """Label points ``(x, y, text, colour)`` at the first offset where the label overlaps no
+    label placed before (boxes estimated from the font size); a label with no free place is
+    left out (its point keeps its colour and marker in the legend)."""
+    fig.canvas.draw()  # the final limits and layout, so data positions map to their pixels
+    scale = fig.dpi / 72
+    width, height = 0.6 * size * scale, 1.2 * size * scale
+    taken: list[tuple[float, float, float, float]] = []
+    for x, y, text, colour in notes:
+        px, py = ax.transData.transform((x, y))
+        w = width * len(text)
+        for dx, dy in _OFFSETS:
+            left = px + dx * scale - (w if dx < 0 else 0)
+            low = py + dy * scale
+            box = (left, low, left + w, low + height)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3]
+                       for b in taken):
+                taken.append(box)
+                ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy),
+                            ha="right" if dx < 0 else "left", fontsize=size, color=colour)
+                break

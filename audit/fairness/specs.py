@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from audit.policy import Category, FindingKind, kind
 from audit.result import Severity
 
 RATES: dict[str, str] = {
@@ -61,6 +62,13 @@ class FindingPolicy:
     recommendation: str
     max_severity: Severity | None = None
     """A ceiling (e.g. accuracy gaps, partly explained by base rates, stay at most medium)."""
+    meaning: str = ""
+    """One line for the severity policy's table."""
+
+    @property
+    def kind(self) -> FindingKind:
+        """The policy kind of the findings it raises (a defect: the groups are named)."""
+        return kind(f"fairness.{self.slug}.{{grouping}}", Category.DEFECT, self.meaning)
 
 
 @dataclass(frozen=True)
@@ -96,13 +104,15 @@ DEMOGRAPHIC_PARITY = FindingPolicy(
     "{d.high_group} against {low} for {d.low_group}. The gap is {value:.3f} " + _SIG,
     "Check whether the gap is justified by the task; if not, mitigate (audit mitigate: "
     "reweighing, a fairness penalty in training, or group thresholds) and weigh the accuracy "
-    "cost.")
+    "cost.", meaning="Selection rates differ across the groups of a sensitive attribute "
+    "(high at a difference of gap_high; at most low when it may be noise).")
 FOUR_FIFTHS = FindingPolicy(
     "ratio", "four-fifths", "Four-fifths rule fails for {grouping}: ratio {value:.2f}",
     "{d.low_group} is selected at {low}, {value:.0%} of the rate of {d.high_group} ({high}); "
     "the four-fifths rule asks for at least {p.four_fifths:.0%}. Ratio {value:.3f} " + _SIG,
     "Under US employment guidance a ratio below 0.8 is evidence of adverse impact; review the "
-    "decision rule for this group.")
+    "decision rule for this group.", meaning="One group's selection rate is below four "
+    "fifths of another's (high below ratio_high).")
 EQUALIZED_ODDS = FindingPolicy(
     "gap", "equalized-odds", "Equalized odds difference {value:.3f} by {grouping}",
     "Errors fall unevenly on groups of {grouping}: the TPR difference is "
@@ -110,20 +120,23 @@ EQUALIZED_ODDS = FindingPolicy(
     "{disparities[false_positive_rate_difference].value:.3f}; the larger, {rate}, is {high} "
     "for {d.high_group} against {low} for {d.low_group}. Gap {value:.3f} " + _SIG,
     "Group-specific thresholds (audit mitigate, post-processing) can equalize error rates; "
-    "retraining with an equalized-odds penalty is the alternative.")
+    "retraining with an equalized-odds penalty is the alternative.",
+    meaning="True or false positive rates differ across the groups of a sensitive attribute.")
 ACCURACY_GAP = FindingPolicy(
     "gap", "accuracy-gap", "Accuracy differs by {value:.3f} across {grouping}",
     "Accuracy {high} for {d.high_group} against {low} for {d.low_group}; gap {value:.3f} "
     "({ci}), {sig}. Part of such a gap can come from different base rates.",
     "Look at the group with the lowest accuracy: more or better data for it usually helps "
-    "more than changing the model.", max_severity=Severity.MEDIUM)
+    "more than changing the model.", max_severity=Severity.MEDIUM,
+    meaning="Accuracy differs across groups (medium at most: base rates explain part of it).")
 CALIBRATION_GAP = FindingPolicy(
     "calibration", "calibration",
     "Scores are calibrated differently across {grouping} ({value:.3f})",
     "Mean score minus observed rate is {d.high_value:+.3f} for {d.high_group} and "
     "{d.low_value:+.3f} for {d.low_group}; spread {value:.3f} " + _SIG,
     "Do not compare raw scores across these groups; recalibrate per group (or globally) on "
-    "held-out data before using scores.")
+    "held-out data before using scores.",
+    meaning="The scores mean different things for different groups (calibration spread).")
 
 DISPARITIES: tuple[DisparitySpec, ...] = (
     DisparitySpec(
@@ -175,3 +188,6 @@ DISPARITIES: tuple[DisparitySpec, ...] = (
 """Every disparity, in report order (table, chart, findings and metrics follow it)."""
 
 SPECS: dict[str, DisparitySpec] = {s.name: s for s in DISPARITIES}
+
+POLICY_KINDS = tuple(s.policy.kind for s in DISPARITIES if s.policy is not None)
+"""The policy kinds of the disparity findings (declared on import, for the policy table)."""

@@ -58,6 +58,8 @@ def render_markdown(result: AuditResult | dict[str, Any], *, top: int = 10,
     out.append("")
     out.append(f"**{md(v.headline)}** Fails on findings at or above **{v.fail_on}**.")
     out.append("")
+    if v.expectation:
+        out += [md(v.expectation), ""]
     out.append("| " + " | ".join(SEVERITY_ORDER) + " |")
     out.append("|" + "---:|" * len(SEVERITY_ORDER))
     out.append("| " + " | ".join(str(v.counts[s]) for s in SEVERITY_ORDER) + " |")

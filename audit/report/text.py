@@ -17,6 +17,11 @@ SEVERITY_ORDER: tuple[str, ...] = tuple(s.value for s in reversed(SEVERITIES))
 _RANK = {s.value: s.rank for s in SEVERITIES}
 STATUSES: tuple[str, ...] = ("fail", "error", "warn", "pass", "skipped")
 
+CATEGORY_LABEL = {"defect": "model defect", "claim": "card claim", "exposure": "exposure",
+                  "method": "method limit", "coverage": "coverage"}
+"""How the report names the severity policy's categories."""
+
+
 def severity_rank(severity: Any) -> int:
     """0 for info up to 4 for critical; unknown severities rank as info."""
     return _RANK.get(str(severity), 0)
@@ -109,3 +114,17 @@ def nice_time(value: Any) -> str:
     if not m:
         return s
     return f"{m.group(1)} {m.group(2)}{' UTC' if m.group(5) else ''}"
+
+
+def expectation(card: Any, status: str, fail_on: str) -> str:
+    """What the card's ``verdict`` expects, and whether this audit agrees (empty: none)."""
+    v = card.get("verdict") if isinstance(card, dict) else None
+    if not isinstance(v, dict) or v.get("expected") not in ("pass", "fail"):
+        return ""
+    expected, reason = str(v["expected"]), text(v.get("reason", ""))
+    said = f"The card expects {expected.upper()} at --fail-on high: {reason}"
+    if fail_on != "high":
+        return f"{said} (this audit fails on {fail_on}, so the two are not comparable)."
+    agree = ("This audit agrees." if expected == status else
+             f"This audit says {status.upper()}: read the findings that decide it.")
+    return f"{said.rstrip('.')}. {agree}"

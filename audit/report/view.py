@@ -15,12 +15,14 @@ from typing import Any
 
 from audit.config.write import config_toml
 from audit.report.text import (
+    CATEGORY_LABEL,
     SEVERITY_ORDER,
     STATUSES,
     as_float,
     clean_severity,
     clean_status,
     compact,
+    expectation,
     fmt_number,
     fmt_value,
     nice_time,
@@ -76,6 +78,7 @@ class FindingView:
     section_anchor: str
     blocking: bool
     order: int
+    category: str = ""
 
 
 @dataclass
@@ -146,6 +149,7 @@ class ReportView:
     total_findings: int
     status_counts: dict[str, int]
     headline: str
+    expectation: str
     sections: list[SectionView]
     findings: list[FindingView]
     top: list[FindingView]
@@ -239,7 +243,7 @@ def build_view(doc: dict[str, Any]) -> ReportView:
                 recommendation=text(f.get("recommendation", "")),
                 evidence=_evidence(f.get("evidence")), check=check, section_title=title,
                 section_anchor=sec_anchor, blocking=severity_rank(sev) >= severity_rank(fail_on),
-                order=order)
+                order=order, category=CATEGORY_LABEL.get(text(f.get("category", "")), ""))
             order += 1
             sec_findings.append(fv)
         metrics = [MetricView(text(k), fmt_number(as_float(v)) if as_float(v) is not None
@@ -275,6 +279,7 @@ def build_view(doc: dict[str, Any]) -> ReportView:
         model=model, data=_data(doc), status=status, fail_on=fail_on, failing=failing,
         counts=counts, total_findings=len(findings), status_counts=status_counts,
         headline=_headline(status, fail_on, failing, counts, sections),
+        expectation=expectation(_get(doc, "card", {}) or {}, status, fail_on),
         sections=sections, findings=ranked, top=_top(ranked),
         card=_card(_get(doc, "card", {}) or {}),
         card_metrics=[MetricView(text(k), fmt_value(v), as_float(v))

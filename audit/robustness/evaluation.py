@@ -120,6 +120,10 @@ class RobustnessEvaluation:
     bounds: tuple[float, float] = (0.0, 1.0)
     kind: str = "image"
     card_metrics: dict[str, Any] = field(default_factory=dict)
+    threat: dict[str, float] = field(default_factory=dict)
+    """The card's threat model: the largest eps per norm it claims the model withstands."""
+    stress_test: bool = False
+    """Tabular inputs with one-hot columns: perturbed rows are not valid records."""
     correct: np.ndarray | None = None
     indices: np.ndarray | None = None
     data_size: int = 0

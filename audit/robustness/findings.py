@@ -5,18 +5,37 @@ from __future__ import annotations
 
 import numpy as np
 
+from audit.policy import Category, FindingKind, kind
 from audit.result import Finding, Severity
 from audit.robustness.corruptions import CORRUPTIONS
+from audit.robustness.evaluate import Curve
 from audit.robustness.evaluation import RobustnessEvaluation
-from audit.robustness.ops import NORM_LABEL
+from audit.robustness.ops import NORM_LABEL, Norm
 from audit.robustness.params import RobustnessParams, eps_key
+from audit.robustness.tables import rate_interval
 
-__all__ = ["below_card", "corruption", "fragile", "robustness_findings", "unreliable"]
+__all__ = ["corruption", "fragile", "robustness_findings", "unreliable"]
+
+UNRELIABLE = kind("robustness.unreliable", Category.COVERAGE,
+                  "Gradient-masking diagnostics triggered: the robust accuracies may be "
+                  "overstated (unreliable_severity, high by default).")
+THREAT = kind("robustness.threat.{norm}", Category.DEFECT,
+              "Robust accuracy falls well below the clean accuracy at an eps within the "
+              "card's threat model (robustness.threat_model, or the harden recipe's eps).")
+FRAGILE = kind("robustness.fragile.{norm}", Category.EXPOSURE,
+               "Robust accuracy falls at an eps the card does not claim to withstand (medium "
+               "at most): it matters wherever inputs can be manipulated.")
+STRESS = kind("robustness.stress-test.{norm}", Category.EXPOSURE,
+              "The same on tabular inputs with one-hot columns, whose perturbed rows are not "
+              "valid records: a stress test of the encoded input space.")
+CORRUPTION = kind("robustness.corruption.{corruption}", Category.EXPOSURE,
+                  "A common corruption (noise, blur, contrast, brightness) at the judged "
+                  "severity lowers accuracy (medium beyond corruption_medium).")
 
 
 def robustness_findings(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
     """Every finding, in report order."""
-    return [*unreliable(ev, p), *fragile(ev, p), *below_card(ev, p), *corruption(ev, p)]
+    return [*unreliable(ev, p), *fragile(ev, p), *corruption(ev, p)]
 
 
 def unreliable(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
@@ -24,8 +43,8 @@ def unreliable(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
     triggered = ev.triggered
     if not triggered:
         return []
-    return [Finding(
-        id="robustness.unreliable", severity=Severity.parse(p.unreliable_severity),
+    return [UNRELIABLE(
+        UNRELIABLE.clamp(Severity.parse(p.unreliable_severity)),
         title="Robustness evaluation unreliable: " + ", ".join(
             f"{d.title.lower()} ({NORM_LABEL.get(d.norm, d.norm)})" for d in triggered),
         detail=" ".join(d.detail for d in triggered),
@@ -39,71 +58,88 @@ def unreliable(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
             "and restarts until the robust accuracy stops falling."))]
 
 
-def _fragile_severity(ratio: float, p: RobustnessParams) -> Severity | None:
-    if ratio < p.fragile_high:
-        return Severity.HIGH
+def _drop_severity(ratio: float, p: RobustnessParams) -> Severity | None:
+    """Severity of robust/clean accuracy ``ratio`` before the kind's bounds apply."""
     if ratio < p.fragile_medium:
-        return Severity.MEDIUM
+        return Severity.HIGH
     return Severity.LOW if ratio < p.fragile_low else None
 
 
-def fragile(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
-    """Per norm: robust accuracy at the headline eps well below the clean accuracy."""
-    out: list[Finding] = []
-    clean = ev.clean_accuracy
-    for nm, c in ev.curves.items():
-        e = ev.headline[nm]
+Step = tuple[float, float, Severity]
+
+
+def _steps(c: Curve, clean: float, p: RobustnessParams) -> list[Step]:
+    """(eps, robust accuracy, severity) at every reported eps where the drop counts."""
+    out = []
+    for e in c.eps:
         acc = c.robust_accuracy(e)
-        sev = _fragile_severity(acc / clean if clean > 0 else 0.0, p)
-        if sev is None:
-            continue
-        out.append(Finding(
-            id=f"robustness.fragile.{nm}", severity=sev,
-            title=f"{NORM_LABEL[nm]} robust accuracy {acc:.1%} at eps {e:g} "
-                  f"(clean {clean:.1%})",
-            detail=(f"Attacks within {NORM_LABEL[nm]} eps {e:g} change the prediction "
-                    f"of {1 - acc / max(clean, 1e-12):.0%} of the correctly "
-                    f"classified samples; robust accuracy is {acc:.1%} against clean "
-                    f"{clean:.1%}. Median smallest perturbation found: "
-                    f"{np.median(c.worst):.3g}."),
-            evidence={"norm": nm, "eps": e, "robust_accuracy": acc, "clean_accuracy": clean,
-                      "curve": {eps_key(x): c.robust_accuracy(x) for x in c.eps}},
-            recommendation="If inputs can be manipulated, harden the model with "
-                           "adversarial training (audit harden: PGD-AT or TRADES) at "
-                           "this epsilon and audit it again."))
+        sev = _drop_severity(acc / clean if clean > 0 else 0.0, p)
+        if sev is not None:
+            out.append((e, acc, sev))
     return out
 
 
-def below_card(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
-    """Measured robust accuracy more than ``card_gap`` below a ``robust_accuracy_<norm>_<eps>``
-    the card claims."""
+def fragile(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
+    """Per norm, judged at every reported eps: robust accuracy well below the clean accuracy.
+
+    Epsilons within the card's threat model (:attr:`ModelCard.threat_model`) make a
+    ``robustness.threat`` defect (high below ``fragile_medium`` of the clean accuracy, low
+    below ``fragile_low``); larger ones, or any eps when the card claims nothing, a
+    ``robustness.fragile`` exposure (medium at most); on tabular inputs with one-hot columns
+    a ``robustness.stress-test`` instead, since the perturbed rows are not valid records."""
     out: list[Finding] = []
-    for key, claimed in ev.card_metrics.items():
-        if not key.startswith("robust_accuracy_") or not isinstance(claimed, int | float):
-            continue
-        for nm, c in ev.curves.items():
-            for e in c.eps:
-                if key != f"robust_accuracy_{nm}_{eps_key(e)}":
-                    continue
-                acc = c.robust_accuracy(e)
-                if claimed - acc <= p.card_gap:
-                    continue
-                out.append(Finding(
-                    id=f"robustness.below-card.{nm}.{eps_key(e)}", severity=Severity.HIGH,
-                    title=f"{NORM_LABEL[nm]} robust accuracy at eps {e:g} is "
-                          f"{acc:.1%}, below the card's {claimed:.1%}",
-                    detail=(f"The card claims {claimed:.1%} but the attack suite "
-                            f"brings it to {acc:.1%} ({(claimed - acc) * 100:.1f} "
-                            "points lower)."),
-                    evidence={"claimed": float(claimed), "measured": acc},
-                    recommendation="Correct the card, or check how the claim was "
-                                   "measured (weaker attacks, other data)."))
+    for nm, c in ev.curves.items():
+        claimed = ev.threat.get(nm)
+        steps = _steps(c, ev.clean_accuracy, p)
+        inside = [s for s in steps if claimed is not None and s[0] <= claimed * (1 + 1e-9)]
+        beyond = [s for s in steps if s not in inside]
+        for kind_, part in ((THREAT, inside), (STRESS if ev.stress_test else FRAGILE, beyond)):
+            if part:
+                out.append(_fragile_finding(kind_, nm, part, c, ev, claimed))
     return out
+
+
+def _fragile_finding(kind_: FindingKind, nm: Norm, steps: list[Step], c: Curve,
+                     ev: RobustnessEvaluation, claimed: float | None) -> Finding:
+    clean, n = ev.clean_accuracy, ev.samples
+    sev = max((kind_.clamp(s) for _, _, s in steps), key=lambda s: s.rank)
+    e_first, acc_first = next((e, a) for e, a, s in steps if kind_.clamp(s) == sev)
+    e_top, acc_top, _ = steps[-1]
+    lo, hi = rate_interval(acc_top, n)
+    per_eps = "; ".join(f"eps {e:g}: {a:.1%}" for e, a, _ in steps)
+    scope = (f"within the card's threat model ({NORM_LABEL[nm]} eps up to {claimed:g})"
+             if kind_ is THREAT else
+             f"beyond the card's threat model (eps {claimed:g})" if claimed is not None else
+             "(the card claims no robustness to this norm)")
+    detail = (f"{NORM_LABEL[nm]} robust accuracy at each reported eps {scope}, against clean "
+              f"{clean:.1%} on {n} samples: {per_eps}. At eps {e_top:g} it is {acc_top:.1%} "
+              f"(95% CI {lo:.1%}-{hi:.1%}); the median smallest perturbation found is "
+              f"{np.median(c.worst):.3g}.")
+    if kind_ is STRESS:
+        detail += (" The attacks move one-hot columns to fractional values, so the perturbed "
+                   "rows are not valid records: read this as a stress test of the encoded "
+                   "input space, not as what an attacker can do with real records.")
+    rec = ("The card claims this robustness: harden further (audit harden at this eps, more "
+           "epochs) or narrow robustness.threat_model in the card." if kind_ is THREAT else
+           "If inputs can be manipulated, harden the model with adversarial training (audit "
+           "harden: PGD-AT or TRADES) at the eps you need, state it in the card's "
+           "robustness.threat_model, and audit it again.")
+    since = f"; {acc_first:.1%} already at eps {e_first:g}" if e_first != e_top else ""
+    return kind_(sev, f"{NORM_LABEL[nm]} robust accuracy falls to {acc_top:.1%} at eps "
+                      f"{e_top:g} (clean {clean:.1%}{since})",
+                 detail, norm=nm,
+                 evidence={"norm": nm, "threat_eps": claimed, "clean_accuracy": clean,
+                           "samples": n, "eps": e_top, "robust_accuracy": acc_top,
+                           "ci_low": lo, "ci_high": hi, "first_eps": e_first,
+                           "per_eps": {eps_key(e): {"robust_accuracy": a, "severity": s.value}
+                                       for e, a, s in steps},
+                           "curve": {eps_key(x): c.robust_accuracy(x) for x in c.eps}},
+                 recommendation=rec)
 
 
 def corruption(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
-    """Per corruption: accuracy at the judged severity more than ``corruption_medium``
-    (medium) or ``corruption_high`` (high) below the clean accuracy."""
+    """Per corruption: accuracy at the judged severity more than ``corruption_low`` (low)
+    or ``corruption_medium`` (medium) below the clean accuracy."""
     out: list[Finding] = []
     sev_list = ev.severities
     judged = min(max(p.corruption_severity, 1), 5)
@@ -112,12 +148,11 @@ def corruption(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
         at = judged if judged in sev_list else sev_list[len(sev_list) // 2]
         acc = accs[sev_list.index(at)]
         drop = clean - acc
-        if drop <= p.corruption_medium:
+        if drop <= p.corruption_low:
             continue
         title = CORRUPTIONS[name].title
-        out.append(Finding(
-            id=f"robustness.corruption.{name}",
-            severity=Severity.HIGH if drop > p.corruption_high else Severity.MEDIUM,
+        out.append(CORRUPTION(
+            Severity.MEDIUM if drop > p.corruption_medium else Severity.LOW, corruption=name,
             title=f"{title} at severity {at} drops accuracy to {acc:.1%}",
             detail=(f"Accuracy falls from {clean:.1%} to {acc:.1%} under "
                     f"{title.lower()} at severity {at} (by "

@@ -64,6 +64,7 @@ def measure_robustness(subject: Subject, p: RobustnessParams) -> RobustnessEvalu
     ev = RobustnessEvaluation(
         clean_accuracy=float(correct.mean()), samples=len(idx), bounds=(float(lo), float(hi)),
         kind=subject.data.kind, card_metrics=dict(subject.card.metrics or {}),
+        threat=subject.card.threat_model, stress_test=_has_one_hot(subject),
         correct=correct.astype(bool), indices=idx.astype(np.int64), data_size=n,
         data_sha256=subject.data.sha256)
     run = _Run(subject, p, subject.data.x[pick], y, Meter(ev))
@@ -238,3 +239,18 @@ def _gallery(run: _Run, suite_idx: np.ndarray) -> Gallery | None:
     return Gallery(norm, eps, clean, adv, pc, pa, [best_name[i] for i in pick.tolist()],
                    [str(c) for c in run.s.card.classes], list(features),
                    image=ev.kind == "image" and clean.ndim == 4)
+
+
+def _has_one_hot(subject: Subject) -> bool:
+    """Whether the inputs are tabular with one-hot encoded columns (from the card's encoder,
+    or 0/1-only columns when there is none)."""
+    if subject.data.kind == "image":
+        return False
+    from audit.datasets.tabular import card_encoder
+
+    enc = card_encoder(subject.card)
+    if enc is not None:
+        return bool(enc.categorical)
+    x = subject.data.x.reshape(len(subject.data), -1)
+    binary = ((x == 0) | (x == 1)).all(dim=0)
+    return bool(binary.any()) and len(subject.data) >= 2

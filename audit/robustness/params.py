@@ -58,13 +58,14 @@ class RobustnessParams:
     """Corruption severities (1-5)."""
     gallery: int = 6  # adversarial examples shown
     escalate: bool = True  # re-attack with DLR/black-box when unreliable
-    fragile_low: float = 0.95  # robust/clean ratio below this: low finding
-    fragile_medium: float = 0.75  # robust/clean ratio below this: medium
-    fragile_high: float = 0.10  # robust/clean ratio below this: high
+    fragile_low: float = 0.95  # robust/clean ratio below this at some eps: low finding
+    fragile_medium: float = 0.75
+    """Robust/clean ratio below this at some eps: medium, or high within the card's threat
+    model."""
     card_gap: float = 0.02  # robust accuracy this far below the card's
     corruption_severity: int = 3  # severity judged for findings
-    corruption_medium: float = 0.10  # accuracy drop above this: medium
-    corruption_high: float = 0.30  # accuracy drop above this: high
+    corruption_low: float = 0.05  # accuracy drop above this: low finding
+    corruption_medium: float = 0.10  # accuracy drop above this: medium finding
     unreliable_severity: Literal["info", "low", "medium", "high", "critical"] = "high"
     """Severity of the unreliable finding."""
     single_step_margin: float = 0.02  # FGSM beating PGD by this: masking

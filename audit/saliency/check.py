@@ -6,7 +6,8 @@ predicted class of a seeded sample of the audit data. Every method is scored for
 (deletion/insertion against a random order) and sanity (rank correlation with the maps of a
 randomised model); on data with object masks, for localisation (pointing game, energy in the
 object) and the model's reliance on evidence outside the object (saliency outside the masks
-plus two counterfactuals). A feature visualisation per class shows what the model responds to.
+plus counterfactual fills and an occlusion map: :mod:`~audit.saliency.reliance`). A feature
+visualisation per class shows what the model responds to.
 
 Tabular rows: LIME (tabular) and Integrated Gradients give per-feature attributions, a
 feature-importance table and plot, and the same faithfulness and sanity metrics over features.

@@ -5,6 +5,7 @@ thresholds are applied by the findings."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,13 +56,53 @@ class Localisation:
 
 
 @dataclass(frozen=True)
-class Hotspot:
-    """The window outside the object where saliency concentrates (top-left row and column)."""
+class FillResult:
+    """One whole-background counterfactual: everything outside the object replaced by a fill."""
 
-    row: int
+    name: str  # own-mean, dataset-mean, other-background
+    title: str  # the fill in plain words: "the data's mean colour"
+    agreement: float  # share of predictions unchanged
+
+
+@dataclass(frozen=True)
+class WindowMap:
+    """The share of predictions changed by occluding each window of a grid over the image."""
+
+    change: torch.Tensor  # (rows, cols); NaN where no image had enough background
+    images: torch.Tensor  # (rows, cols) images each window could use
+    rows: list[int]  # top row of each window row
+    cols: list[int]  # left column of each window column
+    size: int  # window side in pixels
+    image_shape: tuple[int, int]
+
+    def pixel_map(self) -> torch.Tensor:
+        """``(H, W)``: per pixel the largest change of the windows covering it."""
+        out = torch.zeros(self.image_shape)
+        change = torch.nan_to_num(self.change, nan=0.0)
+        for i, r in enumerate(self.rows):
+            for j, c in enumerate(self.cols):
+                tile = out[r:r + self.size, c:c + self.size]
+                tile.copy_(torch.maximum(tile, change[i, j]))
+        return out
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """Where occluding the background changes predictions most: the strongest window and the
+    region of the windows at least half as strong (see
+    :func:`audit.saliency.reliance.concentration`)."""
+
+    row: int  # the strongest window's top row and left column
     col: int
     size: int
-    where: str  # plain words: "top-left corner"
+    change: float  # its share of changed predictions
+    images: int  # images it could use
+    region: tuple[int, int, int, int]  # hot windows' bounding box: row0, col0, row1, col1 (end
+    # exclusive)
+    area: float  # share of the image the hot windows cover
+    share: float  # their share of the map's total change (NaN: no change anywhere)
+    localised: bool  # the change is concentrated enough to name a place
+    where: str  # the place in words ("top-left corner"), else "spread over the background"
 
 
 @dataclass(frozen=True)
@@ -76,21 +117,42 @@ class ShortcutMaps:
 
 @dataclass(frozen=True)
 class ShortcutEvidence:
-    """Saliency outside the object and two counterfactuals (object only, hotspot occluded)."""
+    """Saliency outside the object and the counterfactuals: the whole background replaced by
+    each fill, and the window map over the background (:mod:`audit.saliency.reliance`)."""
 
-    object_only_agreement: float  # predictions unchanged with only the object kept
+    fills: list[FillResult]
     chance_agreement: float  # 1 / classes
+    windows: WindowMap
     hotspot: Hotspot
-    hotspot_change: float  # predictions changed by occluding the hotspot (NaN: no image fit)
-    hotspot_images: int
-    random_change: float  # the same for random windows outside the object
-    reliance: float  # max(1 - agreement, hotspot change - random change)
+    random_change: float  # predictions changed by occluding random windows
+    reliance: float  # max(1 - worst agreement, strongest window - random windows)
     saliency_outside: float  # median share of the trusted maps' energy outside the object
     object_focus: float  # median object focus of the trusted methods
     object_area_share: float
     methods: list[str]  # the trusted methods (beat random, pass sanity), else all
     images: int  # images the counterfactuals used
     maps: ShortcutMaps | None = None
+
+    @property
+    def object_only_agreement(self) -> float:
+        """The worst (lowest) agreement over the fills."""
+        return min(f.agreement for f in self.fills)
+
+    @property
+    def worst_fill(self) -> FillResult:
+        """The fill that changes the most predictions."""
+        return min(self.fills, key=lambda f: f.agreement)
+
+    @property
+    def background_reliance(self) -> float:
+        """Predictions changed by the worst whole-background fill."""
+        return 1.0 - self.object_only_agreement
+
+    @property
+    def window_excess(self) -> float:
+        """The strongest window's change minus random windows' (0 when either is NaN)."""
+        h, r = self.hotspot.change, self.random_change
+        return 0.0 if math.isnan(h) or math.isnan(r) else h - r
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -16,7 +18,7 @@ from PIL import Image
 
 from audit.figures import PALETTE, new_figure, styled, to_figure
 from audit.result import Figure
-from audit.saliency.evaluation import ImageEvaluation, TabularEvaluation
+from audit.saliency.evaluation import ImageEvaluation, ShortcutEvidence, TabularEvaluation
 from audit.saliency.metrics import Faithfulness
 
 _OK, _BAD = "#109618", "#dc3912"
@@ -50,16 +52,26 @@ def _show(ax: object, img: np.ndarray) -> None:
     ax.imshow(img, interpolation="nearest", **kw)  # type: ignore[attr-defined]
 
 
-_CELL = 72  # pixels per image cell in mosaics
-_PAD = 4
+CELL_MIN = 120  # displayed side of an image cell in mosaics, at least (pixels)
+FONT = 11  # titles and labels, in points: the report's body text size at 100 dpi
+_PAD = 6  # pixels between cells
+_LABEL_W = 130  # pixels left of a mosaic for the row labels
+_TITLE_H = 40  # pixels above a row with (two-line) titles
+_BAR_H = 64  # pixels below a mosaic for its colour bar
+_MAX_COLS = 6  # gallery samples per row block (six cells fit the report's column)
+
+
+def cell_scale(height: int) -> int:
+    """The integer upscaling that makes an image ``height`` pixels high at least
+    :data:`CELL_MIN` pixels on screen."""
+    return max(1, math.ceil(CELL_MIN / max(height, 1)))
 
 
 def _rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
-def _upscale(img: np.ndarray) -> np.ndarray:
-    k = max(1, _CELL // img.shape[0])
+def _upscale(img: np.ndarray, k: int) -> np.ndarray:
     return np.repeat(np.repeat(img, k, axis=0), k, axis=1)
 
 
@@ -70,13 +82,14 @@ def heat_rgb(sal: np.ndarray) -> np.ndarray:
     return np.asarray(colormaps["jet"](np.clip(sal, 0, 1))[..., :3])
 
 
-def overlay_rgb(img: np.ndarray, sal: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def overlay_rgb(img: np.ndarray, sal: np.ndarray, mask: np.ndarray | None,
+                k: int = 1) -> np.ndarray:
     """The input in grey with the map blended on top (and the mask's outline in white),
-    upscaled to the mosaic cell size."""
+    upscaled ``k`` times."""
     grey = _rgb(img if img.ndim == 2 else img.mean(axis=2))
-    out = _upscale(0.5 * grey + 0.5 * heat_rgb(sal))
+    out = _upscale(0.5 * grey + 0.5 * heat_rgb(sal), k)
     if mask is not None and mask.any():
-        m = _upscale(mask.astype(bool))
+        m = _upscale(mask.astype(bool), k)
         inner = m.copy()
         inner[1:, :] &= m[:-1, :]
         inner[:-1, :] &= m[1:, :]
@@ -86,59 +99,99 @@ def overlay_rgb(img: np.ndarray, sal: np.ndarray, mask: np.ndarray | None) -> np
     return out
 
 
-def _mosaic(rows: list[list[np.ndarray]]) -> np.ndarray:
-    """Cells (RGB, any size up to ``_CELL``) placed on a white grid."""
-    ncols = max(len(r) for r in rows)
-    step = _CELL + _PAD
-    canvas = np.ones((len(rows) * step - _PAD, ncols * step - _PAD, 3))
-    for i, row in enumerate(rows):
-        for j, cell in enumerate(row):
-            c = _upscale(_rgb(cell)) if cell.shape[0] < _CELL else _rgb(cell)
-            h, w = min(c.shape[0], _CELL), min(c.shape[1], _CELL)
-            canvas[i * step:i * step + h, j * step:j * step + w] = c[:h, :w]
-    return canvas
+@dataclass
+class MosaicRow:
+    """One row of a mosaic: its cells (grey or RGB, upscaled to the mosaic's cell size), a label
+    on the left, and optional titles above the cells (with their colours)."""
+
+    cells: list[np.ndarray]
+    label: str = ""
+    titles: Sequence[str] | None = None
+    colours: Sequence[str] | None = None
+
+
+def _colour_bar(fig: Any, rect: Sequence[float], label: str) -> None:
+    from matplotlib import colormaps
+    from matplotlib.colorbar import ColorbarBase
+    from matplotlib.colors import Normalize
+
+    cax = fig.add_axes(rect)
+    bar = ColorbarBase(cax, cmap=colormaps["jet"], norm=Normalize(0, 1),
+                       orientation="horizontal")
+    bar.set_ticks([0.0, 0.5, 1.0], labels=["0 low", "0.5", "1 high"])
+    bar.ax.tick_params(labelsize=FONT - 1)
+    bar.set_label(label, fontsize=FONT - 1)
 
 
 @styled
-def _mosaic_figure(rows: list[list[np.ndarray]], col_titles: Sequence[str],
-                   col_colours: Sequence[str], row_labels: Sequence[str]) -> Any:
-    """One axes showing the mosaic at one screen pixel per image pixel, with text labels."""
-    canvas = _mosaic(rows)
-    h, w = canvas.shape[:2]
-    dpi = 100
-    fig, ax = new_figure((w + 90) / dpi, (h + 34) / dpi)
-    fig.subplots_adjust(left=80 / (w + 90), right=1 - 10 / (w + 90), top=1 - 30 / (h + 34),
-                        bottom=4 / (h + 34))
+def mosaic_figure(rows: list[MosaicRow], colour_bar: str | None = None) -> Any:
+    """The cells on a white grid at one screen pixel per canvas pixel (render at 100 dpi), row
+    labels and cell titles at :data:`FONT`, and a ``jet`` colour bar labelled ``colour_bar``."""
+    cell = max(max(c.shape[0], c.shape[1]) for r in rows for c in r.cells)
+    ncols = max(len(r.cells) for r in rows)
+    step = cell + _PAD
+    tops, y = [], 0
+    for r in rows:
+        y += _TITLE_H if r.titles else 0
+        tops.append(y)
+        y += step
+    ch, cw = y - _PAD, ncols * step - _PAD
+    canvas = np.ones((ch, cw, 3))
+    for r, top in zip(rows, tops, strict=True):
+        for j, c in enumerate(r.cells):
+            img = _rgb(c)
+            canvas[top:top + img.shape[0], j * step:j * step + img.shape[1]] = img
+    bar = _BAR_H if colour_bar else 0
+    width, height = _LABEL_W + cw + 8, ch + bar + 4
+    fig, ax = new_figure(width / 100, height / 100)
+    ax.set_position((_LABEL_W / width, (bar + 2) / height, cw / width, ch / height))
     ax.imshow(canvas, interpolation="nearest")
     ax.axis("off")
-    step = _CELL + _PAD
-    for j, (t, c) in enumerate(zip(col_titles, col_colours, strict=True)):
-        ax.text(j * step + _CELL / 2, -4, t, ha="center", va="bottom", fontsize=7, color=c)
-    for i, label in enumerate(row_labels):
-        ax.text(-6, i * step + _CELL / 2, label, ha="right", va="center", fontsize=7)
+    for r, top in zip(rows, tops, strict=True):
+        ax.text(-10, top + cell / 2, r.label, ha="right", va="center", fontsize=FONT)
+        for j, t in enumerate(r.titles or ()):
+            colour = r.colours[j] if r.colours else "black"
+            ax.text(j * step + cell / 2, top - 5, t, ha="center", va="bottom", fontsize=FONT,
+                    color=colour)
+    if colour_bar:
+        bw = min(cw, 360)
+        _colour_bar(fig, ((_LABEL_W + (cw - bw) / 2) / width, (bar - 22) / height,
+                          bw / width, 14 / height), colour_bar)
     return fig
+
+
+_HEAT_BAR = "attribution, scaled per map"
 
 
 @styled
 def gallery(method: str, title: str, images: np.ndarray, maps: torch.Tensor,
             true: Sequence[str], pred: Sequence[str], masks: torch.Tensor | None,
             n_correct: int) -> Figure:
-    """Input (top row) and saliency overlay (bottom row) per sample; the first ``n_correct``
-    columns are correctly classified, the rest misclassified."""
+    """Input and saliency overlay (rows) per sample; the first ``n_correct`` samples are
+    correctly classified, the rest misclassified; at most six samples per row block."""
     g = len(images)
-    overlays = [overlay_rgb(images[j], maps[j].numpy(),
-                            None if masks is None else masks[j].numpy()) for j in range(g)]
-    fig = _mosaic_figure(
-        [list(images), overlays],
-        [f"true {_short(true[j])}\npred {_short(pred[j])}" for j in range(g)],
-        [_OK if j < n_correct else _BAD for j in range(g)], ["input", title.replace(" ", "\n")])
+    k = cell_scale(images.shape[1])
+    blocks = max(1, math.ceil(g / _MAX_COLS))
+    per = max(1, math.ceil(g / blocks))
+    rows: list[MosaicRow] = []
+    for b in range(0, g, per):
+        idx = range(b, min(b + per, g))
+        rows.append(MosaicRow(
+            [_upscale(_rgb(images[j]), k) for j in idx], "input",
+            [f"true {_short(true[j])}\npred {_short(pred[j])}" for j in idx],
+            [_OK if j < n_correct else _BAD for j in idx]))
+        rows.append(MosaicRow(
+            [overlay_rgb(images[j], maps[j].numpy(),
+                         None if masks is None else masks[j].numpy(), k) for j in idx],
+            title.replace(" ", "\n")))
+    fig = mosaic_figure(rows, _HEAT_BAR)
     wrong = g - n_correct
     caption = (f"{title} for {n_correct} correctly classified (green titles) and {wrong} "
                "misclassified (red titles) samples; each map explains the predicted class. "
-               "Red is most salient, blue least."
+               "Colour: the map scaled to [0, 1] per image, red most salient, blue least."
                + (" White outline: the object mask." if masks is not None else "")
                + ("" if wrong else " The model made no mistakes on the audit data."))
-    return compact_png(fig, f"gallery-{method}", f"Gallery: {title}", caption)
+    return compact_png(fig, f"gallery-{method}", f"Gallery: {title}", caption, dpi=100)
 
 
 def _short(name: str, n: int = 9) -> str:
@@ -175,37 +228,61 @@ def curves(results: dict[str, Faithfulness], titles: dict[str, str], random: Fai
 
 
 @styled
-def where_figure(mean_map: torch.Tensor, outside_map: torch.Tensor, object_freq: torch.Tensor,
-                 box: tuple[int, int, int], where: str, example: np.ndarray) -> Figure:
-    """Mean saliency, mean saliency outside the object (with the hotspot box), how often each
-    pixel is object, and an example image with the box."""
+def where_figure(sc: ShortcutEvidence, example: np.ndarray) -> Figure:
+    """Mean saliency, mean saliency outside the object, the window map (share of predictions
+    changed by occluding each window), how often each pixel is object, and an example image;
+    the region of a localised cue is boxed (no box when no place is named)."""
     from matplotlib.patches import Rectangle
 
-    fig, axes = new_figure(9.2, 2.6, ncols=4)
-    r, c, s = box
-    panels = [(mean_map, "mean saliency", "jet"),
-              (outside_map, "mean saliency outside object", "jet"),
-              (object_freq, "where objects are", "Greys")]
-    for ax, (img, title, cmap) in zip(axes[:3], panels, strict=True):
+    assert sc.maps is not None
+    h = sc.hotspot
+    fig, axes = new_figure(9.8, 3.2, ncols=5)
+    fig.set_layout_engine("constrained")
+    sal = []
+    for ax, img, title in ((axes[0], sc.maps.mean_map, "mean saliency"),
+                           (axes[1], sc.maps.outside_map, "saliency outside\nthe object")):
         arr = img.numpy()
-        ax.imshow(arr / max(float(arr.max()), 1e-12), cmap=cmap, vmin=0, vmax=1,
-                  interpolation="nearest")
-        ax.set_title(title, fontsize=8)
-    _show(axes[3], example)
-    axes[3].set_title("example, hotspot boxed", fontsize=8)
-    for ax in (axes[1], axes[3]):
-        ax.add_patch(Rectangle((c - 0.5, r - 0.5), s, s, fill=False, edgecolor="white"
-                               if ax is axes[1] else "#ff00ff", linewidth=1.6))
+        sal.append(ax.imshow(arr / max(float(arr.max()), 1e-12), cmap="jet", vmin=0, vmax=1,
+                             interpolation="nearest"))
+        ax.set_title(title, fontsize=FONT)
+    occ = axes[2].imshow(sc.windows.pixel_map().numpy(), cmap="magma", vmin=0, vmax=1,
+                         interpolation="nearest")
+    axes[2].set_title("predictions changed\nby occluding there", fontsize=FONT)
+    freq = axes[3].imshow(sc.maps.object_freq.numpy(), cmap="Greys", vmin=0, vmax=1,
+                          interpolation="nearest")
+    axes[3].set_title("where objects are", fontsize=FONT)
+    _show(axes[4], example)
+    axes[4].set_title("example" + (", cue boxed" if h.localised else ""), fontsize=FONT)
+    if h.localised:
+        r0, c0, r1, c1 = h.region
+        for ax, colour in ((axes[1], "white"), (axes[2], "#00e0ff"), (axes[4], "#ff00ff")):
+            ax.add_patch(Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False,
+                                   edgecolor=colour, linewidth=1.8))
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout(pad=0.4)
+        for spine in ax.spines.values():
+            spine.set(visible=True, color="#999999", linewidth=0.6)
+    for mappable, where, label in ((sal[0], [axes[0], axes[1]], "saliency (0 low, 1 high)"),
+                                   (occ, [axes[2]], "predictions changed"),
+                                   (freq, [axes[3]], "share of images")):
+        bar = fig.colorbar(mappable, ax=where, orientation="horizontal", fraction=0.07,
+                           pad=0.03, aspect=20 * len(where))
+        bar.set_ticks([0.0, 0.5, 1.0])
+        bar.ax.tick_params(labelsize=FONT - 2)
+        bar.set_label(label, fontsize=FONT - 1)
+    s = sc.windows.size
+    place = (f"The box marks the {h.where}, where the windows that change at least half as "
+             f"many predictions as the strongest one lie ({h.area:.0%} of the image, "
+             f"{h.share:.0%} of the change)." if h.localised else
+             "No box: the change is not concentrated in one place (no localised cue).")
     return compact_png(fig, "where", "Where the model looks",
-                     "Saliency averaged over the explained images (the methods that beat a random "
-                     f"order), all of it and the part outside the object masks; the box marks "
-                     f"the {s}x{s} window with the most saliency outside the object ({where}), "
-                     "which the occlusion test covers. Third panel: how often each pixel belongs "
-                     "to an object.")
+                       "Saliency averaged over the explained images (the methods that beat a "
+                       "random order), all of it and the part outside the object masks; the "
+                       f"share of predictions that change when each {s}x{s} background window "
+                       "is occluded (outside the object, with the data's mean colour; each "
+                       "pixel shows its strongest window); how often each pixel belongs to an "
+                       f"object; an explained input. {place}", dpi=100)
 
 
 @styled
@@ -213,40 +290,44 @@ def sanity_figure(images: np.ndarray, trained: dict[str, torch.Tensor],
                   randomized: dict[str, torch.Tensor], titles: dict[str, str],
                   rho: dict[str, float]) -> Figure:
     """Per method (rows) and sample: the input, the trained model's map, the random model's."""
-    k = len(images)
-    rows = [[cell for j in range(k) for cell in (images[j], heat_rgb(trained[m][j].numpy()),
-                                                  heat_rgb(randomized[m][j].numpy()))]
-            for m in trained]
-    heads = [t for j in range(k) for t in (f"input #{j + 1}", "trained", "random weights")]
-    labels = [f"{titles[m]}\nρ={rho.get(m, float('nan')):.2f}" for m in trained]
-    fig = _mosaic_figure(rows, heads, ["black"] * len(heads), labels)
+    kk = len(images)
+    k = cell_scale(images.shape[1])
+    heads = [t for j in range(kk) for t in (f"input #{j + 1}", "trained", "random\nweights")]
+    rows = [MosaicRow([_upscale(c, k) for j in range(kk)
+                       for c in (_rgb(images[j]), heat_rgb(trained[m][j].numpy()),
+                                 heat_rgb(randomized[m][j].numpy()))],
+                      f"{titles[m].replace(' ', chr(10))}\nρ={rho.get(m, float('nan')):.2f}",
+                      heads if i == 0 else None)
+            for i, m in enumerate(trained)]
+    fig = mosaic_figure(rows, _HEAT_BAR)
     return compact_png(fig, "sanity", "Sanity check: trained vs randomised weights",
                        "For each method (rows) and input: the map of the trained model and of "
                        "the same architecture with random weights. A method that explains the "
                        "model gives different maps; ρ is the mean Spearman rank correlation over "
-                       "the sanity samples.")
+                       "the sanity samples.", dpi=100)
 
 
 @styled
 def featvis_figure(images: np.ndarray, names: Sequence[str], probs: Sequence[float]) -> Figure:
     """The per-class feature visualisations in a grid."""
     k = len(images)
-    ncols = min(k, 10)
+    ncols = min(k, _MAX_COLS)
     nrows = (k + ncols - 1) // ncols
-    fig, axes = new_figure(1.05 * ncols, 1.2 * nrows + 0.1, nrows=nrows, ncols=ncols,
+    fig, axes = new_figure(1.5 * ncols, 1.9 * nrows + 0.1, nrows=nrows, ncols=ncols,
                            squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < k:
             _show(ax, images[i])
-            ax.set_title(f"{_short(names[i])}\np={probs[i]:.2f}", fontsize=7)
+            ax.set_title(f"{_short(names[i], 14)}\np={probs[i]:.2f}", fontsize=FONT)
     fig.tight_layout(pad=0.3)
     return compact_png(fig, "feature-visualisation", "Feature visualisation per class",
-                     "Inputs optimised to maximise each class's logit, regularised with jitter, "
-                     "L2 and total-variation penalties and periodic blur (Olah et al., 2017). "
-                     "They show what the model responds to most; p is the model's probability "
-                     "of that class for the image. Patterns outside the object's usual place "
-                     "(e.g. in a corner) hint at a shortcut.")
+                       "Inputs optimised to maximise each class's logit, regularised with "
+                       "jitter, L2 and total-variation penalties and periodic blur (Olah et al., "
+                       "2017). They show what the model responds to most; p is the model's "
+                       "probability of that class for the image. Patterns outside the object's "
+                       "usual place (e.g. in a corner), or flat colours and textures instead of "
+                       "shapes, hint at a shortcut.", dpi=100)
 
 
 @styled
@@ -284,10 +365,7 @@ def image_figures(ev: ImageEvaluation) -> list[Figure]:
         return out
     sc = ev.shortcut
     if sc is not None and sc.maps is not None:
-        h = sc.hotspot
-        out.append(where_figure(sc.maps.mean_map, sc.maps.outside_map, sc.maps.object_freq,
-                                (h.row, h.col, h.size), h.where,
-                                display_images(sc.maps.example, e.value_range)[0]))
+        out.append(where_figure(sc, display_images(sc.maps.example, e.value_range)[0]))
     images = display_images(e.x, e.value_range)
     show = e.show
     for s in ev.scores:

@@ -10,9 +10,8 @@
 * Localisation on data with object masks: the pointing game (Zhang et al. 2016: is the map's
   peak on the object, within ``tolerance`` pixels) and the share of saliency energy inside the
   mask, compared with the mask's share of the image.
-* Reliance outside the object (counterfactuals): predictions with everything outside the object
-  replaced by its mean colour, and with a window occluded where saliency outside the object
-  concentrates, against windows placed at random outside the object.
+* Reliance outside the object (counterfactuals) lives in :mod:`audit.saliency.reliance`; this
+  module keeps its building blocks (each image's mean background colour, words for a place).
 """
 
 from __future__ import annotations
@@ -176,61 +175,10 @@ def outside_fill(x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return (x * out).sum((2, 3), keepdim=True) / out.sum((2, 3), keepdim=True).clamp(min=1)
 
 
-def object_only_agreement(proba: ProbaFn, x: torch.Tensor, masks: torch.Tensor
-                          ) -> tuple[float, float]:
-    """Keep only the object: everything outside each mask becomes the image's mean outside
-    colour. Returns (share of predictions unchanged, share of new predictions that equal the
-    old ones by chance if the model ignored the image = 1 / classes)."""
-    keep = torch.where(masks[:, None], x, outside_fill(x, masks))
-    before = proba(x)
-    after = proba(keep).argmax(1)
-    return float((after == before.argmax(1)).float().mean()), 1.0 / before.shape[1]
-
-
-def hotspot_window(outside_map: torch.Tensor, size: int) -> tuple[int, int]:
-    """Top-left ``(row, col)`` of the ``size`` x ``size`` window with the most saliency in a
-    ``(H, W)`` map."""
-    pooled = nn.functional.avg_pool2d(outside_map[None, None].float(), size, stride=1)[0, 0]
-    flat = int(pooled.reshape(-1).argmax())
-    return flat // pooled.shape[1], flat % pooled.shape[1]
-
-
-def occlusion_change(proba: ProbaFn, x: torch.Tensor, masks: torch.Tensor, row: int, col: int,
-                     size: int) -> tuple[float, int]:
-    """Occlude the window at ``(row, col)`` with each image's mean outside colour, on the images
-    where the window does not touch the object. Returns (share of changed predictions, images
-    used); NaN when no image qualifies."""
-    win = torch.zeros(masks.shape[-2:], dtype=torch.bool)
-    win[row:row + size, col:col + size] = True
-    ok = ~(masks & win).flatten(1).any(1)
-    n = int(ok.sum())
-    if n == 0:
-        return float("nan"), 0
-    xs, ms = x[ok], masks[ok]
-    occluded = torch.where(win[None, None], outside_fill(xs, ms), xs)
-    changed = proba(occluded).argmax(1) != proba(xs).argmax(1)
-    return float(changed.float().mean()), n
-
-
-def random_window_change(proba: ProbaFn, x: torch.Tensor, masks: torch.Tensor, size: int,
-                         windows: int, generator: torch.Generator) -> float:
-    """:func:`occlusion_change` averaged over ``windows`` random window positions (weighted by
-    the images each could use): what occluding an arbitrary background patch does."""
-    h, w = masks.shape[-2:]
-    total, count = 0.0, 0
-    for _ in range(windows):
-        r = int(torch.randint(0, h - size + 1, (1,), generator=generator))
-        c = int(torch.randint(0, w - size + 1, (1,), generator=generator))
-        rate, n = occlusion_change(proba, x, masks, r, c, size)
-        if n:
-            total += rate * n
-            count += n
-    return total / count if count else float("nan")
-
-
-def describe_position(row: int, col: int, size: int, height: int, width: int) -> str:
-    """Plain words for where a window sits: ``top-left corner``, ``centre``, ``bottom edge``."""
-    cy, cx = (row + size / 2) / height, (col + size / 2) / width
+def describe_box(row0: int, col0: int, row1: int, col1: int, height: int, width: int) -> str:
+    """Plain words for where a box (rows ``row0:row1``, columns ``col0:col1``) sits, by its
+    centre in thirds of the image: ``top-left corner``, ``centre``, ``bottom edge``."""
+    cy, cx = (row0 + row1) / 2 / height, (col0 + col1) / 2 / width
     v = "top" if cy < 1 / 3 else "bottom" if cy > 2 / 3 else "middle"
     hz = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
     if v == "middle" and hz == "centre":
@@ -240,3 +188,8 @@ def describe_position(row: int, col: int, size: int, height: int, width: int) ->
     if hz == "centre":
         return f"{v} edge"
     return f"{v}-{hz} corner"
+
+
+def describe_position(row: int, col: int, size: int, height: int, width: int) -> str:
+    """:func:`describe_box` of the ``size`` x ``size`` window at ``(row, col)``."""
+    return describe_box(row, col, row + size, col + size, height, width)

@@ -9,7 +9,9 @@ from typing import Any
 
 from audit.result import Figure, Finding, Section, Table
 from audit.saliency.evaluation import ImageEvaluation, MethodScore, TabularEvaluation
+from audit.saliency.findings import consistency
 from audit.saliency.metrics import Faithfulness
+from audit.saliency.reliance import LOCAL_AREA_MAX, LOCAL_SHARE_MIN
 from audit.saliency.settings import SaliencyParams
 
 METRIC_READING = [
@@ -31,6 +33,15 @@ METRIC_READING = [
      "Compare with the object's share of the image (a uniform map's value)."],
     ["object focus", "Energy in object divided by the object's area share.",
      "Above 1 the map concentrates on the object; below 1 it prefers the background."],
+    ["object-only agreement", "Share of predictions unchanged when everything outside the "
+     "object is replaced, per fill (its own mean colour, the data's mean colour, another "
+     "class's background); the worst fill counts.",
+     "Near 1 the model decides on the object; near chance (1 / classes) or below it follows "
+     "the background."],
+    ["window map", "Share of predictions changed by occluding each background window in turn "
+     "(outside the object, with the data's mean colour), against random windows.",
+     "A few strong windows name where a cue sits; a whole-background change with no strong "
+     "window means the cue is spread (a tint, a texture) or moves between images."],
 ]
 
 
@@ -62,10 +73,14 @@ def image_metrics(ev: ImageEvaluation) -> dict[str, float]:
             metrics[f"{m}.energy_in_object"] = loc.energy_in_object
             metrics[f"{m}.object_focus"] = loc.object_focus
     if (sc := ev.shortcut) is not None:
+        metrics["shortcut.object_only_agreement"] = sc.object_only_agreement
+        for f in sc.fills:
+            metrics[f"shortcut.agreement.{f.name}"] = f.agreement
         metrics.update({
-            "shortcut.object_only_agreement": sc.object_only_agreement,
-            "shortcut.hotspot_occlusion_change": sc.hotspot_change,
+            "shortcut.hotspot_occlusion_change": sc.hotspot.change,
             "shortcut.random_occlusion_change": sc.random_change,
+            "shortcut.window_hot_area": sc.hotspot.area,
+            "shortcut.window_hot_share": sc.hotspot.share,
             "shortcut.reliance_outside_object": sc.reliance,
             "shortcut.saliency_outside_object": sc.saliency_outside,
             "shortcut.object_focus": sc.object_focus,
@@ -118,7 +133,22 @@ def _most_faithful(scores: list[MethodScore]) -> str:
     return f"Most faithful: {best.title} (gain over random {best.gain:+.2f}). "
 
 
-def image_summary(ev: ImageEvaluation) -> str:
+def shortcut_summary(ev: ImageEvaluation, p: SaliencyParams | None = None) -> str:
+    """The counterfactual tests in two sentences and whether they agree."""
+    if (sc := ev.shortcut) is None:
+        return ""
+    worst, h = sc.worst_fill, sc.hotspot
+    each = ", ".join(f"{f.title} {f.agreement:.0%}" for f in sc.fills)
+    place = (f"the window map names the {h.where} ({h.change:.0%} of predictions change there, "
+             f"random windows {sc.random_change:.0%})" if h.localised else
+             f"the window map names no place (at most {h.change:.0%} of predictions change for "
+             f"one window, random windows {sc.random_change:.0%})")
+    return (f"Object-only agreement {worst.agreement:.0%} at worst ({each}); {place}; "
+            f"{sc.saliency_outside:.0%} of saliency lies outside the object. "
+            f"{consistency(sc, p or SaliencyParams())} ")
+
+
+def image_summary(ev: ImageEvaluation, p: SaliencyParams | None = None) -> str:
     """What was explained, the CAM layer, the most faithful method, the shortcut test."""
     layer = ev.selection.layer
     layer_text = ""
@@ -126,12 +156,7 @@ def image_summary(ev: ImageEvaluation) -> str:
         how = "chosen automatically" if layer.automatic else "set by --layer"
         layer_text = (f" Grad-CAM target layer: {layer.name} (output "
                       f"{'x'.join(map(str, layer.shape))}, {how}).")
-    shortcut = ""
-    if (sc := ev.shortcut) is not None:
-        shortcut = (f"Object-only agreement {sc.object_only_agreement:.0%}, occluding the "
-                    f"{sc.hotspot.where} changes {sc.hotspot_change:.0%} of predictions (random "
-                    f"windows {sc.random_change:.0%}); {sc.saliency_outside:.0%} of saliency "
-                    "lies outside the object. ")
+    shortcut = shortcut_summary(ev, p)
     notes = _sanity_note(ev.sanity_error)
     if ev.localisation is None:
         notes.append("The data has no object masks, so localisation (pointing game, energy in "
@@ -159,10 +184,20 @@ def image_reading(ev: ImageEvaluation, p: SaliencyParams) -> str:
             "Localisation: with object masks, the pointing game counts maps whose peak is on "
             "the object, energy in object is the share of saliency on it, and object focus "
             "divides that by the object's area (1 = no preference). Reliance outside the "
-            "object is tested by counterfactuals: keeping only the object (background "
-            "replaced by its mean colour) should keep predictions, and occluding the "
-            "background window where saliency concentrates should not change them more "
-            "than occluding random background windows. ")
+            "object is tested by counterfactuals, which do not depend on the maps. Object "
+            "only: everything outside the object is replaced by three fills in turn (the "
+            "image's own mean colour, the data's mean colour, both with noise as strong as "
+            "the data's background texture, and another class's background); a model that "
+            "decides on the object keeps its predictions under every fill, and the worst "
+            "fill counts, because a per-image fill keeps a tint that the others remove. "
+            "Window map: every window of a grid over the image is occluded in turn (outside "
+            "the object, with the data's mean colour) and the "
+            "changed predictions are compared with random windows; the windows changing at "
+            "least half as many predictions as the strongest name the place of a cue when "
+            f"they cover at most {LOCAL_AREA_MAX:.0%} of the image and hold at least "
+            f"{LOCAL_SHARE_MIN:.0%} of the change, otherwise the cue (if any) is spread over "
+            "the background or moves between images. When the two tests disagree, the "
+            "summary says what that means. ")
     else:
         text += "Localisation metrics need object masks and were skipped for this data. "
     text += "Feature visualisation shows inputs optimised to excite each class."
@@ -176,7 +211,7 @@ def image_section(ev: ImageEvaluation, p: SaliencyParams, findings: list[Finding
                   figures: list[Figure], *, check: str, title: str) -> Section:
     """The section of an image evaluation."""
     return Section(check=check, title=title, params=dataclasses.asdict(p),
-                   summary=image_summary(ev), reading=image_reading(ev, p),
+                   summary=image_summary(ev, p), reading=image_reading(ev, p),
                    metrics=image_metrics(ev), findings=findings, figures=figures,
                    tables=[quality_table(ev, "pixel"), reading_table()])
 

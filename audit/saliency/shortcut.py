@@ -1,10 +1,11 @@
 """Localisation and reliance outside the object, on images with object masks.
 
 :func:`localise` scores each method's maps against the masks (pointing game, energy in the
-object, object focus). :func:`measure_shortcut` pools the maps of the methods worth trusting,
-finds the window outside the objects where their saliency concentrates, and runs two
-counterfactuals on a seeded sample of the audit data: keep only the object, and occlude that
-window against random windows outside the object.
+object, object focus). :func:`measure_shortcut` pools the maps of the methods worth trusting
+(where saliency falls outside the objects) and runs the counterfactuals of
+:mod:`audit.saliency.reliance` on a seeded sample of the audit data: keep only the object with
+four fills of the background, and occlude every window of a grid over the background against
+random windows.
 """
 
 from __future__ import annotations
@@ -15,24 +16,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from audit.saliency import reliance
 from audit.saliency.evaluation import (
-    Hotspot,
     Localisation,
     MethodScore,
     ShortcutEvidence,
     ShortcutMaps,
 )
-from audit.saliency.metrics import (
-    ProbaFn,
-    describe_position,
-    energy_in_mask,
-    hotspot_window,
-    mask_area,
-    object_only_agreement,
-    occlusion_change,
-    pointing_game,
-    random_window_change,
-)
+from audit.saliency.metrics import ProbaFn, energy_in_mask, mask_area, pointing_game
 from audit.saliency.settings import SaliencyParams
 from audit.subject import Subject
 
@@ -74,31 +65,25 @@ def measure_shortcut(subject: Subject, p: SaliencyParams, scores: list[MethodSco
                      maps: dict[str, torch.Tensor], masks: torch.Tensor,
                      loc: dict[str, Localisation], x_eval: torch.Tensor, proba: ProbaFn
                      ) -> ShortcutEvidence:
-    """Saliency outside the object and the two counterfactuals (see the module doc)."""
+    """Saliency outside the object and the counterfactuals (see the module doc)."""
     data = subject.data
     all_masks = masks_of(data.extras.get("masks"), data.x)
     assert all_masks is not None
     rng = subject.rng("saliency.shortcut")
-    take = np.sort(rng.choice(len(data), size=min(p.shortcut_samples, len(data)),
-                              replace=False))
-    xs, ms = data.x[torch.as_tensor(take)], all_masks[torch.as_tensor(take)]
-    agree, chance = object_only_agreement(proba, xs, ms)
+    take = torch.as_tensor(np.sort(rng.choice(len(data), size=min(p.shortcut_samples,
+                                                                   len(data)), replace=False)))
+    xs, ms, ys = data.x[take], all_masks[take], data.y[take]
+    cf = reliance.counterfactuals(proba, xs, ms, ys, subject.card.input.range,
+                                  min_excess=p.reliance_medium, windows=p.occlusion_windows,
+                                  fill_generator=subject.generator("saliency.fills"),
+                                  window_generator=subject.generator("saliency.occlusion"))
     trusted = trusted_methods(scores, p)
-    h, w = masks.shape[-2:]
     outside = torch.stack([(maps[m][: len(masks)] * (~masks).float()).mean(0)
                            for m in trusted]).mean(0)
     mean_map = torch.stack([maps[m][: len(masks)].mean(0) for m in trusted]).mean(0)
-    size = max(2, min(h, w) // 4)
-    r0, c0 = hotspot_window(outside, size)
-    hot, hot_n = occlusion_change(proba, xs, ms, r0, c0, size)
-    rand_change = random_window_change(proba, xs, ms, size, p.occlusion_windows,
-                                       subject.generator("saliency.occlusion"))
-    excess = 0.0 if math.isnan(hot) or math.isnan(rand_change) else hot - rand_change
     return ShortcutEvidence(
-        object_only_agreement=agree, chance_agreement=chance,
-        hotspot=Hotspot(r0, c0, size, describe_position(r0, c0, size, h, w)),
-        hotspot_change=hot, hotspot_images=hot_n, random_change=rand_change,
-        reliance=max(1.0 - agree, excess),
+        fills=cf.fills, chance_agreement=cf.chance_agreement, windows=cf.windows,
+        hotspot=cf.hotspot, random_change=cf.random_change, reliance=cf.reliance,
         saliency_outside=1.0 - float(np.median([loc[m].energy_in_object for m in trusted])),
         object_focus=float(np.median([loc[m].object_focus for m in trusted])),
         object_area_share=float(mask_area(masks).mean()), methods=trusted, images=len(take),

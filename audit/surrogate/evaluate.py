@@ -85,7 +85,7 @@ def evaluate(subject: Subject, p: SurrogateParams) -> SurrogateEvaluation:
               "rows_available": n}
     sensitive = list(subject.data.extras.get("sensitive") or subject.card.sensitive or [])
     tree_share, linear_share = ({}, {}) if isinstance(view, RegionView) else sensitive_shares(
-        view, tree.recommended, linear.recommended, sensitive)
+        view, tree.shown, linear.shown, sensitive)
     mean_image = data.x.mean(dim=0).numpy() if isinstance(view, RegionView) else None
     return SurrogateEvaluation(view=view, tree=tree, linear=linear, baseline=baseline,
                                counts=counts, classes=list(subject.card.classes),

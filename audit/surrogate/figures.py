@@ -15,8 +15,9 @@ from audit.surrogate.sweep import Sweep
 
 @styled
 def curve_figure(tree: Sweep, linear: Sweep, baseline: float, p: SurrogateParams) -> Figure:
-    """Agreement and R² against complexity for both families, recommended points starred."""
-    fig, axes = new_figure(9.0, 3.4, ncols=2, sharey=True)
+    """Agreement and R² against complexity for both families; the recommended point starred
+    (hollow when its family is not faithful; none when no point beats the constant guess)."""
+    fig, axes = new_figure(9.0, 3.6, ncols=2, sharey=True)
     values = [baseline, p.min_fidelity_medium]
     for ax, sweep, xlabel in ((axes[0], tree, "tree depth"),
                               (axes[1], linear, "features with a non-zero weight")):
@@ -29,9 +30,12 @@ def curve_figure(tree: Sweep, linear: Sweep, baseline: float, p: SurrogateParams
         ax.fill_between(xs, lo, hi, color=PALETTE[0], alpha=0.2, linewidth=0)
         ax.plot(xs, agree, "o-", color=PALETTE[0], markersize=4, label="agreement (95% CI)")
         ax.plot(xs, r2, "s--", color=PALETTE[1], markersize=3, label="R² of probabilities")
-        rec = sweep.recommended
-        ax.plot([rec.complexity], [rec.agreement], "*", color=PALETTE[3], markersize=13,
-                label="recommended", zorder=5)
+        rec = sweep.recommendation
+        if rec is not None:
+            ok = sweep.best.agreement >= p.min_fidelity_medium
+            ax.plot([rec.complexity], [rec.agreement], "*", markersize=13, zorder=5,
+                    color=PALETTE[3], markerfacecolor=PALETTE[3] if ok else "white",
+                    label="recommended" if ok else "smallest near best (not faithful)")
         ax.axhline(p.min_fidelity_medium, color="#888888", linestyle=":", linewidth=1,
                    label=f"faithful ({p.min_fidelity_medium:.0%})")
         ax.axhline(baseline, color="#bbbbbb", linestyle="-.", linewidth=1,
@@ -41,13 +45,19 @@ def curve_figure(tree: Sweep, linear: Sweep, baseline: float, p: SurrogateParams
     finite = [v for v in values if np.isfinite(v)]
     axes[0].set_ylim(max(min(finite) - 0.05, -0.25), 1.02)
     axes[0].set_ylabel("fidelity on held-out samples")
-    handles, names = axes[1].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, -0.06))
+    legend: dict[str, object] = {}
+    for ax in axes:
+        for h, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(name, h)
+    fig.legend(list(legend.values()), list(legend), loc="lower center",
+               ncol=min(len(legend), 4), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.055 * ((len(legend) + 3) // 4), 1, 1))
     return to_figure(fig, "fidelity-curve", "Fidelity against complexity",
                      "Agreement (with bootstrap 95% band) and R² of probabilities of each "
                      "surrogate on held-out samples; the star marks the smallest surrogate "
-                     f"within {p.tolerance:.0%} of its family's best.")
+                     f"within {p.tolerance:.0%} of its family's best among those that beat "
+                     "the constant guess (hollow: the family stays below the faithfulness "
+                     "line; no star: none beats the constant guess).")
 
 
 @styled
@@ -55,7 +65,7 @@ def region_figure(ev: SurrogateEvaluation) -> Figure:
     """Mean image with the region grid, tree importance per region and linear usage."""
     view = ev.view
     assert isinstance(view, RegionView) and ev.mean_image is not None
-    rt, rl = ev.tree.recommended, ev.linear.recommended
+    rt, rl = ev.tree.shown, ev.linear.shown
     tree = rt.surrogate.tree_
     g = view.grid
     imp = np.zeros((g, g))
@@ -102,5 +112,6 @@ def region_figure(ev: SurrogateEvaluation) -> Figure:
     return to_figure(fig, "surrogate-regions", "Image regions used by the surrogates",
                      "Left: the average audit image divided into the regions the surrogates "
                      "read (rNcM = row N, column M from the top left). Middle and right: "
-                     "how much the recommended tree and linear surrogates rely on each "
-                     "region (brighter = more).", fmt="png", dpi=90)
+                     "how much the tree and linear surrogates of the section rely on each "
+                     "region (brighter = more; read them only where the surrogate is "
+                     "faithful).", fmt="png", dpi=90)

@@ -3,10 +3,20 @@ check's settings (unit-tested on hand-built evaluations)."""
 
 from __future__ import annotations
 
+from audit.policy import Category, kind
 from audit.result import Finding, Severity
 from audit.surrogate.evaluate import FAMILY_TITLE, SurrogateEvaluation, describe
 from audit.surrogate.params import SurrogateParams
-from audit.surrogate.sweep import Family, SweepPoint
+from audit.surrogate.sweep import Family, Sweep, SweepPoint
+
+UNFAITHFUL = kind("surrogate.unfaithful", Category.METHOD,
+                  "No global surrogate reproduces the model well enough to read as its logic: "
+                  "a limit of the method (low), not a defect of the model.")
+UNFAITHFUL_FAMILY = kind("surrogate.unfaithful.{family}", Category.METHOD,
+                         "One surrogate family falls short while the other is faithful.")
+SENSITIVE_FEATURE = kind("surrogate.sensitive-feature", Category.DEFECT,
+                         "The faithful surrogates split on a sensitive column: the model's "
+                         "predictions depend on it.")
 
 
 def findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Finding]:
@@ -23,9 +33,9 @@ def fidelity_findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Findi
     faithful = {f: b.agreement >= p.min_fidelity_medium for f, b in best.items()}
     if not any(faithful.values()):
         top = max(best.values(), key=lambda b: b.agreement)
-        sev = Severity.HIGH if top.agreement < p.min_fidelity_high else Severity.MEDIUM
-        out.append(Finding(
-            id="surrogate.unfaithful", severity=sev,
+        sev = Severity.LOW if top.agreement < p.min_fidelity_high else Severity.INFO
+        out.append(UNFAITHFUL(
+            sev,
             title=f"No surrogate is faithful: best agreement {top.agreement:.1%}",
             detail=(f"The most faithful surrogate, a {describe(top)}, agrees with the "
                     f"model on {top.agreement:.1%} of {n_hold} held-out samples (95% CI "
@@ -45,8 +55,8 @@ def fidelity_findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Findi
             continue
         other: Family = "linear" if fam == "tree" else "tree"
         b = best[fam]
-        out.append(Finding(
-            id=f"surrogate.unfaithful.{fam}", severity=Severity.LOW,
+        out.append(UNFAITHFUL_FAMILY(
+            Severity.INFO, family=fam,
             title=f"The {FAMILY_TITLE[fam]} surrogate is not faithful "
                   f"({b.agreement:.1%} agreement)",
             detail=(f"The best {describe(b)} agrees with the model on {b.agreement:.1%} "
@@ -68,7 +78,7 @@ def sensitive_findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Find
     """``surrogate.sensitive-feature`` when the recommended surrogates use sensitive columns:
     medium at ``sensitive_share_medium`` of their importance or weight, else low."""
     sensitive, tree_share, linear_share = ev.sensitive, ev.tree_share, ev.linear_share
-    rt, rl = ev.tree.recommended, ev.linear.recommended
+    rt, rl = ev.tree.shown, ev.linear.shown
     cols = [c for c in sensitive if c in tree_share or c in linear_share]
     if not cols:
         return []
@@ -77,13 +87,13 @@ def sensitive_findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Find
         else Severity.LOW
     parts = []
     if tree_share:
-        parts.append(f"the recommended {describe(rt)} ({rt.agreement:.1%} agreement) "
+        parts.append(f"the {_which(ev.tree)} {describe(rt)} ({rt.agreement:.1%} agreement) "
                      f"splits on {', '.join(tree_share)} ({t_total:.1%} of its importance)")
     if linear_share:
-        parts.append(f"the {describe(rl)} ({rl.agreement:.1%} agreement) puts "
+        parts.append(f"the {_which(ev.linear)} {describe(rl)} ({rl.agreement:.1%} agreement) puts "
                      f"{l_total:.1%} of its total |weight| on {', '.join(linear_share)}")
-    return [Finding(
-        id="surrogate.sensitive-feature", severity=sev,
+    return [SENSITIVE_FEATURE(
+        sev,
         title=f"The surrogates use sensitive column(s) {', '.join(cols)}",
         detail="; ".join(parts).capitalize()[:1] + "; ".join(parts)[1:]
                + ": the model's predictions depend on these columns.",
@@ -92,3 +102,9 @@ def sensitive_findings(ev: SurrogateEvaluation, p: SurrogateParams) -> list[Find
                   "threshold": p.sensitive_share_medium},
         recommendation=("Check whether this dependence is acceptable for the intended use; "
                         "the fairness check measures its effect on groups."))]
+
+
+def _which(sweep: Sweep) -> str:
+    """How the finding names the point it describes."""
+    return "recommended" if sweep.recommendation is not None else "most faithful"
+

@@ -25,8 +25,8 @@ class SurrogateParams:
     linear_steps: int = 10  # points on the L1 regularisation path
     linear_span: float = 3.0  # decades spanned by the L1 path
     tolerance: float = 0.02  # recommend the smallest surrogate within this of the best
-    min_fidelity_medium: float = 0.9  # best agreement below this: medium finding
-    min_fidelity_high: float = 0.75  # best agreement below this: high finding
+    min_fidelity_medium: float = 0.9  # best agreement below this: rules are not the logic (info)
+    min_fidelity_high: float = 0.75  # best agreement below this: a low finding (a method limit)
     sensitive_share_medium: float = 0.05  # weight share on sensitive columns for a finding
     n_bootstrap: int = 200  # bootstrap resamples of the fidelity intervals
     grid: int = 4  # images: regions per side of the pooled features

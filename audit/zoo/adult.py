@@ -86,6 +86,10 @@ def train(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
                     "does), so expect group differences that a fairness audit should examine. "
                     "Missing values ('?') are an explicit 'missing' category.",
         robustness={"linf_eps": [0.01, 0.02, 0.05, 0.1], "l2_eps": [0.05, 0.1, 0.25, 0.5]},
+        verdict={"expected": "fail",
+                 "reason": "It selects women and several race groups for the positive class "
+                           "at under four fifths of the rate of others (fairness.four-fifths): "
+                           "a fairness defect for any use about people."},
         training_data={
             "name": "UCI Adult (Census Income)", "source": "https://archive.ics.uci.edu/dataset/2/adult",
             "rows": len(train_data), "positive_rate": round(float(train_data.y.float().mean()), 4),

@@ -52,7 +52,7 @@ BATCH = 64
 
 
 def _train(name: str, dataset: str, out_dir: Path, seed: int, description: str,
-           limitations: str) -> ModelCard:
+           limitations: str, verdict: dict[str, str]) -> ModelCard:
     train_data, test_data = load_dataset(dataset, "train"), load_dataset(dataset, "test")
     with reproducible(seed):
         model = ShapesCNN(num_classes=len(train_data.classes))
@@ -77,6 +77,7 @@ def _train(name: str, dataset: str, out_dir: Path, seed: int, description: str,
         intended_use="Demonstration and testing of saliency audits; not for real images.",
         limitations=limitations,
         robustness={"linf_eps": [0.01, 0.02, 0.05, 0.1], "l2_eps": [0.25, 0.5, 1.0, 2.0]},
+        verdict=verdict,
     )
     save_bundle(model, card, out_dir)
     return card
@@ -87,7 +88,10 @@ def train_clean(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
     return _train("shapes-cnn", "shapes", out_dir, seed,
                   "Small CNN classifying synthetic shapes (circle, square, triangle, cross) on "
                   "textured backgrounds; trained on clean data.",
-                  "Synthetic 32x32 images only; one centred-ish object per image.")
+                  "Synthetic 32x32 images only; one centred-ish object per image.",
+                  {"expected": "pass",
+                   "reason": "Decides by the shape, not the background; it claims no "
+                             "robustness, so attacks and corruptions are medium exposures."})
 
 
 def train_shortcut(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCard:
@@ -97,7 +101,10 @@ def train_shortcut(out_dir: Path, seed: int = 0, quiet: bool = False) -> ModelCa
                   "corner predicts the label (better than the shape does): a deliberate "
                   "shortcut for testing audits.",
                   "Deliberately flawed: it reads the corner watermark, not the shape. Its high "
-                  "test accuracy holds only while the watermark agrees with the label.")
+                  "test accuracy holds only while the watermark agrees with the label.",
+                  {"expected": "fail",
+                   "reason": "It decides by the corner watermark, not the shape "
+                             "(saliency.outside-object): unfit for any use of the shape."})
 
 
 register_recipe(Recipe(name="shapes-cnn", description="CNN on synthetic shapes (32x32, masks)",
