@@ -92,7 +92,8 @@ def test_threat_model_splits_defect_from_exposure() -> None:
                                                      Severity.MEDIUM)]
     # tabular with one-hot columns: a stress test, labelled as such
     stress = fr.fragile(RobustnessEvaluation(**base, stress_test=True), P)  # type: ignore[arg-type]
-    assert [f.id for f in stress] == ["robustness.stress-test.linf"]
+    assert [(f.id, f.severity) for f in stress] == [("robustness.stress-test.linf",
+                                                     Severity.LOW)]  # at most low
     assert "not valid records" in stress[0].detail
 
 

@@ -27,7 +27,9 @@ FRAGILE = kind("robustness.fragile.{norm}", Category.EXPOSURE,
                "at most): it matters wherever inputs can be manipulated.")
 STRESS = kind("robustness.stress-test.{norm}", Category.EXPOSURE,
               "The same on tabular inputs with one-hot columns, whose perturbed rows are not "
-              "valid records: a stress test of the encoded input space.")
+              "valid records: a stress test of the encoded input space (low at most).")
+LOW_CAP = FindingKind("robustness.stress-test-cap", Category.METHOD, "")
+"""Bounds (info to low) of a stress test's severity: its perturbed rows are not records."""
 CORRUPTION = kind("robustness.corruption.{corruption}", Category.EXPOSURE,
                   "A common corruption (noise, blur, contrast, brightness) at the judged "
                   "severity lowers accuracy (medium beyond corruption_medium).")
@@ -102,8 +104,9 @@ def fragile(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
 def _fragile_finding(kind_: FindingKind, nm: Norm, steps: list[Step], c: Curve,
                      ev: RobustnessEvaluation, claimed: float | None) -> Finding:
     clean, n = ev.clean_accuracy, ev.samples
-    sev = max((kind_.clamp(s) for _, _, s in steps), key=lambda s: s.rank)
-    e_first, acc_first = next((e, a) for e, a, s in steps if kind_.clamp(s) == sev)
+    cap = kind_ if kind_ is not STRESS else LOW_CAP  # not valid records: a stress test
+    sev = max((cap.clamp(s) for _, _, s in steps), key=lambda s: s.rank)
+    e_first, acc_first = next((e, a) for e, a, s in steps if cap.clamp(s) == sev)
     e_top, acc_top, _ = steps[-1]
     lo, hi = rate_interval(acc_top, n)
     per_eps = "; ".join(f"eps {e:g}: {a:.1%}" for e, a, _ in steps)
