@@ -128,3 +128,34 @@ def expectation(card: Any, status: str, fail_on: str) -> str:
     agree = ("This audit agrees." if expected == status else
              f"This audit says {status.upper()}: read the findings that decide it.")
     return f"{said.rstrip('.')}. {agree}"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def headline(status: str, fail_on: str, failing: int, counts: dict[str, int],
+             statuses: list[str]) -> str:
+    """One sentence: what fails the audit, what else was found, which checks did not run."""
+    above = [f"{counts[s]} {s}" for s in SEVERITY_ORDER
+             if counts[s] and severity_rank(s) >= severity_rank(fail_on)]
+    below = [f"{counts[s]} {s}" for s in SEVERITY_ORDER
+             if counts[s] and severity_rank(s) < severity_rank(fail_on)]
+    n_below = sum(counts[s] for s in SEVERITY_ORDER if severity_rank(s) < severity_rank(fail_on))
+    notes = []
+    for st, word in (("error", "could not run"), ("skipped", "skipped")):
+        k = sum(1 for s in statuses if s == st)
+        if k:
+            notes.append(f"{k} {word}")
+    checks = _plural(len(statuses), "check") + (f" ({', '.join(notes)})" if notes else "")
+    if failing:
+        head = (f"{_plural(failing, 'finding')} at or above {fail_on} "
+                f"fail{'s' if failing == 1 else ''} the audit ({', '.join(above)})")
+    elif status == "fail":
+        head = "The audit failed"
+    else:
+        head = f"No finding at or above {fail_on}"
+    more = "more " if failing else ""
+    tail = (f"; {n_below} {more}finding{'s' if n_below != 1 else ''} below {fail_on} "
+            f"({', '.join(below)})") if n_below else ""
+    return f"{head}{tail}. {checks[0].upper()}{checks[1:]}."

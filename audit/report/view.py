@@ -25,6 +25,7 @@ from audit.report.text import (
     expectation,
     fmt_number,
     fmt_value,
+    headline,
     nice_time,
     severity_rank,
     slug,
@@ -278,7 +279,8 @@ def build_view(doc: dict[str, Any]) -> ReportView:
         title=f"Audit of {model['name']}: {status.upper()}",
         model=model, data=_data(doc), status=status, fail_on=fail_on, failing=failing,
         counts=counts, total_findings=len(findings), status_counts=status_counts,
-        headline=_headline(status, fail_on, failing, counts, sections),
+        headline=headline(status, fail_on, failing, counts,
+                          [sec.status for sec in sections]),
         expectation=expectation(_get(doc, "card", {}) or {}, status, fail_on),
         sections=sections, findings=ranked, top=_top(ranked),
         card=_card(_get(doc, "card", {}) or {}),
@@ -296,37 +298,6 @@ def _top(ranked: list[FindingView]) -> list[FindingView]:
     """The findings worth reading first: the most severe, info only when nothing else."""
     above_info = [f for f in ranked if f.severity != "info"]
     return (above_info or ranked)[:TOP_FINDINGS]
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
-
-
-def _headline(status: str, fail_on: str, failing: int, counts: dict[str, int],
-              sections: list[SectionView]) -> str:
-    """One sentence: what fails the audit, what else was found, which checks did not run."""
-    above = [f"{counts[s]} {s}" for s in SEVERITY_ORDER
-             if counts[s] and severity_rank(s) >= severity_rank(fail_on)]
-    below = [f"{counts[s]} {s}" for s in SEVERITY_ORDER
-             if counts[s] and severity_rank(s) < severity_rank(fail_on)]
-    n_below = sum(counts[s] for s in SEVERITY_ORDER if severity_rank(s) < severity_rank(fail_on))
-    notes = []
-    for st, word in (("error", "could not run"), ("skipped", "skipped")):
-        k = sum(1 for s in sections if s.status == st)
-        if k:
-            notes.append(f"{k} {word}")
-    checks = _plural(len(sections), "check") + (f" ({', '.join(notes)})" if notes else "")
-    if failing:
-        head = (f"{_plural(failing, 'finding')} at or above {fail_on} "
-                f"fail{'s' if failing == 1 else ''} the audit ({', '.join(above)})")
-    elif status == "fail":
-        head = "The audit failed"
-    else:
-        head = f"No finding at or above {fail_on}"
-    more = "more " if failing else ""
-    tail = (f"; {n_below} {more}finding{'s' if n_below != 1 else ''} below {fail_on} "
-            f"({', '.join(below)})") if n_below else ""
-    return f"{head}{tail}. {checks[0].upper()}{checks[1:]}."
 
 
 def _model(doc: dict[str, Any]) -> dict[str, Any]:
