@@ -292,9 +292,11 @@ def _method_finding(method: str, runs: list[Variant], base: Variant, gname: str)
                 f"{best.accuracy:.1%}. Every grouping: "
                 + "; ".join(f"{x.name} {label} {_gap(base, x.key, metric):.3f} → "
                             f"{_gap(best, x.key, metric):.3f}"
-                            for x in base.result.groupings) + "."),
+                            for x in base.result.groupings) + ". Worse than the baseline "
+                "beyond noise: " + _worse(best, base) + "."),
         evidence={"method": method, "setting": best.setting, "grouping": gname,
                   "metric": metric, "baseline_gap": b, "gap": g,
-                  "baseline_accuracy": base.accuracy, "accuracy": best.accuracy},
+                  "baseline_accuracy": base.accuracy, "accuracy": best.accuracy,
+                  "worse": _worse(best, base)},
         recommendation="Pick the variant whose gap and accuracy fit the use; check its full "
                        "fairness section before deploying it.")
