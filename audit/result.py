@@ -298,3 +298,16 @@ def sha256_bytes(*chunks: bytes) -> str:
     for c in chunks:
         h.update(c)
     return h.hexdigest()
+
+
+def rejudged(doc: dict[str, Any], fail_on: Severity) -> dict[str, Any]:
+    """A copy of the JSON result ``doc`` judged at another ``fail_on``: section statuses,
+    the summary's verdict and counts, and the recorded threshold all follow it."""
+    res = AuditResult.from_dict(doc)
+    for sec in res.sections:
+        sec.status = section_status(sec, fail_on)
+    duration = float((doc.get("summary") or {}).get("duration_s", 0.0) or 0.0)
+    out = res.to_dict()
+    out["summary"] = summarize(res.sections, fail_on, duration)
+    out["config"] = {**(doc.get("config") or {}), "fail_on": fail_on.value}
+    return out

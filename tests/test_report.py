@@ -27,7 +27,7 @@ from audit.report.render import (
     write_outputs,
 )
 from audit.report.view import build_view, slug
-from audit.result import AuditResult
+from audit.result import AuditResult, Severity, rejudged
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "reports"
@@ -245,10 +245,24 @@ def test_write_outputs_and_report_command(tmp_path: Path, rich: AuditResult) -> 
     code = main(["report", str(src), "--out", str(tmp_path / "x.html"), "--md",
                  str(tmp_path / "x.md"), "--junit", str(tmp_path / "x.xml"), "--fail-on",
                  "critical"])
-    assert code == 0
-    assert (tmp_path / "x.html").read_text() == render_html(load_result(src))
-    assert (tmp_path / "x.md").read_text() == (tmp_path / "r.md").read_text()
+    assert code == 1  # judged again at critical: the one critical finding fails it
+    assert (tmp_path / "x.html").read_text() == \
+        render_html(rejudged(load_result(src), Severity.CRITICAL))
     assert 'failures="1"' in (tmp_path / "x.xml").read_text()  # only the critical one
+    md = (tmp_path / "x.md").read_text()
+    assert "at or above **critical**" in md and md != (tmp_path / "r.md").read_text()
+    # every format follows the threshold asked for, not only the JUnit file
+    quiet = rejudged(load_result(src), Severity.CRITICAL)
+    quiet["sections"] = [dict(s, findings=[f for f in s["findings"]
+                                           if f["severity"] != "critical"])
+                         for s in quiet["sections"]]
+    src.write_text(json.dumps(quiet))
+    assert main(["report", str(src), "--md", str(tmp_path / "q.md"), "--fail-on",
+                 "critical"]) == 0
+    assert "PASS" in (tmp_path / "q.md").read_text().splitlines()[0]
+    assert main(["report", str(src), "--md", str(tmp_path / "q.md"), "--fail-on",
+                 "low"]) == 1
+    assert "FAIL" in (tmp_path / "q.md").read_text().splitlines()[0]
     assert main(["report", str(src)]) == 4
     assert main(["report", str(src), "--junit", str(tmp_path / "y.xml"), "--fail-on",
                  "severe"]) == 4

@@ -132,7 +132,8 @@ def test_wheel_carries_every_model_and_dataset(dists: dict[str, Path]) -> None:
     datasets = {f"audit/datasets/files/{p.name}"
                 for p in (ROOT / "audit" / "datasets" / "files").iterdir() if p.is_file()}
     assert datasets <= names
-    assert {"audit/schema/result.schema.json", "audit/report/static/report.css"} <= names
+    assert {"audit/schema/result.schema.json", "audit/report/static/report.css",
+            "audit/py.typed"} <= names  # PEP 561: type checkers read the package's hints
     assert not any(n.startswith(("models/", "tests/")) for n in names)
 
 

@@ -31,7 +31,7 @@ from audit.cli.outputs import (
     options_hint,
     write_formats,
 )
-from audit.errors import AuditError, UsageError
+from audit.errors import EXIT_FINDINGS, AuditError, UsageError
 
 
 @format_options("audit")
@@ -121,13 +121,15 @@ def report_cmd(
     out: Annotated[Path | None, typer.Option(help="HTML file to write.")] = None,
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
     fail_on: Annotated[str | None, typer.Option(
-        "--fail-on", help="Severity at or above which findings are JUnit failures (default: "
-                          "the threshold the audit ran with).")] = None,
+        "--fail-on", help="Judge the result again at this severity: the verdict in every "
+                          "format, the JUnit failures and the exit code (1 when a finding "
+                          "reaches it) follow it (default: the threshold the audit ran "
+                          "with).")] = None,
 ) -> None:
     """Re-render a saved JSON result as HTML, Markdown and/or JUnit XML."""
     from audit.io import atomic_write_text, check_writable
     from audit.report.render import load_result, render_html
-    from audit.result import Severity
+    from audit.result import Severity, rejudged
 
     if out is None and not given(outputs):
         raise UsageError(f"nothing to write: pass --out X.html, {options_hint()}")
@@ -139,10 +141,14 @@ def report_cmd(
         check_writable(out)
     check_outputs(outputs)
     doc = load_result(result)
+    if fail_on is not None:
+        doc = rejudged(doc, Severity.parse(fail_on))
     if out is not None:
         atomic_write_text(out, render_html(doc))
         out_console.print(f"report: {safe(out)}")
     write_formats(doc, outputs, fail_on)
+    if fail_on is not None and doc["summary"]["status"] == "fail":
+        raise typer.Exit(EXIT_FINDINGS)  # a CI gate at the threshold asked for
 
 
 def train_cmd(
