@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from audit.datasets import load_dataset
 from audit.errors import CheckpointError, UnsafeCheckpointError, UsageError
@@ -72,6 +73,25 @@ def test_state_dict_pt_with_arch(tmp_path: Path, x: torch.Tensor,
     # a training checkpoint that nests the state dict is accepted too
     torch.save({"epoch": 3, "model_state_dict": _state()}, tmp_path / "ckpt.pt")
     _same(load_model(tmp_path / "ckpt.pt", arch=ARCH), x, reference)
+
+
+def test_wrapper_prefixes_are_stripped(tmp_path: Path, x: torch.Tensor,
+                                       reference: torch.Tensor) -> None:
+    """Saved from DataParallel/DDP (``module.``), torch.compile (``_orig_mod.``) or both, as a
+    user does with ``torch.save(wrapped.state_dict(), ...)``."""
+    from audit.zoo.digits import DigitsCNN
+
+    net = DigitsCNN()
+    net.load_state_dict(_state())
+    for name, wrapped in (("dp", nn.DataParallel(net)), ("compiled", torch.compile(net)),
+                          ("both", torch.compile(nn.DataParallel(net)))):
+        torch.save(wrapped.state_dict(), tmp_path / f"{name}.pt")
+        _same(load_model(tmp_path / f"{name}.pt", arch=ARCH), x, reference)
+    # prefixed keys that do not fit even without the prefix: the error says what it saw
+    bad = {f"module.{k}": v for k, v in list(_state().items())[1:]}
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="every key starts with 'module.'"):
+        load_model(tmp_path / "bad.pt", arch=ARCH)
 
 
 def test_state_dict_needs_arch(tmp_path: Path) -> None:

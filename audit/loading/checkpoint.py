@@ -255,9 +255,32 @@ def _build(arch: str | None, kwargs: dict[str, Any], state: dict[str, torch.Tens
     return model
 
 
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+"""Key prefixes that wrappers add: ``nn.DataParallel``/DDP (``module.``) and ``torch.compile``
+(``_orig_mod.``); a state dict saved from the wrapper carries them on every key."""
+
+
+def unwrap_keys(state: Mapping[str, torch.Tensor], own: Mapping[str, object]
+                ) -> Mapping[str, torch.Tensor]:
+    """``state`` without the wrapper prefixes every key carries (nested ones too), when the
+    stripped keys are exactly the model's; else ``state`` unchanged."""
+    keys = dict(state)
+    while set(keys) != set(own):
+        prefix = next((p for p in WRAPPER_PREFIXES
+                       if keys and all(k.startswith(p) for k in keys)), None)
+        if prefix is None:
+            return state
+        keys = {k[len(prefix):]: v for k, v in keys.items()}
+    return keys
+
+
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: Path | str) -> None:
-    """Load ``state`` strictly, listing missing, unexpected and mis-shaped keys by name."""
+    """Load ``state`` strictly, listing missing, unexpected and mis-shaped keys by name.
+
+    Keys saved from a ``DataParallel``/DDP or ``torch.compile`` wrapper (``module.``,
+    ``_orig_mod.`` on every key) are matched without the prefix."""
     own = model.state_dict()
+    state = unwrap_keys(state, own)
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
@@ -269,8 +292,11 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: Pat
             shown = ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
             problems.append(f"{label}: {shown}")
     if problems:
+        wrapped = [p for p in WRAPPER_PREFIXES if state and all(k.startswith(p) for k in state)]
+        hint = (f" (every key starts with {wrapped[0]!r}, as a wrapper saves them, but the "
+                "keys do not fit without it either)" if wrapped else "")
         raise CheckpointError(f"{where} does not fit the architecture {type(model).__name__}: "
-                              + "; ".join(problems))
+                              + "; ".join(problems) + hint)
     model.load_state_dict(dict(state), strict=True)
 
 
