@@ -18,6 +18,7 @@ from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from audit.card import ModelCard
@@ -76,9 +77,9 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
 
 
 def build_subject(
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | torch.nn.Module,
     *,
-    data: str | Path | AuditData | None = None,
+    data: str | Path | AuditData | tuple[Any, Any] | None = None,
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     arch: str | None = None,
@@ -89,9 +90,14 @@ def build_subject(
     batch_size: int = 256,
 ) -> Subject:
     """Load model and data and check that the model runs on them (raises on any problem)."""
-    loaded = model if isinstance(model, LoadedModel) else load_model(
-        model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
+    loaded = _as_loaded(model, card) if isinstance(model, LoadedModel | torch.nn.Module) \
+        else load_model(_path_or_name(model, "model"), arch=arch, card=card,
+                        trust_checkpoint=trust_checkpoint)
     model_card = loaded.card
+    if isinstance(data, tuple | list):
+        data = in_memory_data(data, model_card)
+    elif data is not None and not isinstance(data, AuditData):
+        data = _path_or_name(data, "data")
     if isinstance(data, AuditData):
         audit_data = data
         if model_card is not None:
@@ -115,6 +121,53 @@ def build_subject(
         raise UsageError(f"the model returns shape {tuple(logits.shape)} but the card lists "
                          f"{model_card.num_classes} classes; fix the card's classes")
     return subject
+
+
+def _path_or_name(value: object, what: str) -> str | Path:
+    if isinstance(value, str | Path):
+        return value
+    accepted = ("a bundled name, a path, a LoadedModel or a torch.nn.Module" if what == "model"
+                else "a bundled name, a path, an AuditData or an (x, y) pair of arrays")
+    raise UsageError(f"{what} must be {accepted}, not {type(value).__name__}")
+
+
+def _as_loaded(model: LoadedModel | torch.nn.Module, card: str | Path | None) -> LoadedModel:
+    """A model object as a :class:`LoadedModel`: an ``nn.Module`` gets the ``card`` given (or
+    none: then one is inferred from the data) and the sha256 of its weights."""
+    if isinstance(model, LoadedModel):
+        return model
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    cls = type(model)
+    return LoadedModel(model=model.eval(), card=ModelCard.load(Path(card)) if card else None,
+                       path=Path(f"<{cls.__name__} in memory>"), format="module",
+                       sha256=h.hexdigest(), arch=f"{cls.__module__}:{cls.__qualname__}")
+
+
+def in_memory_data(xy: tuple[Any, Any] | list[Any], card: ModelCard | None) -> AuditData:
+    """An ``(x, y)`` pair of arrays or tensors as :class:`AuditData` (classes from the card,
+    else ``"0"`` to the largest label); images when each sample has 2 or more dimensions,
+    tabular rows otherwise."""
+    if len(xy) != 2:
+        raise UsageError(f"data as a pair must be (x, y), got {len(xy)} items")
+    try:
+        x = torch.as_tensor(np.asarray(xy[0]), dtype=torch.float32)
+        y = torch.as_tensor(np.asarray(xy[1])).long().reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"data (x, y) must be numeric arrays: {e}") from None
+    if len(x) != len(y):
+        raise DataError(f"data (x, y) differ in length: {len(x)} inputs, {len(y)} labels")
+    classes = list(card.classes) if card is not None else \
+        [str(int(c)) for c in range(int(y.max()) + 1 if len(y) else 0)]
+    data = AuditData(name="in-memory", x=x, y=y, kind="image" if x.ndim >= 3 else "tabular",
+                     classes=classes, source="python")
+    if card is not None:
+        validate_against_card(data, card)
+    return data
 
 
 def _load_cardless(spec: str | Path, seed: int) -> AuditData:
@@ -195,9 +248,9 @@ def run_checks(subject: Subject, config: AuditConfig,
 
 
 def run_audit(
-    model: str | Path | LoadedModel,
+    model: str | Path | LoadedModel | torch.nn.Module,
     *,
-    data: str | Path | AuditData | None = None,
+    data: str | Path | AuditData | tuple[Any, Any] | None = None,
     checks: Sequence[str] | None = None,
     config: AuditConfig | str | Path | None = None,
     seed: int | None = None,
@@ -215,8 +268,10 @@ def run_audit(
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
-    ``model`` is a bundled name (``"digits-cnn"``), a folder or a checkpoint file. ``data`` is a
-    bundled dataset name or a file; by default the card's dataset (test split). Keyword
+    ``model`` is a bundled name (``"digits-cnn"``), a folder, a checkpoint file, or an
+    ``nn.Module`` (with ``card=`` for its classes and value range, else inferred from the
+    data). ``data`` is a bundled dataset name, a file, or an ``(x, y)`` pair of arrays; by
+    default the card's dataset (test split). Keyword
     arguments override ``config`` (an :class:`AuditConfig` or a path to ``audit.toml``);
     ``params`` overrides per-check parameters, e.g. ``{"saliency": {"layer": "features.4"}}``.
     ``isolate`` runs checks in a fresh process each (True: all, False: none, or a list of

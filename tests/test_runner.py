@@ -7,6 +7,7 @@ import copy
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -161,3 +162,27 @@ def test_a_check_declares_its_settings_in_the_class_line_and_its_description_in_
     assert Explicit.Params is BoomParams and Explicit.quick == {}
     assert Explicit.description == "set by hand"
     assert Check.Params.__name__ == "NoParams"
+
+
+def test_run_audit_takes_a_module_and_arrays(tmp_path: Path) -> None:
+    """A user's own nn.Module and (x, y) numpy arrays, with or without a card."""
+    import numpy as np
+
+    from audit.datasets import load_dataset
+    from audit.loading import load_model
+    from audit.paths import models_dir
+
+    net = load_model("digits-cnn").model  # any nn.Module of the user's
+    test = load_dataset("digits", "test")
+    xy = (test.x.numpy(), test.y.numpy().astype(np.int32))
+    res = run_audit(net, data=xy, checks=["performance"])
+    assert res.model["format"] == "module" and res.model["arch"].endswith(":DigitsCNN")
+    assert res.data["size"] == len(test) and res.sections[0].metrics["accuracy"] > 0.9
+    card = models_dir() / "digits-cnn" / "card.json"
+    carded = run_audit(net, data=xy, card=card, checks=["performance"])
+    assert carded.model["classes"] == [str(i) for i in range(10)]
+    assert carded.summary["status"] == "pass"
+    with pytest.raises(UsageError, match="model must be"):
+        run_audit(42, data=xy)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="differ in length"):
+        run_audit(net, data=(xy[0], xy[1][:5]))
