@@ -154,6 +154,13 @@ class ModelCard:
                 raise CheckpointError(f"{where}: 'input.{k}' must be a list of numbers or null")
         if inp.get("std") is not None and any(s == 0 for s in inp["std"]):
             raise CheckpointError(f"{where}: 'input.std' must not contain 0")
+        channels = int(shape[0]) if kind == "image" and shape else None
+        for k in ("mean", "std"):
+            v = inp.get(k)
+            if channels is not None and v is not None and len(v) not in (1, channels):
+                raise CheckpointError(f"{where}: 'input.{k}' has {len(v)} values for "
+                                      f"{channels} channel(s) (input.shape {list(shape)}); "
+                                      f"give one value per channel, or one for all")
         classes = d["classes"]
         if not isinstance(classes, list) or len(classes) < 2:
             raise CheckpointError(f"{where}: 'classes' must list at least two class names")

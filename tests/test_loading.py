@@ -247,3 +247,19 @@ def test_safe_global_allowlist() -> None:
     for bad in ("torch.load", "torch.hub.load", "os.system", "builtins.eval", "io.open",
                 "torch.serialization.load", "torch.jit.load"):
         assert not is_safe_global(bad), bad
+
+
+def test_card_normalisation_must_match_the_channels() -> None:
+    """A card ``std`` with 2 values for 3 channels is the card's fault, said so on loading
+    (it used to surface as an error in the model's forward)."""
+    import json
+
+    from audit.card import ModelCard
+
+    base = json.loads((models_dir() / "shapes-cnn" / "card.json").read_text())
+    for std in ([0.2, 0.2, 0.2], [0.2]):  # one per channel, or one for all
+        ModelCard.from_dict({**base, "input": {**base["input"], "std": std}})
+    with pytest.raises(CheckpointError, match="'input.std' has 2 values for 3 channel"):
+        ModelCard.from_dict({**base, "input": {**base["input"], "std": [0.2, 0.2]}})
+    with pytest.raises(CheckpointError, match="'input.mean' has 4 values"):
+        ModelCard.from_dict({**base, "input": {**base["input"], "mean": [0.5] * 4}})
