@@ -69,7 +69,8 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
         missing = [c for c in sens if c not in frame.columns]
         if missing:
             raise DataError(f"sensitive column(s) {', '.join(missing)} not in the data; "
-                            f"columns are {', '.join(map(str, frame.columns[:20]))}")
+                            f"columns are {', '.join(map(str, frame.columns[:20]))}; pass "
+                            "--sensitive COLUMN naming one of them")
         data.extras["sensitive"] = sens
     if card is not None:
         validate_against_card(data, card)
@@ -221,14 +222,15 @@ def run_checks(subject: Subject, config: AuditConfig,
     in_subprocess = isolated_checks(
         [c.name for c, _ in checks],
         [c.name for c, _ in checks if c.isolate], isolate)
+    made: list[tuple[Check, str | None]] = []
+    for cls, forced in checks:  # every precondition before any check runs: bad input costs
+        check = cls(make_params(cls, config.params.get(cls.name), config.quick))  # no time
+        made.append((check, _applies(check, subject, forced)))
     sections: list[Section] = []
-    for i, (cls, forced) in enumerate(checks):
+    for i, ((cls, forced), (check, reason)) in enumerate(zip(checks, made, strict=True)):
         if progress:
             progress(f"{cls.title}", i / max(len(checks), 1))
-        params = make_params(cls, config.params.get(cls.name), config.quick)
-        check = cls(params)
         start = time.perf_counter()
-        reason = check.applies(subject)
         if reason is not None:
             sec = check.section(status="skipped", summary=f"Not run: {reason}")
             if forced:
@@ -245,6 +247,18 @@ def run_checks(subject: Subject, config: AuditConfig,
     if progress:
         progress("done", 1.0)
     return sections
+
+
+def _applies(check: Check, subject: Subject, forced: bool) -> str | None:
+    """``check.applies(subject)``; a :class:`DataError` from it (an input only the user can
+    name is missing, e.g. a sensitive column) is the run's error when the check was asked for
+    by name, and the reason it is skipped otherwise."""
+    try:
+        return check.applies(subject)
+    except DataError as e:
+        if forced:
+            raise
+        return e.message
 
 
 def run_audit(

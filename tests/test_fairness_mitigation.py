@@ -207,7 +207,7 @@ def test_mitigation_table_shows_side_effects_on_metrics_not_targeted() -> None:
     fair_pred[flip] = 1
     score = np.clip(base_pred * 0.6 + rng.random(n) * 0.4, 0, 1)
     # group thresholds have no scores: their calibration gap is n/a, the rest lines up
-    variants = [_variant("baseline", "", y, base_pred, frame, score),
+    variants = [_variant("your-model", "", y, base_pred, frame, score),
                 _variant("penalty-dp", "λ=1", y, fair_pred, frame)]
     base, dp = (v.result.groupings[0].disparities for v in variants)
     assert dp["demographic_parity_difference"].value < base["demographic_parity_difference"].value
@@ -216,7 +216,7 @@ def test_mitigation_table_shows_side_effects_on_metrics_not_targeted() -> None:
     main, changes = sec.tables
     assert main.id == "mitigation" and changes.id == "mitigation-changes"
     # the main table (the CSV) names every metric that got worse, the untargeted EO gap first
-    side = dict(zip(main.columns, main.rows[1], strict=True))["worse than the baseline"]
+    side = dict(zip(main.columns, main.rows[1], strict=True))["worse than your model"]
     eo = base["equalized_odds_difference"].value, dp["equalized_odds_difference"].value
     assert f"EO diff (group) {eo[0]:.3f} → {eo[1]:.3f}" in side
     assert "accuracy" in side and "DP diff" not in side
@@ -236,4 +236,4 @@ def test_mitigation_table_shows_side_effects_on_metrics_not_targeted() -> None:
     sec = mitigation_section([variants[0], same], TrainingSettings(), ["group"], ["group"])
     assert all("WORSE" not in c and "better" not in c for r in sec.tables[1].rows for c in r[3:])
     assert dict(zip(sec.tables[0].columns, sec.tables[0].rows[1], strict=True))[
-        "worse than the baseline"] == "none"
+        "worse than your model"] == "none"

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "audit.plugins", "audit.params", "audit.config.write", "audit.version",
                     "audit.stats", "audit.display", "audit.policy"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
+                          "audit.budget",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",
                  "audit.certified", "audit.training"]),

@@ -3,15 +3,18 @@ data augmentation, for randomized smoothing), write a new bundle.
 
 :func:`harden` is what ``audit harden`` and the ``digits-cnn-robust`` and
 ``digits-cnn-smoothed`` recipes run: it loads the parent checkpoint and its card, takes the
-training split of the card's dataset (or ``data``), holds out a stratified validation share,
-trains with :func:`audit.robustness.losses.adversarial_trainer` (an
+training split of the card's dataset (or ``data``), finds the test data (``test_data``, a
+bundled test split, or a held-out share of ``data``: :mod:`audit.apps.harden_data`), holds out
+a stratified validation share, trains with :func:`audit.robustness.losses.adversarial_trainer` (an
 :class:`AdversarialConfig`) or :func:`audit.certified.training.smoothing_trainer` (a
 :class:`SmoothingConfig`: the card then lists the sigma in ``robustness.smoothing_sigmas``,
 which the ``certified`` check reads), saving ``<out>/training/checkpoint.pt`` after every
 epoch, atomically, and writes ``<out>/model.safetensors`` + ``<out>/card.json`` with the
 best-robust (best noisy-accuracy) weights, the recipe (exact
-command and settings), the metrics and the parent's name and sha256. In a distributed run every
-rank trains on its shard and only rank 0 writes.
+command and settings, what it trained and was tested on), the metrics on the test data and the
+parent's name and sha256; everything else of the parent's card that still holds (input spec,
+classes, target, sensitive columns, ``extra`` such as a tabular encoder) is carried over. In
+a distributed run every rank trains on its shard and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -27,17 +30,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from audit.apps.harden_data import (
+    TEST_FRACTION,
+    HardenData,
+    hardening_data,
+    split_validation,
+    training_data,
+)
 from audit.card import ModelCard
 from audit.certified.params import CARD_KEY as SIGMAS_KEY
 from audit.certified.training import NoisyValidation, SmoothingConfig, smoothing_trainer
-from audit.datasets import dataset_names, load_dataset
-from audit.datasets.files import load_data_file
-from audit.errors import DataError, UsageError
+from audit.errors import UsageError
 from audit.loading import LoadedModel, NormalizedModel, load_model
 from audit.robustness.adversarial import AdversarialConfig
 from audit.robustness.attacks import PGD, run_batched
 from audit.robustness.losses import adversarial_trainer
-from audit.subject import AuditData
 from audit.training import (
     Augment,
     Distributed,
@@ -53,8 +60,8 @@ from audit.training import (
 CHECKPOINT = Path("training") / "checkpoint.pt"
 TEST_PGD_STEPS = 20
 
-__all__ = ["CHECKPOINT", "AdversarialConfig", "HardenOutcome", "SmoothingConfig", "harden",
-           "split_validation", "training_data"]
+__all__ = ["CHECKPOINT", "AdversarialConfig", "HardenData", "HardenOutcome", "SmoothingConfig",
+           "harden", "split_validation", "training_data"]
 
 HardenConfig = AdversarialConfig | SmoothingConfig
 
@@ -69,6 +76,7 @@ class HardenOutcome:
     history: list[EpochStats]
     resumed_epoch: int
     dist: Distributed
+    data: HardenData
     events: list[str] = field(default_factory=list)
 
 
@@ -83,48 +91,7 @@ class _Run:
     card: ModelCard
     dist: Distributed
     data: str | Path | None
-    full: AuditData
-    n_train: int
-    n_val: int
-
-
-def training_data(spec: str | Path | None, card: ModelCard) -> AuditData:
-    """The training data: the train split of a bundled dataset (``spec`` or the card's), or a
-    ``.npz``/``.csv`` file checked against the card."""
-    if spec is None:
-        if not card.dataset or card.dataset not in dataset_names():
-            raise UsageError(f"the card of {card.name} names no bundled dataset; pass --data "
-                             "(a bundled dataset name or a .npz/.csv training file)")
-        return load_dataset(card.dataset, "train")
-    if str(spec) in dataset_names() and not Path(spec).exists():
-        return load_dataset(str(spec), "train")
-    path = Path(spec)
-    if not path.exists():
-        raise DataError(f"--data {spec} is neither a bundled dataset "
-                        f"({', '.join(dataset_names())}) nor an existing file")
-    return load_data_file(path, card, card.target)
-
-
-def split_validation(x: Tensor, y: Tensor, fraction: float, seed: int
-                     ) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
-    """Hold out a stratified ``fraction`` of ``(x, y)`` for validation (seeded)."""
-    if fraction <= 0:
-        return (x, y), None
-    if not 0 < fraction < 1:
-        raise UsageError(f"--val-fraction must be in [0, 1), got {fraction}")
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(x))
-    labels = y.numpy()
-    counts = np.bincount(labels) if labels.size else np.array([])
-    stratify = labels if counts.size and counts[counts > 0].min() >= 2 else None
-    try:
-        tr, va = train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
-    except ValueError as e:
-        raise DataError(f"cannot hold out {fraction:.0%} of {len(x)} samples for validation "
-                        f"({e}); lower --val-fraction or use more data") from None
-    tr, va = np.sort(tr), np.sort(va)
-    return (x[tr], y[tr]), (x[va], y[va])
+    split: HardenData
 
 
 def harden(
@@ -133,6 +100,8 @@ def harden(
     config: HardenConfig,
     *,
     data: str | Path | None = None,
+    test_data: str | Path | None = None,
+    test_fraction: float | None = None,
     val_fraction: float = 0.1,
     resume: bool = False,
     name: str | None = None,
@@ -157,16 +126,21 @@ def harden(
     ``resume`` the run continues from ``<out>/training/checkpoint.pt`` when it exists (same
     settings required); without it an unfinished run in ``out`` is refused rather than
     overwritten. ``threads`` sets torch's CPU threads (small models train fastest on one;
-    results are bitwise reproducible for a fixed thread count). Returns what was done, with
-    the card written.
+    results are bitwise reproducible for a fixed thread count). ``test_data`` (a file or a
+    bundled dataset name) is what the card's test metrics, and the CLI's before/after audits,
+    measure; without it, the test split of the bundled dataset, else ``test_fraction`` (by
+    default :data:`~audit.apps.harden_data.TEST_FRACTION`) of ``data`` held out from training
+    (:func:`~audit.apps.harden_data.hardening_data`). Returns what was done, with the card
+    written.
     """
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
     with reproducible(seed=None, threads=threads):
         dist = dist or init_distributed()
         parent = load_model(model, arch=arch, card=card, trust_checkpoint=trust_checkpoint)
-        run, train, val = _prepare(model, Path(out), config, parent, data, val_fraction,
-                                   resume, dist)
+        run = _prepare(model, Path(out), config, parent, (data, test_data, test_fraction),
+                       val_fraction, resume, dist)
+        train, val = run.split.train, run.split.val
         if isinstance(run.config, SmoothingConfig):
             trainer = smoothing_trainer(parent.model, run.config, train, val,
                                         checkpoint=run.out_dir / CHECKPOINT, dist=run.dist,
@@ -184,13 +158,14 @@ def harden(
         _write(run, parent.model, new_card, keep_checkpoint)
     return HardenOutcome(card=new_card, out_dir=run.out_dir, parent=parent,
                          history=list(trainer.history), resumed_epoch=resumed, dist=run.dist,
-                         events=list(trainer.events))
+                         data=run.split, events=list(trainer.events))
 
 
 def _prepare(model: str | Path, out_dir: Path, config: HardenConfig, parent: LoadedModel,
-             data: str | Path | None, val_fraction: float, resume: bool, dist: Distributed
-             ) -> tuple[_Run, tuple[Tensor, Tensor], tuple[Tensor, Tensor] | None]:
-    """Check the parent and the output folder, load and split the data, seed the run."""
+             data: tuple[str | Path | None, str | Path | None, float | None],
+             val_fraction: float, resume: bool, dist: Distributed) -> _Run:
+    """Check the parent and the output folder, load and split the data (``data``: training,
+    test, test fraction), seed the run."""
     if parent.card is None:
         raise UsageError(f"{parent.path} has no card.json; hardening needs the card (input "
                          "range, classes, dataset): pass --card card.json")
@@ -204,15 +179,14 @@ def _prepare(model: str | Path, out_dir: Path, config: HardenConfig, parent: Loa
                          f"pass --resume to continue it, or delete {ckpt.parent} to start over")
     if dist.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-    full = training_data(data, pcard)
-    train, val = split_validation(full.x, full.y, val_fraction, config.seed)
+    spec, test_spec, test_fraction = data
+    split = hardening_data(spec, test_spec, pcard, val_fraction=val_fraction,
+                           test_fraction=test_fraction, seed=config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed % (2**32))
     torch.manual_seed(config.seed)
-    run = _Run(model=model, out_dir=out_dir, config=config, parent=parent, card=pcard,
-               dist=dist, data=data, full=full, n_train=len(train[0]),
-               n_val=len(val[0]) if val else 0)
-    return run, train, val
+    return _Run(model=model, out_dir=out_dir, config=config, parent=parent, card=pcard,
+                dist=dist, data=spec, split=split)
 
 
 def _trainable(model: nn.Module) -> nn.Module:
@@ -252,14 +226,14 @@ def _fmt(v: float) -> str:
 
 def _metrics(run: _Run, model: nn.Module, trainer: Trainer) -> dict[str, float]:
     """The card's metrics: PGD-20 (smoothing: accuracy under the training noise) on the
-    dataset's test split, the best epoch's validation numbers, and the time spent."""
-    c, dataset = run.config, run.card.dataset
+    test data, the best epoch's validation numbers, and the time spent."""
+    c = run.config
     if isinstance(c, SmoothingConfig):
         return {**_smoothing_metrics(run, c, model, trainer), **_times(trainer)}
     suffix = f"_accuracy_{c.norm}_{_fmt(c.eps)}"
     metrics: dict[str, float] = {}
-    if dataset and dataset in dataset_names() and run.dist.is_main:
-        test = load_dataset(dataset, "test")
+    if run.dist.is_main:
+        test = run.split.test
         clean, robust = _pgd_accuracy(model, test.x, test.y, c, run.dist.device)
         metrics["test_accuracy"] = round(clean, 4)
         metrics[f"test_pgd{TEST_PGD_STEPS}{suffix}"] = round(robust, 4)
@@ -272,13 +246,12 @@ def _metrics(run: _Run, model: nn.Module, trainer: Trainer) -> dict[str, float]:
 
 def _smoothing_metrics(run: _Run, c: SmoothingConfig, model: nn.Module, trainer: Trainer
                        ) -> dict[str, float]:
-    """Clean and noisy (``val_draws`` draws per sample) accuracy on the test split and the
+    """Clean and noisy (``val_draws`` draws per sample) accuracy on the test data and the
     best epoch's validation split; the certified numbers are the ``certified`` check's."""
     suffix = f"_noisy_accuracy_sigma_{_fmt(c.sigma)}"
     metrics: dict[str, float] = {}
-    dataset = run.card.dataset
-    if dataset and dataset in dataset_names() and run.dist.is_main:
-        test = load_dataset(dataset, "test")
+    if run.dist.is_main:
+        test = run.split.test
         m = NoisyValidation(c, (test.x, test.y))(model, Distributed(device=run.dist.device))
         metrics["test_accuracy"] = round(m["val_clean_accuracy"], 4)
         metrics[f"test{suffix}"] = round(m["val_noisy_accuracy"], 4)
@@ -299,15 +272,22 @@ def _times(trainer: Trainer) -> dict[str, float]:
 
 
 def _recipe(run: _Run, command: str | None, augment_name: str | None) -> dict[str, Any]:
-    c, pcard = run.config, run.card
+    c, split = run.config, run.split
+    if split.test_from == "dataset" and split.test_spec == run.card.dataset:
+        # the wording the bundled recipes were written with (their recipes must reproduce)
+        data = f"{split.full.name} ({split.n_train} training samples, {split.n_val} held out " \
+               f"for validation); test metrics on {split.tested_on}"
+    else:
+        size = "" if split.test_from == "held-out" else f" ({len(split.test)} samples)"
+        data = f"trained on {split.trained_on} ({split.n_train} training samples, " \
+               f"{split.n_val} held out for validation); test metrics and before/after " \
+               f"audits on {split.tested_on}{size}"
     return {
-        "command": command or _command(run.model, run.out_dir, c, run.data),
+        "command": command or _command(run),
         **_threat(c), "epochs": c.epochs, "seed": c.seed,
         "settings": c.to_dict(),
         "augmentation": augment_name,
-        "data": f"{run.full.name} ({run.n_train} training samples, {run.n_val} held out for "
-                f"validation); test metrics on {pcard.dataset}/test"
-                if pcard.dataset else f"{run.full.name}",
+        "data": data,
         "world_size": run.dist.world_size,
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
@@ -351,10 +331,12 @@ def _card(run: _Run, trainer: Trainer, name: str | None, command: str | None,
         parent={"name": pcard.name, "sha256": run.parent.sha256,
                 "path": _shown_path(run.model)},
         checks=pcard.checks, training_data=dict(pcard.training_data),
-        extra={"hardening": {
+        # the parent's extras still hold (a tabular model's encoder reads its raw CSV columns);
+        # a parent's own hardening record is its card's, so this run's replaces it
+        extra={**{k: v for k, v in pcard.extra.items() if k != "hardening"}, "hardening": {
             "history": [_rounded(s.to_dict()) for s in trainer.history],
             "events": list(trainer.events), "resumed_from_epoch": resumed,
-            "stopped_early": trainer.stopped}},
+            "stopped_early": trainer.stopped, "data": run.split.summary()}},
     )
 
 
@@ -373,11 +355,18 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 5) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def _command(model: str | Path, out: Path, c: HardenConfig, data: str | Path | None) -> str:
+def _command(run: _Run) -> str:
+    """The ``audit harden`` command line of an API call (the CLI records its own)."""
+    model, out, c, data, split = run.model, run.out_dir, run.config, run.data, run.split
     budget = ["--sigma", _fmt(c.sigma)] if isinstance(c, SmoothingConfig) else \
         ["--eps", _fmt(c.eps)]
     parts = ["audit harden", str(model), "--method", c.method, *budget,
              "--epochs", str(c.epochs), "--out", out.as_posix(), "--seed", str(c.seed)]
     if data is not None:
         parts += ["--data", str(data)]
+    if split.test_from == "file" or (split.test_from == "dataset"
+                                     and split.test_spec not in (data, run.card.dataset)):
+        parts += ["--test-data", str(split.test_spec)]
+    elif split.test_fraction not in (None, TEST_FRACTION):
+        parts += ["--test-fraction", _fmt(float(split.test_fraction or 0))]
     return " ".join(parts)

@@ -1,16 +1,23 @@
 """The mitigation experiment behind ``audit mitigate``: retrain or post-process a model with
 each method and strength, and measure accuracy and fairness gaps on held-out data.
 
-Every variant starts from the same seed and the training settings of the model's recipe, so
-the only difference between a variant and the baseline is the mitigation itself:
+Everything is compared with **your model**: the loaded checkpoint (the model under audit) on the
+same held-out data, as ``audit run`` measures it. The other rows:
 
-- ``baseline``: the architecture retrained with the recipe's settings (for a bundled model this
-  reproduces the shipped checkpoint);
+- ``baseline``: the architecture retrained with the recipe's settings and no mitigation (for a
+  bundled model this reproduces the shipped checkpoint). Reweighing and the penalties retrain
+  the model, so they differ from your model by the retraining *and* the mitigation; this row,
+  from the same seed and settings, separates the two. It is trained only when one of them is
+  asked for;
 - ``reweighing``: Kamiran & Calders weights in the loss;
 - ``penalty-dp`` / ``penalty-eo``: cross-entropy + lambda x relaxed demographic-parity /
   equalized-odds gap, one model per lambda;
-- ``thresholds-dp`` / ``thresholds-eo``: the baseline's scores with group thresholds chosen by
-  Fairlearn's ThresholdOptimizer on the training data, one per tolerance.
+- ``thresholds-dp`` / ``thresholds-eo``: your model's scores with group thresholds chosen by
+  Fairlearn's ThresholdOptimizer on the training data, one per tolerance (post-processing: no
+  retraining).
+
+A model of more than two classes is judged on one favourable class against the rest
+(``positive_class``); every accuracy here is then that decision's.
 
 The methods are :mod:`audit.fairness.mitigation`'s; the training is :mod:`audit.training`'s;
 the report section is :mod:`audit.apps.mitigate_section`'s.
@@ -29,9 +36,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from audit.apps.mitigate_section import METHODS, Variant, mitigation_section
+from audit.apps.mitigate_section import BASELINE, METHODS, YOURS, Variant, mitigation_section
 from audit.card import ModelCard
-from audit.errors import UsageError
+from audit.errors import DataError, UsageError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
 from audit.fairness.mitigation import (
@@ -49,6 +56,8 @@ DEFAULT_LAMBDAS = (0.1, 0.3, 1.0, 3.0)
 DEFAULT_TOLS = (0.0, 0.05)
 PENALTIES = (("penalty-dp", "demographic_parity"), ("penalty-eo", "equalized_odds"))
 THRESHOLDS = (("thresholds-dp", "demographic_parity"), ("thresholds-eo", "equalized_odds"))
+RETRAINED = ("reweighing", "penalty-dp", "penalty-eo")
+"""The methods that retrain the model (and so need the retrained baseline beside them)."""
 
 __all__ = ["DEFAULT_LAMBDAS", "DEFAULT_TOLS", "METHODS", "TrainingSettings", "Variant",
            "fresh_model", "mitigate", "run_mitigation"]
@@ -99,12 +108,20 @@ def fresh_model(card: ModelCard, seed: int) -> nn.Module:
     return import_arch(card.arch)(**card.arch_kwargs)
 
 
-def _scores(model: nn.Module, x: torch.Tensor, positive: int) -> np.ndarray:
+def _outputs(model: nn.Module, x: torch.Tensor, positive: int) -> tuple[np.ndarray, np.ndarray]:
+    """Favourable decisions (argmax is ``positive``, as the audit decides) and the favourable
+    class's probabilities, in batches on the model's own device."""
+    device = next((t.device for t in (*model.parameters(), *model.buffers())),
+                  torch.device("cpu"))
     model.eval()
+    preds, scores = [], []
     with torch.no_grad():
-        out = [torch.softmax(model(x[i : i + 2048]), 1)[:, positive] for i in
-               range(0, len(x), 2048)]
-    return torch.cat(out).numpy().astype(np.float64)
+        for i in range(0, len(x), 2048):
+            logits = model(x[i : i + 2048].to(device)).float().cpu()
+            preds.append(logits.argmax(1))
+            scores.append(torch.softmax(logits, 1)[:, positive])
+    pred = (torch.cat(preds) == positive).numpy().astype(np.int64)
+    return pred, torch.cat(scores).numpy().astype(np.float64)
 
 
 class _Experiment:
@@ -142,9 +159,8 @@ class _Experiment:
                   weights: torch.Tensor | None = None) -> nn.Module:
         st = self.st
         model = fresh_model(self.card, st.seed)
-        y = self.ytr if self.card.num_classes == 2 else self.train.y
-        with reproducible(threads=st.threads or None):
-            train_with_penalty(model, self.train.x, y, epochs=st.epochs, lr=st.lr,
+        with reproducible(threads=st.threads or None):  # on the model's own classes
+            train_with_penalty(model, self.train.x, self.train.y, epochs=st.epochs, lr=st.lr,
                                batch_size=st.batch_size, seed=st.seed,
                                weight_decay=st.weight_decay, groups=self.groups,
                                penalty=penalty, sample_weight=weights)
@@ -154,15 +170,13 @@ class _Experiment:
         """Train a variant and measure it on the test data."""
         t0 = time.perf_counter()
         model = self.train_one(**kw)
-        score = _scores(model, self.test.x, self.positive)
-        with torch.no_grad():
-            pred = (model(self.test.x).argmax(1) == self.positive).numpy().astype(np.int64)
-        self.measure(method, setting, pred, score, t0)
+        self.measure(method, setting, *_outputs(model, self.test.x, self.positive), t0)
         return model
 
     def thresholded(self, key: str, constraint: str, tol: float, scores: tuple[np.ndarray,
                     np.ndarray]) -> None:
-        """Group thresholds on the baseline's scores, measured on the test data."""
+        """Group thresholds on the post-processed model's scores, measured on the test
+        data."""
         t0 = time.perf_counter()
         thr = GroupThresholds(constraint, tol=tol or None)  # type: ignore[arg-type]
         thr.fit(scores[0], self.ytr.numpy(), self.tr_sens)
@@ -177,6 +191,7 @@ def run_mitigation(
     test: AuditData,
     sensitive: Sequence[str],
     *,
+    model: nn.Module | None = None,
     methods: Sequence[str] = tuple(METHODS),
     lambdas: Sequence[float] = DEFAULT_LAMBDAS,
     tols: Sequence[float] = DEFAULT_TOLS,
@@ -187,10 +202,12 @@ def run_mitigation(
     min_group_size: int = 30,
     progress: Callable[[str], None] | None = None,
 ) -> list[Variant]:
-    """Train and measure the baseline and every requested variant.
+    """Measure ``model`` (the model under audit, first: what the others are compared with),
+    the retrained baseline when a retraining method is asked for, and every requested variant.
 
+    Without ``model`` the retrained baseline comes first and the thresholds post-process it.
     ``sensitive`` are the columns measured; ``target`` the columns whose intersection the
-    mitigations act on (default: all of ``sensitive``).
+    mitigations act on (default: all of ``sensitive``); ``positive`` the favourable class.
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -199,8 +216,14 @@ def run_mitigation(
     ex = _Experiment(card, train, test, sensitive, list(target or sensitive),
                      settings or TrainingSettings.from_card(card), positive, n_boot,
                      min_group_size, progress)
-    ex.say("baseline")
-    base = ex.trained("baseline", "")
+    if model is not None:
+        ex.say("your model")
+        t0 = time.perf_counter()
+        ex.measure(YOURS, "", *_outputs(model, test.x, positive), t0)
+    base = None
+    if model is None or any(m in RETRAINED for m in methods):
+        ex.say("retrained baseline")
+        base = ex.trained(BASELINE, "")
     if "reweighing" in methods:
         ex.say("reweighing")
         w = Reweighing().fit_transform(ex.ytr.numpy(), ex.tr_sens)
@@ -209,14 +232,16 @@ def run_mitigation(
         for lam in lambdas if key in methods else ():
             ex.say(f"{key} lambda={lam:g}")
             ex.trained(key, f"λ={lam:g}", penalty=FairnessPenalty(
-                constraint, lam, positive=1))  # type: ignore[arg-type]
-    scores = (_scores(base, train.x, positive), _scores(base, test.x, positive))
-    for key, constraint in THRESHOLDS:
-        # Fairlearn relaxes only demographic parity; equalized odds is always exact
-        for tol in (tols if constraint == "demographic_parity" else [0.0]) \
-                if key in methods else ():
-            ex.say(f"{key} tol={tol:g}")
-            ex.thresholded(key, constraint, tol, scores)
+                constraint, lam, positive=positive))  # type: ignore[arg-type]
+    post = model if model is not None else base
+    if post is not None and any(m.startswith("thresholds-") for m in methods):
+        scores = (_outputs(post, train.x, positive)[1], _outputs(post, test.x, positive)[1])
+        for key, constraint in THRESHOLDS:
+            # Fairlearn relaxes only demographic parity; equalized odds is always exact
+            for tol in (tols if constraint == "demographic_parity" else [0.0]) \
+                    if key in methods else ():
+                ex.say(f"{key} tol={tol:g}")
+                ex.thresholded(key, constraint, tol, scores)
     return ex.variants
 
 
@@ -242,19 +267,35 @@ def _load_data(card: ModelCard, data: str | None, train: str | None, evaluate: s
     return load_dataset(name, "train"), load_data(name, card, sensitive=sensitive)
 
 
-def _checked_card(card: ModelCard | None, model: str) -> ModelCard:
+def _checked_card(card: ModelCard | None, model: str, positive_class: str
+                  ) -> tuple[ModelCard, int]:
+    """The card and the index of the favourable class (a binary model's second class unless
+    named); :class:`UsageError` when it cannot be decided."""
+    from audit.fairness.check import positive_index
+
     if card is None:
         raise UsageError(f"{model} has no card.json; mitigation needs the card's architecture, "
-                         "dataset and classes")
-    if card.num_classes != 2:
-        raise UsageError(f"audit mitigate needs a binary classifier; {card.name} has "
-                         f"{card.num_classes} classes")
-    return card
+                         "dataset and classes (pass --card card.json)")
+    classes = card.classes
+    if positive_class and positive_class not in classes and not (
+            positive_class.isdigit() and int(positive_class) < len(classes)):
+        raise UsageError(f"--positive-class {positive_class!r} is not a class of {card.name}; "
+                         f"classes are {', '.join(classes[:10])}")
+    pos = positive_index(classes, positive_class)
+    if pos is None:
+        raise UsageError(f"audit mitigate compares a binary decision; {card.name} has "
+                         f"{card.num_classes} classes ({', '.join(classes[:10])}): name the "
+                         "favourable one with --positive-class CLASS (it is then compared "
+                         "against the rest)")
+    return card, pos
 
 
 def mitigate(
     model: str,
     *,
+    arch: str | None = None,
+    card: str | None = None,
+    positive_class: str | None = None,
     data: str | None = None,
     train: str | None = None,
     evaluate: str | None = None,
@@ -274,33 +315,55 @@ def mitigate(
 ) -> AuditResult:
     """The fairness audit of ``model`` plus the mitigation experiment, as one result.
 
-    Training data: the bundled dataset's ``train`` split (``data``, default the card's dataset)
-    evaluated on its ``test`` split, or the CSV files ``train`` and ``evaluate``. ``sensitive``
-    are the columns measured (default: the data's or the card's), ``groups`` the columns whose
-    intersection the mitigations act on (default: all sensitive columns).
+    ``model`` is a bundled name, a folder or a checkpoint (``arch`` and ``card`` as for
+    ``audit run``). Training data: the bundled dataset's ``train`` split (``data``, default the
+    card's dataset) evaluated on its ``test`` split, or the CSV files ``train`` and
+    ``evaluate``. ``sensitive`` are the columns measured (default: the data's or the card's),
+    ``groups`` the columns whose intersection the mitigations act on (default: all sensitive
+    columns); ``positive_class`` the favourable class (default: ``[checks.fairness]
+    positive_class``, else a binary model's second class).
     """
+    import dataclasses
+
+    from audit.checks import make_params
+    from audit.config import resolve_config
+    from audit.fairness.check import FairnessCheck
     from audit.loading import load_model
     from audit.runner import run_audit
 
-    loaded = load_model(model)
-    card = _checked_card(loaded.card, model)
-    train_data, test_data = _load_data(card, data, train, evaluate, target, sensitive)
-    cols = list(sensitive or test_data.extras.get("sensitive") or card.sensitive or [])
-    if not cols:
-        raise UsageError("no sensitive columns: pass --sensitive COL[,COL]")
-    test_data.extras["sensitive"] = cols
+    loaded = load_model(model, arch=arch, card=card)
+    fairness = dict(resolve_config(config).params.get("fairness", {}))
+    if positive_class:
+        fairness["positive_class"] = positive_class
+    params = make_params(FairnessCheck, fairness, quick=False)
+    model_card, pos = _checked_card(loaded.card, model, params.positive_class)
+    if arch:  # retraining builds the architecture the user named
+        model_card = dataclasses.replace(model_card, arch=arch)
+    train_data, test_data = _load_data(model_card, data, train, evaluate, target, sensitive)
     for d in (train_data, test_data):
         if d.extras.get("frame") is None:
             raise UsageError(f"{d.name} has no named columns; mitigation needs tabular data "
                              "with the sensitive columns")
+    cols = list(sensitive or test_data.extras.get("sensitive") or model_card.sensitive or [])
+    if not cols:
+        shown = ", ".join(map(str, list(test_data.extras["frame"].columns)[:25]))
+        raise DataError(f"no sensitive column to mitigate for: none was passed and the card "
+                        f"names none; the columns of {test_data.name} are {shown}; pass "
+                        "--sensitive COLUMN")
+    test_data.extras["sensitive"] = cols
     result = run_audit(loaded, data=test_data, checks=["fairness"], config=config, seed=seed,
-                       fail_on=fail_on, command=command)
-    settings = TrainingSettings.from_card(card, epochs=epochs, seed=seed)
+                       fail_on=fail_on, command=command,
+                       params={"fairness": {"positive_class": positive_class}}
+                       if positive_class else None)
+    settings = TrainingSettings.from_card(model_card, epochs=epochs, seed=seed)
     target_cols = list(groups or cols)
-    variants = run_mitigation(card, train_data, test_data, cols, methods=methods,
-                              lambdas=lambdas, tols=tols, settings=settings,
-                              target=target_cols, n_boot=n_boot, progress=progress)
-    result.sections.append(mitigation_section(variants, settings, cols, target_cols))
+    variants = run_mitigation(model_card, train_data, test_data, cols, model=loaded.model,
+                              methods=methods, lambdas=lambdas, tols=tols, settings=settings,
+                              positive=pos, target=target_cols, n_boot=n_boot,
+                              min_group_size=params.min_group_size, progress=progress)
+    result.sections.append(mitigation_section(variants, settings, cols, target_cols,
+                                              positive=model_card.classes[pos]
+                                              if model_card.num_classes > 2 else ""))
     fail = Severity.parse(result.summary["fail_on"])
     result.summary = summarize(result.sections, fail, result.summary["duration_s"]
                                + sum(v.seconds for v in variants))

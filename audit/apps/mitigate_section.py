@@ -1,5 +1,9 @@
 """The report section of the mitigation experiment (:mod:`audit.apps.mitigate`): the trade-off
-table and plot, and one finding per method saying what it bought and what it cost."""
+table and plot, and one finding per method saying what it bought and what it cost.
+
+The first variant is the reference everything is compared with: your model (the model under
+audit) when the experiment has it, else the retrained baseline. A retrained baseline beside your
+model is a labelled row of its own: it shows what retraining alone changes."""
 
 from __future__ import annotations
 
@@ -17,7 +21,13 @@ from audit.result import Finding, Section, Severity, Table
 if TYPE_CHECKING:
     from audit.apps.mitigate import TrainingSettings
 
-__all__ = ["GAPS", "METHODS", "Variant", "mitigation_section"]
+__all__ = ["BASELINE", "GAPS", "METHODS", "YOURS", "Variant", "mitigation_section"]
+
+YOURS = "your-model"
+"""The method key of the model under audit, as loaded."""
+BASELINE = "baseline"
+"""The method key of the architecture retrained without mitigation."""
+LABELS = {YOURS: "your model", BASELINE: "retrained baseline"}
 
 METHODS: dict[str, str] = {
     "reweighing": "reweighing (Kamiran & Calders)",
@@ -43,6 +53,17 @@ class Variant:
         return self.method + (f"[{self.setting}]" if self.setting else "")
 
     @property
+    def label(self) -> str:
+        """The row's name in tables and texts (``your model``, ``retrained baseline``, or
+        the method)."""
+        return LABELS.get(self.method, self.method)
+
+    @property
+    def mitigated(self) -> bool:
+        """Whether the variant is a mitigation (not your model nor the retrained baseline)."""
+        return self.method not in LABELS
+
+    @property
     def constant(self) -> bool:
         """Whether the variant (almost) always predicts the same class: a collapsed model
         whose zero gaps mean nothing."""
@@ -55,11 +76,15 @@ GAPS = (("demographic_parity_difference", "DP diff"),
 
 
 def mitigation_section(variants: list[Variant], settings: TrainingSettings,
-                       sensitive: Sequence[str], target: Sequence[str]) -> Section:
+                       sensitive: Sequence[str], target: Sequence[str], *,
+                       positive: str = "") -> Section:
     """The report section: trade-off table and plot, and a finding per method saying what it
-    bought and what it cost."""
-    groupings = [g.name for g in variants[0].result.groupings]
-    keys = {g.name: g.key for g in variants[0].result.groupings}
+    bought and what it cost against ``variants[0]`` (your model, or the retrained baseline).
+    ``positive`` names the favourable class of a multi-class model (its accuracies are that
+    decision's)."""
+    ref = variants[0]
+    groupings = [g.name for g in ref.result.groupings]
+    keys = {g.name: g.key for g in ref.result.groupings}
     target_name = INTERSECTION.join(target)
     # the first sensitive column alone and the groups the mitigations act on
     shown = list(dict.fromkeys(g for g in (groupings[0], target_name) if g in keys))
@@ -71,51 +96,67 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
         metrics[f"{v.key}.accuracy"] = v.accuracy
         for k, _ in GAPS:
             metrics[f"{v.key}.{tkey}.{k}"] = _gap(v, tkey, k)
-    findings = [_method_finding(method, [v for v in variants if v.method == method],
-                                variants[0], shown[-1])
-                for method in dict.fromkeys(v.method for v in variants[1:])]
+    base = next((v for v in variants[1:] if v.method == BASELINE), None)
+    findings = [_method_finding(method, [v for v in variants if v.method == method], ref,
+                                base, shown[-1])
+                for method in dict.fromkeys(v.method for v in variants[1:] if v.mitigated)]
     return Section(check="mitigation", title="Bias mitigation: fairness against accuracy",
-                   summary=_summary(variants, tkey, shown[-1]), reading=_reading(settings),
+                   summary=_summary(variants, tkey, shown[-1]),
+                   reading=_reading(settings, ref, positive),
                    metrics=metrics, findings=findings,
                    figures=[tradeoff_figure(_points(variants), panels)],
-                   tables=[_table(variants, groupings, target_name),
+                   tables=[_table(variants, groupings, target_name, positive),
                            _changes_table(variants, target_name)],
                    duration_s=sum(v.seconds for v in variants))
 
 
-def _table(variants: list[Variant], groupings: list[str], target_name: str) -> Table:
+NOTES = {
+    YOURS: "the model under audit, as loaded: what every row is compared with",
+    BASELINE: "your architecture retrained without mitigation: reweighing and the penalties "
+              "are retrained too, so this row separates the effect of the mitigation from the "
+              "effect of retraining",
+}
+
+
+def _table(variants: list[Variant], groupings: list[str], target_name: str,
+           positive: str = "") -> Table:
     """Accuracy and both gaps by every grouping, one row per variant, and every metric that got
-    worse than the baseline's beyond noise (the side effects, :func:`_changes`)."""
+    worse than the reference's beyond noise (the side effects, :func:`_changes`)."""
+    ref = variants[0]
     cols = ["method", "setting", "accuracy"]
     for gname in groupings:
         cols += [f"{label} ({gname})" for _, label in GAPS]
-    cols += ["worse than the baseline", "seconds", "note"]
+    cols += [f"worse than {ref.label}", "seconds", "note"]
     rows: list[list[Any]] = []
-    base = variants[0]
     for v in variants:
-        row: list[Any] = [v.method, v.setting, round(v.accuracy, 4)]
+        row: list[Any] = [v.label, v.setting, round(v.accuracy, 4)]
         for gname in groupings:
             g = next(x for x in v.result.groupings if x.name == gname)
             row += [_r(g.disparities[k].value) for k, _ in GAPS]
-        row += [_worse(v, base) if v is not base else "",
-                round(v.seconds, 1), "collapsed: predicts one class for everyone"
-                if v.constant else ""]
+        # the labels explain themselves only beside your model (the retrained baseline alone
+        # is the reference when there is no model to compare with)
+        notes = [NOTES[v.method]] if v.method in NOTES and ref.method == YOURS else []
+        if v.constant:
+            notes.append("collapsed: predicts one class for everyone")
+        row += [_worse(v, ref) if v is not ref else "", round(v.seconds, 1), "; ".join(notes)]
         rows.append(row)
+    decision = (f" Accuracy is that of the decision {positive!r} against the other classes."
+                if positive else "")
     return Table(id="mitigation", title="Mitigation: accuracy and fairness gaps per method",
                  columns=cols, rows=rows,
-                 caption=("Every variant is measured on the same held-out data. DP diff: "
-                          "demographic parity difference; EO diff: equalized odds difference "
-                          f"(lower is fairer). Mitigations act on the groups of {target_name}. "
-                          "Worse than the baseline: accuracy and the DP and EO gaps (by every "
-                          "grouping, targeted or not) that moved the wrong way by more than "
-                          "the baseline's noise, and how many other disparities did; the next "
-                          "table shows every metric."))
+                 caption=(f"Every variant is measured on the same held-out data as {ref.label}."
+                          f"{decision} DP diff: demographic parity difference; EO diff: "
+                          "equalized odds difference (lower is fairer). Mitigations act on the "
+                          f"groups of {target_name}. Worse than {ref.label}: accuracy and the "
+                          "DP and EO gaps (by every grouping, targeted or not) that moved the "
+                          f"wrong way by more than {ref.label}'s noise, and how many other "
+                          "disparities did; the next table shows every metric."))
 
 
-def _worse(v: Variant, base: Variant) -> str:
-    """The side effects of ``v`` in one cell: accuracy and the DP/EO gaps that got worse by
-    name, then how many other metrics of the changes table did."""
-    worse = [c for c in _changes(v, base) if c.verdict == "worse"]
+def _worse(v: Variant, ref: Variant) -> str:
+    """The side effects of ``v`` in one cell: accuracy and the DP/EO gaps that got worse than
+    ``ref``'s by name, then how many other metrics of the changes table did."""
+    worse = [c for c in _changes(v, ref) if c.verdict == "worse"]
     named = [c for c in worse if c.headline]
     text = "; ".join(f"{c.short} {c.text(c.base)} → {c.text(c.value)}" for c in named)
     rest = len(worse) - len(named)
@@ -126,8 +167,9 @@ def _worse(v: Variant, base: Variant) -> str:
 
 @dataclass(frozen=True)
 class Change:
-    """One metric of a variant against the baseline's: ``verdict`` is ``worse`` or ``better``
-    when the move exceeds the noise, else empty."""
+    """One metric of a variant against the reference's (``base``: your model's, or the
+    retrained baseline's): ``verdict`` is ``worse`` or ``better`` when the move exceeds the
+    noise, else empty."""
 
     title: str
     grouping: str
@@ -155,7 +197,7 @@ class Change:
 
 NOISE_FLOOR = 0.01
 """Smallest change of a disparity marked better or worse (and the whole margin when the
-baseline has no bootstrap interval: twice this)."""
+reference has no bootstrap interval: twice this)."""
 
 
 def _verdict(base: float, value: float, higher_is_better: bool, noise: float) -> str:
@@ -166,9 +208,9 @@ def _verdict(base: float, value: float, higher_is_better: bool, noise: float) ->
 
 def _changes(v: Variant, base: Variant) -> list[Change]:
     """Accuracy and every disparity of the fairness table (by every grouping) of ``v`` against
-    ``base``. A disparity counts as moved when it leaves the baseline's 95% bootstrap interval
-    on that side (and by at least :data:`NOISE_FLOOR`); accuracy when it moves by more than
-    1.96 binomial standard errors of the baseline's."""
+    ``base`` (the reference). A disparity counts as moved when it leaves the reference's 95%
+    bootstrap interval on that side (and by at least :data:`NOISE_FLOOR`); accuracy when it
+    moves by more than 1.96 binomial standard errors of the reference's."""
     n = max(base.result.n, 1)
     se = 1.96 * math.sqrt(max(base.accuracy * (1 - base.accuracy), 0.0) / n)
     out = [Change("Accuracy", "", "accuracy", True, base.accuracy, v.accuracy,
@@ -200,34 +242,37 @@ def _targets(method: str, target_name: str) -> str:
 
 
 def _changes_table(variants: list[Variant], target_name: str) -> Table:
-    """Every metric (rows) of every variant (columns) against the baseline: the side effects
+    """Every metric (rows) of every variant (columns) against the reference: the side effects
     of each mitigation next to what it targets."""
-    base, others = variants[0], variants[1:]
-    per = [{(c.title, c.grouping): c for c in _changes(v, base)} for v in others]
+    ref, others = variants[0], variants[1:]
+    per = [{(c.title, c.grouping): c for c in _changes(v, ref)} for v in others]
     rows: list[list[Any]] = []
-    for c in _changes(base, base):  # a metric a variant lacks (no scores: calibration): n/a
+    for c in _changes(ref, ref):  # a metric a variant lacks (no scores: calibration): n/a
         rows.append([c.title, c.grouping, c.text(c.base),
                      *(ch[(c.title, c.grouping)].cell() if (c.title, c.grouping) in ch
                        else "n/a" for ch in per)])
-    heads = [f"{v.key}: {_targets(v.method, target_name)}" for v in others]
+    heads = [f"{v.key}: {_targets(v.method, target_name)}" if v.mitigated
+             else f"{v.label}: no mitigation" for v in others]
     worse = sum(ch.verdict == "worse" for changes in per for ch in changes.values())
     return Table(
         id="mitigation-changes",
-        title="Every metric against the baseline (side effects included)",
-        columns=["metric", "by", "baseline", *heads], rows=rows,
-        caption=("Each cell: the variant's value (its change from the baseline; WORSE or "
+        title=f"Every metric against {ref.label} (side effects included)",
+        columns=["metric", "by", ref.label, *heads], rows=rows,
+        caption=(f"Each cell: the variant's value (its change from {ref.label}; WORSE or "
                  "better when the move is beyond noise). A disparity moved beyond noise when it "
-                 "left the baseline's 95% bootstrap interval on that side and by at least "
+                 f"left {ref.label}'s 95% bootstrap interval on that side and by at least "
                  f"{NOISE_FLOOR:g}; accuracy when it moved by more than 1.96 standard errors. "
                  "Differences are fairer when lower, ratios when higher (1 is parity). "
-                 f"{worse} metric value(s) got worse than the baseline's."))
+                 f"{worse} metric value(s) got worse than {ref.label}'s."))
 
 
 def _points(variants: list[Variant]) -> list[dict[str, Any]]:
-    """The trade-off plot's points: accuracy and every gap (with its interval) per variant."""
+    """The trade-off plot's points: accuracy and every gap (with its interval) per variant;
+    the first (the reference) is drawn as a star."""
     points = []
     for v in variants:
-        p: dict[str, Any] = {"method": v.method, "setting": v.setting, "accuracy": v.accuracy}
+        p: dict[str, Any] = {"method": v.label if not v.mitigated else v.method,
+                             "setting": v.setting, "accuracy": v.accuracy}
         for g in v.result.groupings:
             for k, _ in GAPS:
                 d = g.disparities[k]
@@ -237,32 +282,53 @@ def _points(variants: list[Variant]) -> list[dict[str, Any]]:
     return points
 
 
+def _describe(v: Variant, tkey: str, tname: str) -> str:
+    return (f"accuracy {v.accuracy:.1%}, DP diff {_gap(v, tkey, GAPS[0][0]):.3f} and EO diff "
+            f"{_gap(v, tkey, GAPS[1][0]):.3f} by {tname}")
+
+
 def _summary(variants: list[Variant], tkey: str, tname: str) -> str:
-    base = variants[0]
-    usable = [v for v in variants if not v.constant] or variants
-    best = min(usable, key=lambda v: _gap(v, tkey, "demographic_parity_difference"))
-    return (f"{len(variants)} variants on {variants[0].result.n} held-out rows. Baseline: "
-            f"accuracy {base.accuracy:.1%}, DP diff {_gap(base, tkey, GAPS[0][0]):.3f} and EO "
-            f"diff {_gap(base, tkey, GAPS[1][0]):.3f} by {tname}. Smallest DP diff: "
-            f"{_gap(best, tkey, GAPS[0][0]):.3f} ({best.key}) at accuracy "
-            f"{best.accuracy:.1%}."
-            + (f" {sum(v.constant for v in variants)} variant(s) collapsed to predicting "
-               "one class." if any(v.constant for v in variants) else ""))
+    ref = variants[0]
+    text = (f"{len(variants)} variants on {ref.result.n} held-out rows. "
+            f"{ref.label.capitalize()}: {_describe(ref, tkey, tname)}.")
+    base = next((v for v in variants[1:] if v.method == BASELINE), None)
+    if base is not None:  # retraining's own effect, apart from any mitigation
+        text += (f" Retrained baseline (no mitigation; the starting point of the retrained "
+                 f"methods): {_describe(base, tkey, tname)}.")
+    mitigated = [v for v in variants if v.mitigated]
+    usable = [v for v in mitigated if not v.constant] or mitigated
+    if usable:
+        best = min(usable, key=lambda v: _gap(v, tkey, GAPS[0][0]))
+        text += (f" Smallest DP diff of a mitigation: {_gap(best, tkey, GAPS[0][0]):.3f} "
+                 f"({best.key}) at accuracy {best.accuracy:.1%}, against "
+                 f"{_gap(ref, tkey, GAPS[0][0]):.3f} at {ref.accuracy:.1%} for {ref.label}.")
+    collapsed = sum(v.constant for v in variants)
+    return text + (f" {collapsed} variant(s) collapsed to predicting one class."
+                   if collapsed else "")
 
 
-def _reading(settings: TrainingSettings) -> str:
+def _reading(settings: TrainingSettings, ref: Variant, positive: str = "") -> str:
+    yours = ref.method == YOURS
     return (
-        "Each mitigation is run from the same seed with the model's own training settings "
-        f"(epochs {settings.epochs}, lr {settings.lr:g}, batch {settings.batch_size}, weight "
-        f"decay {settings.weight_decay:g}, seed {settings.seed}) and measured on held-out data. "
-        "Reweighing gives each (group, label) cell the weight P(group)P(label)/P(group, label) "
-        "so that the label is independent of the group in training. The fairness penalty adds "
-        "λ × the batch's soft demographic-parity (or equalized-odds) gap to the loss: larger λ "
-        "trades more accuracy for a smaller gap. Group thresholds keep the baseline model and "
-        "pick one (randomised) threshold per group with Fairlearn's ThresholdOptimizer; tol is "
-        "the constraint violation allowed. Read the plot from the baseline: a good mitigation "
-        "moves left (smaller gap) without dropping far (accuracy). Gaps have bootstrap "
-        "intervals (bars); a move smaller than the bars may be noise.")
+        ("Every variant is compared with your model (the model under audit, as loaded) on "
+         "the same held-out data. " if yours else "")
+        + "Reweighing and the penalties retrain the architecture from the same seed with the "
+        f"model's own training settings (epochs {settings.epochs}, lr {settings.lr:g}, batch "
+        f"{settings.batch_size}, weight decay {settings.weight_decay:g}, seed {settings.seed})"
+        + ("; the retrained baseline is that training without mitigation, so the difference "
+           "between it and your model is the effect of retraining, and between it and a "
+           "variant the effect of the mitigation. " if yours else ". ")
+        + "Reweighing gives each (group, label) cell the weight P(group)P(label)/P(group, "
+        "label) so that the label is independent of the group in training. The fairness "
+        "penalty adds λ × the batch's soft demographic-parity (or equalized-odds) gap to the "
+        "loss: larger λ trades more accuracy for a smaller gap. Group thresholds keep "
+        f"{ref.label} and pick one (randomised) threshold per group with Fairlearn's "
+        "ThresholdOptimizer; tol is the constraint violation allowed. "
+        + (f"The decision judged is {positive!r} against the other classes. " if positive
+           else "")
+        + f"Read the plot from {ref.label} (the star): a good mitigation moves left (smaller "
+        "gap) without dropping far (accuracy). Gaps have bootstrap intervals (bars); a move "
+        "smaller than the bars may be noise.")
 
 
 def _r(v: float) -> float | None:
@@ -275,28 +341,42 @@ def _gap(v: Variant, key: str, metric: str) -> float:
     return value if math.isfinite(value) else math.inf
 
 
-def _method_finding(method: str, runs: list[Variant], base: Variant, gname: str) -> Finding:
-    key = next(g.key for g in base.result.groupings if g.name == gname)
+def _method_finding(method: str, runs: list[Variant], ref: Variant, base: Variant | None,
+                    gname: str) -> Finding:
+    """What ``method``'s best run bought and cost against ``ref`` (your model); for a
+    retrained method, also how much of it is retraining alone (``base``)."""
+    key = next(g.key for g in ref.result.groupings if g.name == gname)
     metric = ("equalized_odds_difference" if method.endswith("-eo")
               else "demographic_parity_difference")
     label = "EO diff" if metric.startswith("equalized") else "DP diff"
-    b = _gap(base, key, metric)
+    r = _gap(ref, key, metric)
     best = min([v for v in runs if not v.constant] or runs, key=lambda v: _gap(v, key, metric))
     g = _gap(best, key, metric)
+    retraining = ""
+    if base is not None and not method.startswith("thresholds-"):
+        retraining = (f" The retrained baseline (the same training without mitigation) has "
+                      f"{label} {_gap(base, key, metric):.3f} and accuracy "
+                      f"{base.accuracy:.1%}: the move from {ref.label} to it is retraining, "
+                      "from it to this variant the mitigation.")
+    evidence: dict[str, Any] = {
+        "method": method, "setting": best.setting, "grouping": gname, "metric": metric,
+        "reference": ref.label, "reference_gap": r, "gap": g,
+        "reference_accuracy": ref.accuracy, "accuracy": best.accuracy,
+        "worse": _worse(best, ref)}
+    if base is not None:
+        evidence.update(retrained_baseline_gap=_gap(base, key, metric),
+                        retrained_baseline_accuracy=base.accuracy)
     return MITIGATION_RESULT(
         Severity.INFO, method=method,
-        title=(f"{METHODS[method]}: {label} {b:.3f} → {g:.3f} at accuracy "
-               f"{best.accuracy:.1%} (baseline {base.accuracy:.1%})"),
+        title=(f"{METHODS[method]}: {label} {r:.3f} → {g:.3f} at accuracy "
+               f"{best.accuracy:.1%} ({ref.label} {ref.accuracy:.1%})"),
         detail=(f"By {gname}, {METHODS[method]} ({best.setting or 'default'}) changes the "
-                f"{label} from {b:.3f} to {g:.3f} and accuracy from {base.accuracy:.1%} to "
-                f"{best.accuracy:.1%}. Every grouping: "
-                + "; ".join(f"{x.name} {label} {_gap(base, x.key, metric):.3f} → "
+                f"{label} from {r:.3f} ({ref.label}) to {g:.3f} and accuracy from "
+                f"{ref.accuracy:.1%} to {best.accuracy:.1%}.{retraining} Every grouping: "
+                + "; ".join(f"{x.name} {label} {_gap(ref, x.key, metric):.3f} → "
                             f"{_gap(best, x.key, metric):.3f}"
-                            for x in base.result.groupings) + ". Worse than the baseline "
-                "beyond noise: " + _worse(best, base) + "."),
-        evidence={"method": method, "setting": best.setting, "grouping": gname,
-                  "metric": metric, "baseline_gap": b, "gap": g,
-                  "baseline_accuracy": base.accuracy, "accuracy": best.accuracy,
-                  "worse": _worse(best, base)},
+                            for x in ref.result.groupings)
+                + f". Worse than {ref.label} beyond noise: " + _worse(best, ref) + "."),
+        evidence=evidence,
         recommendation="Pick the variant whose gap and accuracy fit the use; check its full "
                        "fairness section before deploying it.")

@@ -36,6 +36,7 @@ COMMAND_MODULES: list[str] = [
     "audit.cli.harden",     # audit harden
     "audit.cli.fairness",   # audit fairness, mitigate
     "audit.cli.tools",      # audit diff, examples, config
+    "audit.cli.card",       # audit card --init
 ]
 
 _INTERRUPTED = "nothing new was written; previous reports and checkpoints are intact"

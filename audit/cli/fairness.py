@@ -81,8 +81,17 @@ def fairness_cmd(
 
 
 def mitigate_cmd(
-    model: Annotated[str, typer.Argument(help="Bundled model name or model folder (its card "
-                                              "must name the architecture).")],
+    model: Annotated[str, typer.Argument(help="Bundled model name, model folder, or checkpoint "
+                                              "file (its card must name the architecture, or "
+                                              "pass --arch).")],
+    arch: Annotated[str | None, typer.Option(help="Architecture 'module:Class' for a "
+                                                  "state-dict checkpoint (and for retraining)."
+                                             )] = None,
+    card: Annotated[Path | None, typer.Option(help="card.json describing the model (default: "
+                                                   "beside the checkpoint).")] = None,
+    positive_class: Annotated[str | None, typer.Option("--positive-class", help=(
+        "The favourable class (name or index; default: [checks.fairness] positive_class, else "
+        "a binary model's second class); needed for more than two classes."))] = None,
     data: Annotated[str | None, typer.Option(help="Bundled dataset: trains on its train "
                                                   "split, measures on its test split "
                                                   "(default: the card's dataset).")] = None,
@@ -119,8 +128,9 @@ def mitigate_cmd(
     fail_on: FailOn = None,
 ) -> None:
     """Retrain or post-process a model with each bias mitigation (reweighing, fairness
-    penalty for each λ, group thresholds) and report fairness gap against accuracy: a table,
-    a trade-off plot and the baseline's fairness audit."""
+    penalty for each λ, group thresholds) and report fairness gap against accuracy, each
+    compared with your model on the same data: a table, a trade-off plot and your model's
+    fairness audit."""
     from audit.apps.mitigate import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
     from audit.io import atomic_write_text
     from audit.report.formats_csv import table_csv
@@ -138,7 +148,9 @@ def mitigate_cmd(
     def progress(text: str) -> None:
         err_console.print(f"mitigate: {text}", highlight=False, markup=False)
 
-    result = mitigate(model, data=data, train=train, evaluate=evaluate, target=target,
+    result = mitigate(model, arch=arch, card=str(card) if card else None,
+                      positive_class=positive_class, data=data, train=train,
+                      evaluate=evaluate, target=target,
                       sensitive=split(sensitive), groups=split(groups),
                       methods=chosen, lambdas=_floats(lambdas, "--lambdas") or DEFAULT_LAMBDAS,
                       tols=_floats(tols, "--tols") or DEFAULT_TOLS, epochs=epochs, seed=seed,

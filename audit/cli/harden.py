@@ -9,7 +9,7 @@ DistributedDataParallel (gloo on CPU, NCCL with CUDA); ``--batch-size`` is the g
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -23,6 +23,10 @@ from audit.cli.common import (
     split,
 )
 from audit.errors import AuditError, Interrupted, UsageError
+
+if TYPE_CHECKING:  # the CLI imports the library lazily, so that --help stays fast
+    from audit.apps.harden_data import HardenData
+    from audit.subject import AuditData
 
 EXIT_CODES = ("Exit codes: 0 hardened (and audited); 2 error (bad input, unreadable or "
               "mismatched checkpoint, unwritable output); 3 unsafe checkpoint refused (needs "
@@ -104,6 +108,15 @@ def harden_cmd(
     data: Annotated[str | None, typer.Option(help="Training data: bundled dataset name or a "
                                                   ".npz/.csv file (default: the card's "
                                                   "dataset, train split).")] = None,
+    test_data: Annotated[str | None, typer.Option(
+        "--test-data", help="Data for the test metrics and the before/after audits: bundled "
+                            "dataset name (its test split) or a .npz/.csv file (default: the "
+                            "bundled dataset's test split, else a share of --data held out "
+                            "from training).")] = None,
+    test_fraction: Annotated[float | None, typer.Option(
+        "--test-fraction", help="Share of a --data file held out from training for the test "
+                                "metrics and audits when there is no test split (default "
+                                "0.2).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its "
                                                           "last finished epoch.")] = False,
     seed: Annotated[int, typer.Option(help="Seed (shuffling, random starts, validation "
@@ -136,6 +149,9 @@ def harden_cmd(
     checks: Annotated[str | None, typer.Option(help="Checks of the before/after audits "
                                                     "(default: all that apply).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller audit budgets.")] = False,
+    audit_config: Annotated[Path | None, typer.Option(
+        "--config", help="audit.toml with the checks and parameters of the before/after "
+                         "audits.")] = None,
     keep_checkpoint: Annotated[bool, typer.Option("--keep-checkpoint", help="Keep "
                                                   "training/checkpoint.pt after success.")
                                ] = False,
@@ -169,6 +185,7 @@ def harden_cmd(
     report_path = report or Path("reports") / f"{new_name}-hardening.html"
     if run_audit:
         require_html(report_path, "--report")
+        _check_audit_options(checks, audit_config)
     dist = init_distributed()
     if dist.is_main:
         check_writable(out / CHECKPOINT)
@@ -180,7 +197,8 @@ def harden_cmd(
     try:
         with bar:
             outcome = harden(
-                model, out, config, data=data, val_fraction=val_fraction, resume=resume,
+                model, out, config, data=data, test_data=test_data,
+                test_fraction=test_fraction, val_fraction=val_fraction, resume=resume,
                 name=name, command=command_line(), augment=aug_fn,
                 augment_name=None if augment == "none" else "random shift up to 1 pixel",
                 keep_checkpoint=keep_checkpoint, arch=arch, card=card,
@@ -201,21 +219,22 @@ def harden_cmd(
     smoothing = isinstance(config, SmoothingConfig)
     how = f"smoothing, sigma {config.sigma:g}" if isinstance(config, SmoothingConfig) else \
         f"{config.method}, {config.norm} eps {config.eps:g}"
-    _print_outcome(outcome, parent, out, how, resume)
+    _print_outcome(outcome, parent, out, how, resume, run_audit)
     if run_audit:
         labels = (f"{parent} (before)", f"{new_name} (after)")
         # both audits certify at the training sigma, so the comparison has the parent's too
         params = {"certified": {"sigmas": [config.sigma]}} if smoothing else None
         try:
-            _audit_before_after(model, out, labels, report_path, checks, quick, seed, data,
-                                outcome.card.dataset, arch, card, trust_checkpoint, show,
-                                params)
+            _audit_before_after(model, out, labels, report_path, checks, quick, seed,
+                                _audit_data(outcome.data), arch, card, trust_checkpoint, show,
+                                params, audit_config)
         except AuditError as e:
             raise type(e)(f"the hardened model is in {out}, but the before/after audit "
                           f"failed: {e.message}") from None
 
 
-def _print_outcome(outcome: Any, parent: str, out: Path, how: str, resume: bool) -> None:
+def _print_outcome(outcome: Any, parent: str, out: Path, how: str, resume: bool,
+                   audited: bool) -> None:
     """What was trained and how it measures on the test split."""
     m = outcome.card.metrics
     summary = ", ".join(f"{k} {v:g}" for k, v in m.items())
@@ -224,21 +243,46 @@ def _print_outcome(outcome: Any, parent: str, out: Path, how: str, resume: bool)
     elif resume:
         out_console.print(f"no checkpoint in {safe(out)} to resume from: trained from the start")
     out_console.print(f"hardened {safe(parent)} -> {safe(out)} ({safe(how)}): {safe(summary)}")
-    if "test_accuracy" not in m:
-        out_console.print("(no test split to measure on; see the audit)", highlight=False)
+    d = outcome.data
+    size = "" if d.test_from == "held-out" else f" ({len(d.test)} samples)"
+    out_console.print(f"trained on {safe(d.trained_on)} ({d.n_train} samples, {d.n_val} for "
+                      f"validation); tested{' and audited' if audited else ''} on "
+                      f"{safe(d.tested_on)}{size}",
+                      highlight=False)
+
+
+def _check_audit_options(checks: str | None, config: Path | None) -> None:
+    """Refuse unknown checks and a bad audit.toml before training, not after it."""
+    from audit.checks import get_check
+    from audit.config import load_config
+    from audit.crosscheck import CROSSCHECK
+
+    for name in split(checks) or []:
+        if name != CROSSCHECK:
+            get_check(name)
+    if config is not None:
+        load_config(config)
+
+
+def _audit_data(data: HardenData) -> str | AuditData | None:
+    """What the before/after audits load: the test file or dataset name as given (so the
+    results record it as ``audit run --data`` would), or the held-out rows themselves."""
+    return data.test if data.test_from == "held-out" else data.test_spec
 
 
 def _audit_before_after(model: str, out: Path, labels: tuple[str, str], report: Path,
-                        checks: str | None, quick: bool, seed: int, data: str | None,
-                        dataset: str | None, arch: str | None, card: Path | None, trust: bool,
-                        progress: bool, params: dict[str, dict[str, Any]] | None = None) -> None:
-    """Audit the parent and the hardened model on the same data and write the comparison."""
+                        checks: str | None, quick: bool, seed: int, data: Any,
+                        arch: str | None, card: Path | None, trust: bool,
+                        progress: bool, params: dict[str, dict[str, Any]] | None = None,
+                        config: Path | None = None) -> None:
+    """Audit the parent and the hardened model on the same test data (never the rows trained
+    on) and write the comparison."""
     from audit.report.diff import write_diff
     from audit.report.render import write_report
     from audit.runner import run_audit
 
-    audit_data = None if dataset else data
-    common: dict[str, Any] = {"data": audit_data, "checks": split(checks), "seed": seed,
+    common: dict[str, Any] = {"data": data, "checks": split(checks), "seed": seed,
+                              "config": config,
                               "quick": quick or None, "progress": progress, "params": params}
     stem = report.with_suffix("")
     before = run_audit(model, arch=arch, card=card, trust_checkpoint=trust,

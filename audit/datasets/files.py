@@ -58,8 +58,11 @@ def _load_npz(path: Path, card: ModelCard) -> AuditData:
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path} is not a readable .npz file ({str(e)[:120]}); object arrays "
                         "are refused because they need pickle") from None
+    if y.dtype.kind in "US" and y.ndim == 1:  # class names (np.array(["cat", ...])): no pickle
+        y = _labels(y.astype(str), card.classes, path, "y", names_only=True)
     if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
-        raise DataError(f"{path}: x and y must be numeric arrays (got {x.dtype}, {y.dtype})")
+        raise DataError(f"{path}: x must be numeric and y class indices or class names "
+                        f"(got {x.dtype}, {y.dtype})")
     if y.ndim != 1:
         raise DataError(f"{path}: y must be 1-D class indices, got shape {y.shape}")
     if x.shape[:1] != y.shape:
@@ -112,18 +115,27 @@ def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
                      source=str(path), extras={"frame": frame, "sensitive": sensitive or []})
 
 
-def _labels(values: np.ndarray, classes: list[str], path: Path, column: str) -> np.ndarray:
-    """Map class names or integer indices in ``column`` to indices into ``classes``."""
+def _labels(values: np.ndarray, classes: list[str], path: Path, column: str,
+            names_only: bool = False) -> np.ndarray:
+    """Map class names or integer indices in ``column`` to indices into ``classes``
+    (``names_only``: names, as a string array holds)."""
     as_text = [str(v).strip() for v in values]
     if all(v in classes for v in as_text):
         lookup = {c: i for i, c in enumerate(classes)}
         return np.array([lookup[v] for v in as_text], dtype=np.int64)
     try:
+        if names_only:
+            raise ValueError("class names expected")
         num = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):
-        unknown = sorted({v for v in as_text if v not in classes})[:5]
-        raise DataError(f"{path}: column {column!r} holds unknown label(s) "
-                        f"{', '.join(unknown)}; expected one of {', '.join(classes)}") from None
+        unknown = sorted({v for v in as_text if v not in classes})
+        shown = ", ".join(repr(c) for c in classes[:10]) + (
+            f" (+{len(classes) - 10} more)" if len(classes) > 10 else "")
+        what = "array" if names_only else "column"
+        raise DataError(f"{path}: {what} {column!r} holds unknown label(s) "
+                        f"{', '.join(unknown[:5])}"
+                        + (f" (+{len(unknown) - 5} more)" if len(unknown) > 5 else "")
+                        + f"; the card's classes are {shown}") from None
     if not np.all(np.isfinite(num)) or not np.all(num == np.round(num)):
         raise DataError(f"{path}: column {column!r} must hold class indices or names")
     return num.astype(np.int64)

@@ -1,9 +1,14 @@
 """The ``fairness`` check: group metrics of a model's decisions on data with sensitive columns.
 
-It applies when the data names sensitive attributes (``--sensitive``, the dataset's own, or the
-card's ``sensitive``) and holds them as columns of ``extras["frame"]`` (tabular data); it is
-skipped with a reason otherwise. Decisions are the model's argmax; the favourable outcome is the
-card's second class of a binary model, or ``positive_class`` (one class against the rest).
+It applies to tabular data with named columns (``extras["frame"]``) and is skipped on other
+data. On tabular data it needs inputs only the user can give: sensitive columns (``--sensitive``,
+the dataset's own, or the card's ``sensitive``) that the data holds, and for a model of more
+than two classes the favourable one. Without them :meth:`FairnessCheck.applies` raises a
+:class:`~audit.errors.DataError` naming the data's columns and the fix: asked for by name
+(``--checks fairness``), that is the run's error (exit 2), since a run that looks complete and
+green without any fairness number would mislead; in the default selection the check is skipped
+with that reason. Decisions are the model's argmax; the favourable outcome is the card's second
+class of a binary model, or ``positive_class`` (one class against the rest).
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 
 from audit.checks import Check, register
 from audit.errors import ConfigError, DataError
@@ -24,12 +30,23 @@ from audit.subject import Subject
 
 def sensitive_columns(subject: Subject, params: FairnessParams) -> list[str]:
     """The sensitive columns to assess: the check's setting, else the data's, else the card's."""
+    return sensitive_source(subject, params)[0]
+
+
+def sensitive_source(subject: Subject, params: FairnessParams) -> tuple[list[str], str]:
+    """The sensitive columns to assess and where they were named (for error messages)."""
     if params.sensitive:
-        return list(params.sensitive)
+        return list(params.sensitive), "[checks.fairness] sensitive"
     from_data = subject.data.extras.get("sensitive")
     if from_data:
-        return [str(c) for c in from_data]
-    return list(subject.card.sensitive or [])
+        return [str(c) for c in from_data], "the data"
+    return list(subject.card.sensitive or []), "the card's 'sensitive'"
+
+
+def _columns(frame: pd.DataFrame, limit: int = 25) -> str:
+    names = [str(c) for c in frame.columns]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                       if len(names) > limit else "")
 
 
 def positive_index(classes: list[str], positive_class: str) -> int | None:
@@ -55,17 +72,30 @@ class FairnessCheck(Check[FairnessParams]):
     title = "Fairness across groups"
 
     def applies(self, subject: Subject) -> str | None:
+        """``None`` when the check can run; the reason it does not apply (not tabular data);
+        :class:`DataError` when an input only the user can name is missing (see the module)."""
         p: FairnessParams = self.params
-        cols = sensitive_columns(subject, p)
+        cols, source = sensitive_source(subject, p)
+        frame = subject.data.extras.get("frame")
+        if frame is None:
+            named = f" ({', '.join(cols)})" if cols else ""
+            return (f"sensitive attributes{named} need tabular data with named columns (a .csv "
+                    "file or a bundled tabular dataset)")
+        where = subject.data.name
         if not cols:
-            return ("the data has no sensitive attributes; name them with --sensitive COL[,COL] "
-                    "(tabular data) or in the card's 'sensitive'")
-        if subject.data.extras.get("frame") is None:
-            return (f"sensitive attributes ({', '.join(cols)}) need tabular data with named "
-                    "columns (a .csv file or a bundled tabular dataset)")
-        if positive_index(subject.card.classes, p.positive_class) is None:
-            return (f"the model has {len(subject.card.classes)} classes; set [checks.fairness] "
-                    "positive_class to the favourable one")
+            raise DataError(f"no sensitive column to assess fairness by: none was passed and "
+                            f"the card names none; the columns of {where} are {_columns(frame)}; "
+                            "pass --sensitive COLUMN (or list it in the card's 'sensitive')")
+        missing = [c for c in cols if c not in frame.columns]
+        if missing:
+            raise DataError(f"sensitive column(s) {', '.join(missing)} named by {source} not in "
+                            f"{where}; its columns are {_columns(frame)}; pass --sensitive "
+                            "COLUMN naming one of them")
+        classes = subject.card.classes
+        if positive_index(classes, p.positive_class) is None:
+            raise DataError(f"the model has {len(classes)} classes ({', '.join(classes[:10])}); "
+                            "fairness compares one favourable outcome against the rest: set "
+                            "positive_class under [checks.fairness] in audit.toml (--config)")
         return None
 
     def run(self, subject: Subject) -> Section:

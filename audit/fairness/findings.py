@@ -16,7 +16,7 @@ from audit.fairness.groups import MISSING
 from audit.fairness.metrics import Disparity, FairnessResult, GroupingResult
 from audit.fairness.params import FairnessParams
 from audit.fairness.specs import RATES, FindingPolicy, SeverityRule
-from audit.fairness.text import ci_text, pct, slug
+from audit.fairness.text import all_groups_text, ci_text, left_out_text, pct, scope_text, slug
 from audit.policy import Category, kind
 from audit.result import Finding, Severity
 
@@ -80,7 +80,19 @@ def evidence(g: GroupingResult, d: Disparity, alpha: float) -> dict[str, Any]:
     return {"grouping": g.name, "metric": d.name, "value": d.value, "ci_low": d.ci_low,
             "ci_high": d.ci_high, "p_value": d.p_value, "significant": d.p_value < alpha,
             "rate": d.rate, "highest_group": d.high_group, "highest": d.high_value,
-            "lowest_group": d.low_group, "lowest": d.low_value, "groups_compared": d.groups_used}
+            "lowest_group": d.low_group, "lowest": d.low_value, "groups_compared": d.groups_used,
+            "groups_total": d.groups_total, "left_out": dict(d.left_out),
+            "all_groups": d.all_groups, "all_groups_ci_low": d.all_ci_low,
+            "all_groups_ci_high": d.all_ci_high}
+
+
+def coverage_sentence(d: Disparity, min_group_size: int) -> str:
+    """The sentence a finding's detail ends with when ``d`` leaves groups out (else empty):
+    which, why, and the value over all groups beside it."""
+    if not d.partial:
+        return ""
+    return (f" Computed {scope_text(d)}; {left_out_text(d, min_group_size)}; "
+            f"{all_groups_text(d)}.")
 
 
 def policy_finding(g: GroupingResult, d: Disparity, policy: FindingPolicy,
@@ -103,8 +115,12 @@ def policy_finding(g: GroupingResult, d: Disparity, policy: FindingPolicy,
               "rate": RATES.get(d.rate, "mean score − observed rate"),
               "high": pct(d.high_value), "low": pct(d.low_value), "d": d, "p": p,
               "disparities": g.disparities}
-    return policy.kind(_cap(sev, sig), policy.title.format(**fields),
-                       policy.detail.format(**fields), grouping=slug(g.key),
+    title = policy.title.format(**fields)
+    if d.partial:  # a value over some groups says so where it is read first
+        title += f" ({scope_text(d)}; {d.all_groups:.3f} over all)"
+    return policy.kind(_cap(sev, sig), title,
+                       policy.detail.format(**fields) + coverage_sentence(d, p.min_group_size),
+                       grouping=slug(g.key),
                        evidence=evidence(g, d, p.alpha), recommendation=policy.recommendation)
 
 
@@ -147,7 +163,8 @@ def grouping_findings(g: GroupingResult, p: FairnessParams) -> list[Finding]:
             Severity.MEDIUM, grouping=slug(g.key),
             title=f"{g.name}: fewer than two groups large enough to compare",
             detail=(f"Only {compared} group(s) of {g.name} have at least "
-                    f"{p.min_group_size} rows, so no disparity can be measured."),
+                    f"{p.min_group_size} rows, so no disparity can be measured."
+                    + _all_groups_values(g)),
             evidence={"grouping": g.name, "groups": len(g.labels),
                       "min_group_size": p.min_group_size},
             recommendation="Audit on more data, or lower [checks.fairness] min_group_size "
@@ -160,18 +177,49 @@ def grouping_findings(g: GroupingResult, p: FairnessParams) -> list[Finding]:
     return out
 
 
+def _all_groups_values(g: GroupingResult) -> str:
+    """The headline disparities over all groups (Fairlearn's values) in one sentence, for
+    those computed over fewer groups; empty when there are none."""
+    parts = [f"{d.spec.title.lower()} {d.all_groups:.3f}" for d in g.disparities.values()
+             if d.spec.headline and d.partial and math.isfinite(d.all_groups)]
+    return (" Over all groups, as Fairlearn computes them: " + ", ".join(parts) + ".") \
+        if parts else ""
+
+
 def _small_groups(g: GroupingResult, p: FairnessParams) -> Finding | None:
+    """Groups left out of the disparities: too few rows, or too few in a headline rate's
+    denominator (e.g. actual positives for the TPR); with the values over all groups."""
     small = g.small_groups(p.min_group_size)
-    if not small:
+    partial = [d for d in g.disparities.values() if d.spec.headline and d.partial]
+    left_out = {lab: why for d in partial for lab, why in d.left_out.items()}
+    if not small and not left_out:
         return None
-    sizes = {lab: int(n) for lab, n in zip(g.labels, g.rows, strict=True) if lab in small}
-    shown = ", ".join(f"{k} ({v})" for k, v in list(sizes.items())[:8])
+    rows = dict(zip(g.labels, (int(n) for n in g.rows), strict=True))
+    sizes = {lab: rows[lab] for lab in g.labels if lab in small or lab in left_out}
+    if small and set(sizes) == set(small):
+        shown = ", ".join(f"{k} ({v})" for k, v in list(sizes.items())[:8])
+        title = f"{len(small)} group(s) of {g.name} too small to compare"
+        detail = (f"{shown}{' …' if len(sizes) > 8 else ''} have fewer than min_group_size="
+                  f"{p.min_group_size} rows: their rates are shown in the table but do not "
+                  "enter the disparities, whose intervals would be too wide to judge.")
+    else:
+        shown = ", ".join(f"{k} ({left_out.get(k, f'{v} rows')})"
+                          for k, v in list(sizes.items())[:8])
+        title = f"{len(sizes)} group(s) of {g.name} left out of some disparities"
+        detail = (f"{shown}{' …' if len(sizes) > 8 else ''}: fewer than min_group_size="
+                  f"{p.min_group_size} rows in a rate's denominator, so those rates are shown "
+                  "in the table but do not enter the disparities.")
+    compared = [f"{d.spec.title.lower()} {d.value:.3f} {scope_text(d)} against "
+                f"{d.all_groups:.3f} over all {d.groups_total}" for d in partial
+                if math.isfinite(d.all_groups) and math.isfinite(d.value)]
+    if compared:
+        detail += (" Without them against with them (as Fairlearn computes it): "
+                   + "; ".join(compared) + ".")
     return SMALL_GROUPS(
-        Severity.LOW, grouping=slug(g.key),
-        title=f"{len(small)} group(s) of {g.name} too small to compare",
-        detail=(f"{shown}{' …' if len(sizes) > 8 else ''} have fewer than min_group_size="
-                f"{p.min_group_size} rows: their rates are shown in the table but do not "
-                "enter the disparities, whose intervals would be too wide to judge."),
-        evidence={"grouping": g.name, "groups": sizes, "min_group_size": p.min_group_size},
+        Severity.LOW, grouping=slug(g.key), title=title, detail=detail,
+        evidence={"grouping": g.name, "groups": sizes, "min_group_size": p.min_group_size,
+                  "left_out": left_out,
+                  "all_groups": {d.name: d.all_groups for d in partial},
+                  "compared_groups": {d.name: d.value for d in partial}},
         recommendation="Collect more data for these groups before relying on the model "
                        "for them, or merge groups where that is meaningful.")

@@ -27,6 +27,9 @@ Minimum group size: a group's rate enters a disparity only when its denominator 
 selection rate and accuracy, actual positives for TPR, actual negatives for FPR, predicted
 positives for precision) has at least ``min_group_size`` rows. Smaller groups still appear in
 the per-group tables, flagged. With ``min_group_size=0`` every group counts, as in Fairlearn.
+A disparity that leaves groups out names them (``Disparity.left_out``) and carries its value
+over all groups as Fairlearn computes it (``all_groups``, with its interval), since a tiny group
+can decide Fairlearn's number: the report shows both side by side.
 
 Whether a gap is distinguishable from zero: the max − min gap is never negative, so its
 interval never straddles zero; instead a test of equal rates across the counted groups gives a
@@ -44,9 +47,14 @@ import numpy as np
 import pandas as pd
 
 from audit.errors import DataError
+from audit.fairness.counts import confusion as _confusion
+from audit.fairness.counts import num_den as _num_den
+from audit.fairness.counts import rates_from_counts
+from audit.fairness.counts import spread as _spread
+from audit.fairness.counts import worst as _worst
 from audit.fairness.groups import Grouping, make_groupings
 from audit.fairness.inputs import binary_labels, sample_weights, scores
-from audit.fairness.specs import CALIBRATION, DISPARITIES, RATES, DisparitySpec
+from audit.fairness.specs import CALIBRATION, DENOMINATORS, DISPARITIES, RATES, SHORT, DisparitySpec
 from audit.fairness.stats import (
     bootstrap_indices,
     cochran_q_p_value,
@@ -72,10 +80,31 @@ class Disparity:
     high_value: float
     low_value: float
     groups_used: int
+    """Groups whose deciding rate entered the value."""
+    groups_total: int = 0
+    """Groups the data holds (those Fairlearn compares)."""
+    left_out: dict[str, str] = field(default_factory=dict)
+    """Groups left out of the value (of at least one of its rates), with why: ``"12 rows"``,
+    ``"4 actual positives for the TPR"``."""
+    all_groups: float = float("nan")
+    """The value over every group, as Fairlearn computes it (equal to ``value`` when no group
+    is left out)."""
+    all_ci_low: float = float("nan")
+    all_ci_high: float = float("nan")
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def partial(self) -> bool:
+        """Whether the value leaves out some of the data's groups."""
+        return bool(self.left_out)
+
+    @property
+    def groups_compared(self) -> int:
+        """Groups that entered every rate of the value."""
+        return self.groups_total - len(self.left_out)
 
 
 @dataclass
@@ -141,48 +170,6 @@ class FairnessResult:
     ci_level: float
     min_group_size: int
     has_scores: bool
-
-
-# --------------------------------------------------------------------------- counting
-
-def _confusion(cells: np.ndarray, groups: int, weights: np.ndarray | None = None,
-               batch: int = 1) -> np.ndarray:
-    """Counts (batch, groups, y, ŷ) from flat cell ids ``b*4G + g*4 + 2y + ŷ``."""
-    c = np.bincount(cells.ravel(), weights=None if weights is None else weights.ravel(),
-                    minlength=batch * groups * 4)
-    return c.astype(np.float64).reshape(batch, groups, 2, 2)
-
-
-def _num_den(c: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    tn, fp, fn, tp = c[..., 0, 0], c[..., 0, 1], c[..., 1, 0], c[..., 1, 1]
-    n = tn + fp + fn + tp
-    return {"selection_rate": (fp + tp, n), "true_positive_rate": (tp, tp + fn),
-            "false_positive_rate": (fp, fp + tn), "precision": (tp, tp + fp),
-            "accuracy": (tp + tn, n)}
-
-
-def rates_from_counts(c: np.ndarray) -> dict[str, np.ndarray]:
-    """Each rate from confusion counts ``(..., 2, 2)`` indexed (y, ŷ); NaN where a group has no
-    members, 0 where only the rate's denominator is empty (scikit-learn's convention)."""
-    out = {}
-    present = c.sum(axis=(-1, -2)) > 0
-    for key, (num, den) in _num_den(c).items():
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
-        out[key] = np.where(present, r, np.nan)
-    return out
-
-
-def _spread(values: np.ndarray, kind: str) -> np.ndarray:
-    """max − min (difference) or min / max (ratio) over the last axis, ignoring NaN."""
-    finite = np.isfinite(values)
-    some = finite.any(axis=-1)
-    hi = np.where(some, np.max(np.where(finite, values, -np.inf), axis=-1), np.nan)
-    lo = np.where(some, np.min(np.where(finite, values, np.inf), axis=-1), np.nan)
-    if kind == "difference":
-        return hi - lo
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(hi != 0, lo / np.where(hi != 0, hi, 1.0), np.nan)
 
 
 # --------------------------------------------------------------------------- main API
@@ -273,13 +260,35 @@ def _assess_grouping(g: Grouping, base: np.ndarray, yt: np.ndarray, s: np.ndarra
     for spec in DISPARITIES:
         if any(r not in rates for r in spec.rates):
             continue
-        disparities[spec.name] = _disparity(spec, g, rates, counted, c,
-                                            None if s is None else s - yt, w)
+        d = _disparity(spec, g, rates, counted, c, None if s is None else s - yt, w)
+        d.groups_total = g.size
+        d.left_out = _left_out(spec, g, rates, counted, dens, rows, min_group_size)
+        # Fairlearn's value compares every group; the same as ours when none is left out
+        d.all_groups = d.value if not d.left_out else float(
+            _worst([_spread(rates[r], spec.kind) for r in spec.rates], spec.kind))
+        disparities[spec.name] = d
     return GroupingResult(
         grouping=g, rows=rows.astype(np.int64), size=size, base_rate=c[:, 1, :].sum(1) / size,
         rates=rates, denominators=dens,
         rate_ci={k: np.full((g.size, 2), np.nan) for k in rates},
         counted=counted, disparities=disparities, calibration=calibration)
+
+
+def _left_out(spec: DisparitySpec, g: Grouping, rates: dict[str, np.ndarray],
+              counted: dict[str, np.ndarray], dens: dict[str, np.ndarray], rows: np.ndarray,
+              min_group_size: int) -> dict[str, str]:
+    """The groups left out of at least one of ``spec``'s rates, with why."""
+    out: dict[str, str] = {}
+    for i, label in enumerate(g.labels):
+        if rows[i] < min_group_size:
+            out[label] = f"{int(rows[i])} rows"
+            continue
+        why = [f"{int(dens[r][i])} {DENOMINATORS[r]} for the {SHORT[r]}"
+               if np.isfinite(rates[r][i]) else f"no measurable {SHORT[r]}"
+               for r in spec.rates if not (counted[r][i] and np.isfinite(rates[r][i]))]
+        if why:
+            out[label] = ", ".join(why)
+    return out
 
 
 def _disparity(spec: DisparitySpec, g: Grouping, rates: dict[str, np.ndarray],
@@ -326,30 +335,20 @@ def _p_value(rate: str, g: Grouping, counted: np.ndarray, c: np.ndarray,
     return homogeneity_p_value(num[counted], den[counted])
 
 
-def _worst(per_rate: list[np.ndarray], kind: str) -> np.ndarray:
-    """The worst case over rates (largest difference, smallest ratio), ignoring NaN."""
-    if len(per_rate) == 1:
-        return per_rate[0]
-    stacked = np.stack(per_rate)
-    finite = np.isfinite(stacked)
-    if kind == "difference":
-        out = np.max(np.where(finite, stacked, -np.inf), axis=0)
-    else:
-        out = np.min(np.where(finite, stacked, np.inf), axis=0)
-    return np.where(finite.any(axis=0), out, np.nan)
-
-
 def _bootstrap(results: list[GroupingResult], base: np.ndarray, s: np.ndarray | None,
                w: np.ndarray | None, n_boot: int, ci_level: float, random_state: int) -> None:
     n = len(base)
     disp_samples: list[dict[str, list[np.ndarray]]] = [{k: [] for k in r.disparities}
                                                        for r in results]
+    all_samples: list[dict[str, list[np.ndarray]]] = [
+        {k: [] for k, d in r.disparities.items() if d.partial} for r in results]
     rate_samples: list[dict[str, list[np.ndarray]]] = [{k: [] for k in r.rates}
                                                        for r in results]
     sw = None if s is None else (s if w is None else s * w)
     for idx in bootstrap_indices(n, n_boot, random_state):
         k = idx.shape[0]
-        for res, ds, rs in zip(results, disp_samples, rate_samples, strict=True):
+        for res, ds, rs, alls in zip(results, disp_samples, rate_samples, all_samples,
+                                     strict=True):
             g = res.grouping
             offsets = (np.arange(k) * g.size)[:, None]
             cells = (g.codes[idx] + offsets) * 4 + base[idx]
@@ -367,9 +366,17 @@ def _bootstrap(results: list[GroupingResult], base: np.ndarray, s: np.ndarray | 
                 per_rate = [_spread(np.where(res.counted[r], rates[r], np.nan), d.spec.kind)
                             for r in d.spec.rates]
                 ds[name].append(_worst(per_rate, d.spec.kind))
-    for res, ds, rs in zip(results, disp_samples, rate_samples, strict=True):
+                if name in alls:  # every group, as Fairlearn resamples it
+                    alls[name].append(_worst([_spread(rates[r], d.spec.kind)
+                                              for r in d.spec.rates], d.spec.kind))
+    for res, ds, rs, alls in zip(results, disp_samples, rate_samples, all_samples,
+                                 strict=True):
         for name, d in res.disparities.items():
             lo, hi = percentile_interval(np.concatenate(ds[name]), ci_level)
             d.ci_low, d.ci_high = float(lo), float(hi)
+            d.all_ci_low, d.all_ci_high = d.ci_low, d.ci_high
+            if name in alls:
+                lo, hi = percentile_interval(np.concatenate(alls[name]), ci_level)
+                d.all_ci_low, d.all_ci_high = float(lo), float(hi)
         for key, chunks in rs.items():
             res.rate_ci[key] = percentile_interval(np.concatenate(chunks, axis=0), ci_level).T

@@ -128,7 +128,8 @@ def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str
     """Accuracy against fairness gap, one panel per gap, one colour and marker per method.
 
     ``points`` are rows with ``method``, ``setting`` (e.g. ``λ=1``), ``accuracy`` and, for each
-    panel key, the gap (and optionally ``KEY.ci``, its interval, drawn as a bar)."""
+    panel key, the gap (and optionally ``KEY.ci``, its interval, drawn as a bar). The first
+    method is the reference (your model, or the retrained baseline): a dark star."""
     ncols = min(2, len(panels))
     nrows = (len(panels) + ncols - 1) // ncols
     fig, axes = new_figure(4.6 * ncols, 3.6 * nrows, nrows=nrows, ncols=ncols, squeeze=False)
@@ -144,13 +145,13 @@ def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str
                 continue
             xs = [float(p[key]) for p in pts]
             ys = [float(p["accuracy"]) for p in pts]
-            colour = "#222222" if m == "baseline" else PALETTE[i % len(PALETTE)]
+            colour = "#222222" if i == 0 else PALETTE[i % len(PALETTE)]
             ax.plot(xs, ys, color=colour, linestyle="-" if len(pts) > 1 else "none",
                     linewidth=0.8, alpha=0.6)
             for p, x, y in zip(pts, xs, ys, strict=True):
                 lo, hi = p.get(f"{key}.ci", (math.nan, math.nan))
                 ax.errorbar([x], [y], xerr=_err(x, lo, hi), fmt=markers[i % len(markers)],
-                            color=colour, markersize=7 if m == "baseline" else 5, capsize=2,
+                            color=colour, markersize=7 if i == 0 else 5, capsize=2,
                             elinewidth=0.7, label=m if p is pts[0] else None)
                 if p.get("setting"):
                     notes.append((x, y, str(p["setting"]), colour))
@@ -170,8 +171,8 @@ def tradeoff_figure(points: Sequence[dict[str, Any]], panels: Sequence[tuple[str
     return to_figure(fig, "mitigation-tradeoff", "Fairness gap against accuracy",
                      "Each point is one variant (method and strength) measured on held-out "
                      "data, with the bootstrap interval of its gap; up and to the left is "
-                     "better. The distance from the baseline (star) shows what fairness costs "
-                     "in accuracy.")
+                     "better. The distance from the reference (star: your model) shows what "
+                     "fairness costs in accuracy.")
 
 
 _OFFSETS = ((4, 4), (4, -11), (-6, 4), (-6, -11), (4, 13), (4, -20))

@@ -67,7 +67,10 @@ def read_predictions(path: Path, *, y_true: str, y_pred: str, sensitive: list[st
     missing = [c for c in dict.fromkeys(wanted) if c not in frame.columns]
     if missing:
         shown = ", ".join(map(str, list(frame.columns)[:25]))
-        raise DataError(f"{path}: column(s) {', '.join(missing)} not found; columns are {shown}")
+        fix = ("; pass --sensitive COLUMN naming one of them"
+               if any(c in sensitive for c in missing) else "")
+        raise DataError(f"{path}: column(s) {', '.join(missing)} not found; columns are "
+                        f"{shown}{fix}")
     if not sensitive:
         raise UsageError("name the sensitive column(s) with --sensitive COL[,COL]")
     yt, positive, negative = _to_binary(frame[y_true], y_true, pos_label, path)
@@ -79,13 +82,10 @@ def read_predictions(path: Path, *, y_true: str, y_pred: str, sensitive: list[st
             shown = ", ".join(sorted(true_values | pred_values)[:6])
             raise DataError(f"{path}: --pos-label {pos_label!r} occurs in neither {y_true!r} nor "
                             f"{y_pred!r}; values are {shown}")
-        for column, values in ((y_true, true_values), (y_pred, pred_values)):
-            if len(values) > 2:
-                shown = ", ".join(repr(v) for v in sorted(values)[:6])
-                raise DataError(f"{path}: column {column!r} holds {len(values)} distinct values "
-                                f"({shown}); fairness metrics need two outcomes")
+        # more than two labels (a multi-class model): the favourable one against the rest,
+        # as the fairness check does with positive_class
         strange = sorted(pred_values - true_values - {pos_label})
-        if strange and len(true_values) == 2:
+        if strange and len(true_values) >= 2:
             raise DataError(f"{path}: {y_pred!r} holds {strange[0]!r}, which is not a label of "
                             f"{y_true!r} ({', '.join(sorted(true_values))})")
     s = None

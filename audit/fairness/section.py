@@ -14,7 +14,15 @@ from audit.fairness.metrics import Disparity, FairnessResult, GroupingResult
 from audit.fairness.params import QUICK, FairnessParams
 from audit.fairness.plots import disparity_figure, group_rates_figure
 from audit.fairness.specs import CALIBRATION, DENOMINATORS, DISPARITIES, RATES, SHORT
-from audit.fairness.text import ci_text, pct, rounded, slug
+from audit.fairness.text import (
+    all_groups_text,
+    ci_text,
+    left_out_text,
+    pct,
+    rounded,
+    scope_text,
+    slug,
+)
 from audit.result import Finding, Section, Severity, Table
 
 __all__ = ["QUICK", "FairnessParams", "fairness_section", "findings", "metrics", "plain_reading",
@@ -50,21 +58,37 @@ def tables(res: FairnessResult, p: FairnessParams) -> list[Table]:
             ci = (f"{d.ci_low:.3f}–{d.ci_high:.3f}" if math.isfinite(d.ci_low)
                   and math.isfinite(d.ci_high) else "–")
             rows.append([g.name, d.name, rounded(d.value, 3), ci, float(f"{d.p_value:.2g}"),
-                         "yes" if d.p_value < p.alpha else "no", plain_reading(d)])
+                         "yes" if d.p_value < p.alpha else "no", *_coverage_cells(d),
+                         plain_reading(d)])
     out.append(Table(
         id="disparities", title="Disparities across groups",
-        columns=["grouping", "metric", "value", "95% CI", "p-value", "≠ 0", "reading"],
+        columns=["grouping", "metric", "value", "95% CI", "p-value", "≠ 0", "groups compared",
+                 "over all groups", "reading"],
         rows=rows,
         caption=(f"Differences are max − min over groups, ratios min / max (Fairlearn's "
                  f"definitions); {res.ci_level:.0%} percentile bootstrap intervals from "
                  f"{res.n_boot} resamples of the rows. The p-value tests that the rates are "
                  f"equal across the compared groups (chi-square; Cochran's Q for calibration); "
-                 f"below {p.alpha:g} the gap is distinguishable from zero (≠ 0: yes).")))
+                 f"below {p.alpha:g} the gap is distinguishable from zero (≠ 0: yes). Groups "
+                 f"with fewer than {p.min_group_size} rows in a rate's denominator are left "
+                 "out of the value; 'over all groups' is then the value over every group, as "
+                 "Fairlearn computes it (with its interval), to compare.")))
     guide: list[list[Any]] = [list(r) for r in RATE_GUIDE]
     guide += [[s.name, *s.guide] for s in DISPARITIES if s.guide is not None]
     out.append(Table(id="metric-guide", title="How to read each metric",
                      columns=["metric", "what it measures", "how to read it"], rows=guide))
     return out
+
+
+def _coverage_cells(d: Disparity) -> list[str]:
+    """The table's groups-compared and over-all-groups cells of a disparity."""
+    if not d.partial:
+        return [f"all {d.groups_total}", "same"]
+    value = f"{d.all_groups:.3f}" if math.isfinite(d.all_groups) else "–"
+    lo, hi = d.all_ci_low, d.all_ci_high
+    ci = f" ({lo:.3f}–{hi:.3f})" if math.isfinite(lo) and math.isfinite(hi) else ""
+    return [f"{d.groups_compared} of {d.groups_total}; left out: {', '.join(d.left_out)}",
+            value + ci]
 
 
 def _group_table(g: GroupingResult, p: FairnessParams) -> Table:
@@ -130,6 +154,12 @@ def metrics(res: FairnessResult) -> dict[str, float]:
             if d.spec.summary:
                 out[f"{g.key}.{d.name}.ci_low"] = d.ci_low
                 out[f"{g.key}.{d.name}.ci_high"] = d.ci_high
+            if d.partial:  # the value over every group (Fairlearn's), beside ours
+                out[f"{g.key}.{d.name}.all_groups"] = d.all_groups
+                out[f"{g.key}.{d.name}.groups_left_out"] = float(len(d.left_out))
+                if d.spec.summary:
+                    out[f"{g.key}.{d.name}.all_groups.ci_low"] = d.all_ci_low
+                    out[f"{g.key}.{d.name}.all_groups.ci_high"] = d.all_ci_high
     return out
 
 
@@ -188,9 +218,12 @@ def summary(res: FairnessResult, found: list[Finding]) -> str:
         if not cands:
             continue
         g, d = max(cands, key=lambda gd: gd[1].value)
-        parts.append(f"largest {d.spec.title.lower()} {d.value:.3f} by {g.name} ({ci_text(d)}; "
-                     f"{SHORT[d.rate]} {pct(d.high_value)} for {d.high_group} vs "
-                     f"{pct(d.low_value)} for {d.low_group})")
+        scope = f" {scope_text(d)}" if d.partial else ""
+        coverage = (f"; {left_out_text(d, res.min_group_size)}; {all_groups_text(d)}"
+                    if d.partial else "")
+        parts.append(f"largest {d.spec.title.lower()} {d.value:.3f} by {g.name}{scope} "
+                     f"({ci_text(d)}; {SHORT[d.rate]} {pct(d.high_value)} for {d.high_group} "
+                     f"vs {pct(d.low_value)} for {d.low_group}{coverage})")
     flagged = sum(1 for f in found if f.severity.rank >= Severity.MEDIUM.rank)
     head = (f"{res.n} rows, accuracy {res.overall['accuracy']:.1%}; "
             + ("; ".join(parts) if parts else "no disparity measurable") + ".")

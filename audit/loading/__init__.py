@@ -1,11 +1,14 @@
 """Loading checkpoints safely (:mod:`audit.loading.checkpoint`, pickle safety in
-:mod:`audit.loading.pickles`) and the normalising wrapper that puts a card's mean/std inside
+:mod:`audit.loading.pickles`, ``--arch`` in :mod:`audit.loading.arch`), TorchScript and
+torch.export models with hookable layers (:mod:`audit.loading.scripted`,
+:mod:`audit.loading.exported`) and the normalising wrapper that puts a card's mean/std inside
 the model (:mod:`audit.loading.normalize`)."""
 
+from audit.loading.arch import import_arch
 from audit.loading.checkpoint import (
     LoadedModel,
     bundled_models,
-    import_arch,
+    hookable,
     infer_card,
     load_model,
     resolve,
@@ -19,6 +22,7 @@ __all__ = [
     "Normalize",
     "NormalizedModel",
     "bundled_models",
+    "hookable",
     "import_arch",
     "infer_card",
     "is_safe_global",

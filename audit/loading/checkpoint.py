@@ -5,23 +5,24 @@ Formats, tried in this order of detection (by content, not by file extension):
 * a folder with ``model.safetensors`` (or one ``*.safetensors``/``*.pt``) and ``card.json``;
 * ``.safetensors`` weights plus a card (``--card`` or ``card.json`` beside it);
 * a ``torch.save`` state dict, loaded with ``torch.load(weights_only=True)`` and built with
-  ``--arch module:Class`` (or the card's ``arch``);
+  ``--arch module:Class`` or ``--arch file.py:Class`` (or the card's ``arch``; see
+  :mod:`audit.loading.arch`);
 * a ``torch.export`` archive (``.pt2``); its pickled members are checked with
   ``weights_only=True`` first, because ``torch.export.load`` itself would fall back to full
-  pickle silently;
+  pickle silently; one exported with a fixed batch size runs in chunks of it
+  (:mod:`audit.loading.exported`);
 * a TorchScript archive (``torch.jit.save``): TorchScript code runs in TorchScript's own
-  interpreter and cannot call Python.
+  interpreter and cannot call Python; its layers are reached by :mod:`audit.loading.scripted`.
 
 A checkpoint that needs full pickle (a pickled ``nn.Module``, custom classes, or a payload
 calling ``os.system``) is refused with :class:`UnsafeCheckpointError` (exit 3) before anything
-in it runs, unless ``trust_checkpoint=True``. Loading never falls back to full pickle silently.
+in it runs, unless ``trust_checkpoint=True``; then its classes are imported from the current
+folder too, as ``--arch`` would. Loading never falls back to full pickle silently.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,13 +35,14 @@ from torch import nn
 from audit.card import InputSpec, ModelCard
 from audit.errors import CheckpointError, UsageError
 from audit.io import sha256_file
+from audit.loading.arch import import_arch
+from audit.loading.exported import from_program, load_export
 from audit.loading.normalize import NormalizedModel
-from audit.loading.pickles import check_export_archive, torch_load
+from audit.loading.pickles import torch_load
+from audit.loading.scripted import ScriptedModel, load_torchscript
 from audit.paths import models_dir
 
 _WEIGHT_NAMES = ("model.safetensors", "model.pt", "model.pth", "model.pt2")
-
-
 
 @dataclass
 class LoadedModel:
@@ -120,11 +122,13 @@ def load_model(
         model = _build(arch_name, kwargs, state, weights)
         fmt = "safetensors"
     elif kind == "torchscript":
-        model = _load_torchscript(weights)
+        model = load_torchscript(weights)
         arch_name, fmt = "torchscript", "torchscript"
     elif kind == "export":
-        model = _load_export(weights, trust_checkpoint)
-        arch_name, fmt = "torch.export", "torch.export"
+        model, fmt = load_export(weights, trust_checkpoint)
+        arch_name = "torch.export"
+        if fmt != "torch.export":
+            notes.append(f"the program was {fmt.partition('(')[2].rstrip(')')}")
     elif kind in ("torch-zip", "pickle"):
         obj = torch_load(weights, trust_checkpoint)
         if isinstance(obj, nn.Module):
@@ -145,6 +149,20 @@ def load_model(
     model.eval()
     return LoadedModel(model=model, card=card_obj, path=path, format=fmt,
                        sha256=sha256_file(weights), arch=arch_name or "unknown", notes=notes)
+
+
+def hookable(model: Any) -> nn.Module:
+    """``model`` with layers that take forward hooks: a TorchScript module (whose own layers
+    refuse hooks) as a :class:`~audit.loading.scripted.ScriptedModel`, an ``ExportedProgram``
+    as the module :func:`~audit.loading.exported.from_program` makes; others unchanged."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return ScriptedModel(model)
+    if isinstance(model, torch.export.ExportedProgram):
+        return from_program(model)[0]
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"expected an nn.Module, a TorchScript module or an ExportedProgram, "
+                         f"not {type(model).__name__}")
+    return model
 
 
 def _weights_in(folder: Path) -> Path:
@@ -215,31 +233,6 @@ def _state_dict_from(obj: Any, path: Path) -> dict[str, torch.Tensor]:
                           "save model.state_dict() instead")
 
 
-def import_arch(target: str) -> type[nn.Module]:
-    """Import ``module:Class`` (the user's own code, which they named on the command line)."""
-    if ":" not in target:
-        raise UsageError(f"--arch must be 'module:Class', got {target!r}")
-    mod_name, _, cls_name = target.partition(":")
-    if "" not in sys.path and str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    try:
-        module = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        raise UsageError(f"architecture module {mod_name!r} not found ({e.name} is missing); "
-                         "run from the folder holding it or install it") from None
-    except Exception as e:
-        raise UsageError(f"importing architecture module {mod_name!r} failed: "
-                         f"{type(e).__name__}: {e}") from None
-    obj: Any = module
-    for part in cls_name.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
-            raise UsageError(f"module {mod_name!r} has no class {cls_name!r}; check --arch")
-    if not (isinstance(obj, type) and issubclass(obj, nn.Module)):
-        raise UsageError(f"{target} is not an nn.Module subclass")
-    return obj
-
-
 def _build(arch: str | None, kwargs: dict[str, Any], state: dict[str, torch.Tensor],
            path: Path) -> nn.Module:
     if not arch:
@@ -298,44 +291,6 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], where: Pat
         raise CheckpointError(f"{where} does not fit the architecture {type(model).__name__}: "
                               + "; ".join(problems) + hint)
     model.load_state_dict(dict(state), strict=True)
-
-
-def _load_torchscript(path: Path) -> nn.Module:
-    try:
-        return torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise CheckpointError(f"{path} is a damaged TorchScript archive: "
-                              f"{str(e).splitlines()[0][:160] if str(e) else type(e).__name__}"
-                              ) from None
-
-
-class _ExportedModule(nn.Module):
-    """Wraps an ExportedProgram's module so it behaves like an ordinary nn.Module."""
-
-    def __init__(self, program: Any) -> None:
-        super().__init__()
-        self.inner = program.module()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.inner(x)
-        return out[0] if isinstance(out, tuple | list) else out
-
-    def eval(self) -> _ExportedModule:  # exported graphs do not support .train()/.eval()
-        return self
-
-    def train(self, mode: bool = True) -> _ExportedModule:
-        return self
-
-
-def _load_export(path: Path, trust: bool) -> nn.Module:
-    if not trust:
-        check_export_archive(path)
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:
-        raise CheckpointError(f"{path} could not be loaded as torch.export: "
-                              f"{type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
-    return _ExportedModule(program)
 
 
 def infer_card(loaded: LoadedModel, sample_x: torch.Tensor, classes: list[str] | None,

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from audit.errors import AuditError, CheckpointError, UnsafeCheckpointError
+from audit.loading.arch import ensure_cwd_importable
 
 _TRUST_HINT = ("pass --trust-checkpoint only if you trust its source (it can run arbitrary "
                "code), or re-save it as a state dict or safetensors")
@@ -97,9 +98,19 @@ def torch_load(path: Path, trust: bool) -> Any:
         msg = str(e).splitlines()[0][:160] if str(e) else ""
         raise CheckpointError(f"{path} is corrupt or truncated ({type(e).__name__}: {msg}); "
                               "save it again") from None
-    # trusted: the user consented to running the checkpoint's code
+    # trusted: the user consented to running the checkpoint's code; its classes live in their
+    # own modules, found from the current folder as for --arch
+    ensure_cwd_importable()
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
+    except ModuleNotFoundError as e:
+        raise CheckpointError(
+            f"{path} pickles classes from module {e.name!r}, which is not importable from "
+            f"{Path.cwd()}; run from the folder that holds {e.name}.py (or set PYTHONPATH to "
+            "it)") from None
+    except AttributeError as e:  # the module exists but lacks the class (renamed, moved)
+        raise CheckpointError(f"{path} could not be unpickled: {str(e)[:160]}; the class it "
+                              "was saved from is no longer in that module") from None
     except Exception as e:
         raise CheckpointError(f"{path} could not be loaded even with --trust-checkpoint: "
                               f"{type(e).__name__}: {str(e)[:160]}") from None

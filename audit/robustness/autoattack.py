@@ -22,12 +22,14 @@ Square on inputs smaller than 5 x 5 images; both are listed in ``skipped``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from audit.budget import Budget
 from audit.robustness.apgd import APGD
 from audit.robustness.apgdt import APGDT
 from audit.robustness.base import Attack
@@ -54,6 +56,8 @@ class ProtocolStage:
     time: float = 0.0
     evaluations: int = 0
     gradients: int = 0
+    unfinished: int = 0  # samples the attack did not finish (stopped by its budget)
+    stopped: str = ""  # the budget that stopped it: evaluations or time
 
 
 @dataclass
@@ -83,10 +87,20 @@ class AutoAttackResult:
 
 def standard_attacks(norm: Norm, *, num_classes: int, sample_shape: tuple[int, ...],
                      bounds: tuple[float, float] = (0.0, 1.0),
-                     generator: torch.Generator | None = None
+                     generator: torch.Generator | None = None,
+                     budget: Callable[[], Budget] | None = None
                      ) -> tuple[list[Attack], list[tuple[str, str]]]:
     """The standard ensemble for ``norm``, sharing ``generator``, and the attacks left out
-    with their reasons (see the module docstring)."""
+    with their reasons (see the module docstring); ``budget`` gives each attack its own."""
+    attacks, skipped = _standard(norm, num_classes, sample_shape, bounds, generator)
+    for a in attacks:
+        a.budget = budget() if budget is not None else None
+    return attacks, skipped
+
+
+def _standard(norm: Norm, num_classes: int, sample_shape: tuple[int, ...],
+              bounds: tuple[float, float], generator: torch.Generator | None
+              ) -> tuple[list[Attack], list[tuple[str, str]]]:
     targets = min(9, num_classes - 1)
     attacks: list[Attack] = [APGD(norm=norm, loss="ce", steps=100, restarts=1, rho=0.75,
                                   bounds=bounds, generator=generator, name="APGD-CE")]
@@ -144,6 +158,9 @@ def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], 
             if out.x_adv is not None:
                 out.x_adv[b[broken]] = r.x_adv[broken.to(r.x_adv.device)].detach().cpu()
             stage.broken += int(broken.sum())
+            if r.finished is not None:
+                stage.unfinished += int((~r.finished).sum())
+            stage.stopped = stage.stopped or r.stopped
             stage.evaluations += r.evaluations + int(b.numel())
             stage.gradients += r.gradients
         stage.time = time.perf_counter() - t
@@ -157,7 +174,8 @@ def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], 
 def autoattack(model: nn.Module, x: Tensor, y: Tensor, *, norm: Norm, eps: float,
                seed: int = 0, bounds: tuple[float, float] = (0.0, 1.0),
                num_classes: int | None = None, batch_size: int = REFERENCE_BATCH,
-               device: torch.device | None = None, keep_adv: bool = False) -> AutoAttackResult:
+               device: torch.device | None = None, keep_adv: bool = False,
+               budget: Callable[[], Budget] | None = None) -> AutoAttackResult:
     """AutoAttack's standard protocol on ``x`` (inputs in ``bounds``, the model's own input
     space) with labels ``y`` at ``eps`` in ``norm``; see the module docstring::
 
@@ -170,7 +188,7 @@ def autoattack(model: nn.Module, x: Tensor, y: Tensor, *, norm: Norm, eps: float
     generator = torch.Generator().manual_seed(seed)
     attacks, skipped = standard_attacks(norm, num_classes=num_classes,
                                         sample_shape=tuple(x.shape[1:]), bounds=bounds,
-                                        generator=generator)
+                                        generator=generator, budget=budget)
     res = run_protocol(model, x, y, attacks, eps, norm=norm, seed=seed, generator=generator,
                        batch_size=batch_size, device=device, keep_adv=keep_adv)
     res.skipped = skipped

@@ -15,6 +15,7 @@ Every attack class declares ``kind`` (how it reaches the model, shown in the rep
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
@@ -25,14 +26,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 import torch
 from torch import Tensor, nn
 
+from audit.budget import BestSeen, Budget, BudgetExhausted, CountingModel, Stop
 from audit.robustness.ops import Norm, perturbation_norms, project
 
 AttackKind = Literal["white-box", "black-box", "decision-based", "minimal"]
 Role = Literal["single-step", "iterative", "black-box", "minimal-norm"]
 ROLES: tuple[Role, ...] = ("single-step", "iterative", "black-box", "minimal-norm")
 
-__all__ = ["ROLES", "Attack", "AttackKind", "AttackResult", "CountingModel", "Found", "Role",
-           "run_batched"]
+__all__ = ["NORM_INFO", "ROLES", "Attack", "AttackKind", "AttackResult", "Budget",
+           "CountingModel", "Found", "Role", "run_batched"]
+
+NORM_INFO = ("minimal_norms",)
+"""``info`` entries that are perturbation sizes (rescaled with the value range)."""
 
 
 @dataclass
@@ -43,7 +48,9 @@ class AttackResult:
     ``success`` (N,) bool, ``norms`` (N,) perturbation sizes in ``norm``, ``time`` seconds,
     ``evaluations`` per-sample forward passes, ``gradients`` per-sample backward passes,
     ``info`` attack-specific traces (per-sample tensors such as ``success_step``); ``kind``
-    and ``role`` are the attack class's.
+    and ``role`` are the attack class's. ``stopped`` names the budget that stopped the attack
+    ("" when it finished) and ``finished`` (N,) says which samples it finished; a stopped
+    sample's result is the best adversarial seen before the stop (:mod:`.budget`).
     """
 
     name: str
@@ -58,6 +65,8 @@ class AttackResult:
     info: dict[str, Any] = field(default_factory=dict)
     kind: str = ""
     role: str = ""
+    stopped: Stop = ""
+    finished: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.success.shape[0])
@@ -83,38 +92,19 @@ class Found:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class CountingModel(nn.Module):
-    """Wraps a model and counts per-sample forward and backward passes."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-        self.forwards = 0
-        self.backwards = 0
-        # mirror the mode without .train(), which would reset every submodule's mode
-        self.training = bool(getattr(model, "training", False))
-
-    def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.model(x)
-        n = int(x.shape[0])
-        self.forwards += n
-        if out.requires_grad:
-            out.register_hook(lambda g: self._count_backward(n, g))
-        return out
-
-    def _count_backward(self, n: int, g: Tensor) -> Tensor:
-        self.backwards += n
-        return g
-
-
 @dataclass(kw_only=True)
 class Attack(ABC):
     """Base of every attack. Subclasses are dataclasses with a ``norm`` field and their own
     settings, declare the class attributes below (in the class line, see
     :meth:`__init_subclass__`) and implement :meth:`run`; ``__call__`` is final. Every attack
     also takes the keyword fields ``bounds`` (the model's value range), ``generator`` (the
-    random source of attacks that draw; the others ignore it) and ``name``
-    (:meth:`default_name` when empty)."""
+    random source of attacks that draw; the others ignore it), ``name``
+    (:meth:`default_name` when empty) and ``budget`` (:class:`Budget`: evaluations per sample
+    and wall time; None: unlimited).
+
+    Whatever the bounds, ``run`` sees inputs in [0, 1]: ``__call__`` maps the range onto it
+    (and epsilon with it) and maps the result back, so step sizes and thresholds written for
+    [0, 1] (foolbox's HopSkipJump clips to it) hold for 0..255 or [-1, 1] inputs too."""
 
     kind: ClassVar[AttackKind]
     role: ClassVar[Role]
@@ -128,6 +118,7 @@ class Attack(ABC):
     bounds: tuple[float, float] = (0.0, 1.0)
     generator: torch.Generator | None = None
     name: str = ""
+    budget: Budget | None = None
     if TYPE_CHECKING:  # a field of each subclass, declared there with its default
         norm: Norm
 
@@ -168,30 +159,99 @@ class Attack(ABC):
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, *,
                  eps: float | Tensor | None = None, x_init: Tensor | None = None
                  ) -> AttackResult:
-        t0 = time.perf_counter()
-        x, y = x.detach(), y.detach()
-        e = _eps_per_sample(self, eps, x)
-        start = _warm_start(self, x_init, x, e)
-        counting = CountingModel(model)
-        found = self.run(counting, x, y, e, start)
-        x_adv = found.x_adv.detach()
-        norms = perturbation_norms(x_adv - x, self.norm)
-        success = found.adversarial.detach()
-        if e is not None:  # float rounding at the ball's edge is not a violation
-            scale = max(abs(self.bounds[0]), abs(self.bounds[1]), 1.0)
-            slack = 8 * torch.finfo(x.dtype).eps * scale
-            success = success & (norms <= e * (1 + 1e-5) + slack)
-        scalar = eps if isinstance(eps, int | float) else (
-            eps if isinstance(eps, Tensor) and eps.ndim == 0 else None)
-        return AttackResult(
-            name=self.name, norm=self.norm, eps=None if scalar is None else float(scalar),
-            x_adv=x_adv, success=success, norms=norms, time=time.perf_counter() - t0,
-            evaluations=counting.forwards, gradients=counting.backwards, info=found.info,
-            kind=self.kind, role=self.role)
-
+        lo, hi = float(self.bounds[0]), float(self.bounds[1])
+        if (lo, hi) == (0.0, 1.0):
+            return _attack(self, model, x, y, eps, x_init)
+        return _rescaled(self, model, x, y, eps, x_init, lo, hi - lo)
 
 
 _DECLARED = frozenset({"kind", "role", "norms", "title", "needs_eps", "warm_start"})
+
+
+def _attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
+            eps: float | Tensor | None, x_init: Tensor | None) -> AttackResult:
+    """The call contract in the [0, 1] range: validate, run within the budget, check."""
+    t0 = time.perf_counter()
+    x, y = x.detach(), y.detach()
+    e = _eps_per_sample(attack, eps, x)
+    start = _warm_start(attack, x_init, x, e)
+    budget = attack.budget
+    tracker = BestSeen(x, y, e, attack.norm, attack.bounds) if budget else None
+    counting = CountingModel(
+        model, tracker=tracker, deadline=budget.deadline(t0) if budget else None,
+        limit=budget.evaluations * int(x.shape[0])
+        if budget and budget.evaluations is not None else None)
+    stopped: Stop = ""
+    try:
+        if counting.deadline is not None and counting.deadline <= t0:
+            raise BudgetExhausted("time")
+        found = attack.run(counting, x, y, e, start)
+    except BudgetExhausted as stop:
+        assert tracker is not None
+        stopped, found = stop.reason, _stopped(attack, counting, tracker, x)
+    if budget is not None:
+        budget.spent += time.perf_counter() - t0
+    x_adv = found.x_adv.detach()
+    norms = perturbation_norms(x_adv - x, attack.norm)
+    success = found.adversarial.detach()
+    if e is not None:  # float rounding at the ball's edge is not a violation
+        scale = max(abs(attack.bounds[0]), abs(attack.bounds[1]), 1.0)
+        slack = 8 * torch.finfo(x.dtype).eps * scale
+        success = success & (norms <= e * (1 + 1e-5) + slack)
+    scalar = eps if isinstance(eps, int | float) else (
+        eps if isinstance(eps, Tensor) and eps.ndim == 0 else None)
+    return AttackResult(
+        name=attack.name, norm=attack.norm, eps=None if scalar is None else float(scalar),
+        x_adv=x_adv, success=success, norms=norms, time=time.perf_counter() - t0,
+        evaluations=counting.forwards, gradients=counting.backwards, info=found.info,
+        kind=attack.kind, role=attack.role, stopped=stopped,
+        finished=torch.full((int(x.shape[0]),), not stopped, dtype=torch.bool))
+
+
+def _stopped(attack: Attack, counting: CountingModel, tracker: BestSeen, x: Tensor) -> Found:
+    """What a stopped attack reports: the best adversarial seen (the clean input where none;
+    misclassified clean inputs count, checked with one pass when none was seen)."""
+    if not tracker.seen:
+        with torch.no_grad():
+            tracker.see(x, counting.model(x))
+        counting.forwards += int(x.shape[0])
+    info: dict[str, Any] = {}
+    if not attack.needs_eps:  # in-ball finds are upper bounds of the minimal norms too
+        info["minimal_norms"] = tracker.norms.cpu()
+    return Found(tracker.best, tracker.found, info)
+
+
+class _Affine(nn.Module):
+    """``model(lo + z * width)``: the model seen from [0, 1]."""
+
+    def __init__(self, model: nn.Module, lo: float, width: float) -> None:
+        super().__init__()
+        self.model, self.lo, self.width = model, lo, width
+        self.training = bool(getattr(model, "training", False))
+
+    def forward(self, z: Tensor) -> Tensor:
+        out: Tensor = self.model(self.lo + z * self.width)
+        return out
+
+
+def _rescaled(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
+              eps: float | Tensor | None, x_init: Tensor | None, lo: float, width: float
+              ) -> AttackResult:
+    """Run ``attack`` in [0, 1] on the model seen through :class:`_Affine`; the result is
+    mapped back (points, norms and norm-valued ``info``) and keeps the caller's ``eps``."""
+    if width <= 0:
+        raise ValueError(f"{attack.name}: bounds {attack.bounds} are empty")
+    unit = dataclasses.replace(attack, bounds=(0.0, 1.0))  # shares budget and generator
+    e = None if eps is None else eps / width
+    start = None if x_init is None else (x_init.detach() - lo) / width
+    r = _attack(unit, _Affine(model, lo, width), (x.detach() - lo) / width, y, e, start)
+    r.x_adv = (lo + r.x_adv * width).clamp(lo, lo + width)
+    r.norms = r.norms * width
+    r.info = {k: (v * width if k in NORM_INFO and isinstance(v, Tensor) else v)
+              for k, v in r.info.items()}
+    if r.eps is not None:  # the caller's scalar, not the rescaled one
+        r.eps = float(eps)  # type: ignore[arg-type]  # a scalar when r.eps is set
+    return r
 
 
 def _eps_per_sample(attack: Attack, eps: float | Tensor | None, x: Tensor) -> Tensor | None:
@@ -262,4 +322,10 @@ def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
         x_adv=torch.cat([p.x_adv for p in parts]), success=torch.cat([p.success for p in parts]),
         norms=torch.cat([p.norms for p in parts]), time=seconds,
         evaluations=sum(p.evaluations for p in parts), gradients=sum(p.gradients for p in parts),
-        info=info, kind=first.kind, role=first.role)
+        info=info, kind=first.kind, role=first.role,
+        stopped=next((p.stopped for p in parts if p.stopped), ""),
+        finished=torch.cat([_finished(p) for p in parts]))
+
+
+def _finished(r: AttackResult) -> Tensor:
+    return r.finished.cpu() if r.finished is not None else torch.ones(len(r), dtype=torch.bool)

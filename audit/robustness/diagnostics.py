@@ -141,7 +141,7 @@ def minimal_success(curve: Curve, results: Sequence[AttackResult]) -> dict[str, 
     out: dict[str, float] = {}
     correct_n = int(np.sum(curve.correct))
     for st in curve.stats.values():
-        if st.role == "minimal-norm" and correct_n:
+        if st.role == "minimal-norm" and correct_n and not st.stopped:
             out[st.name] = st.successes / max(st.samples, 1)
     for r in results:
         if r.role == "minimal-norm" and "minimal_norms" in r.info:
@@ -241,8 +241,10 @@ def run_diagnostics(model: nn.Module, x: Tensor, y: Tensor, results: Sequence[At
                     curve: Curve, eps: float, bounds: tuple[float, float], th: Thresholds,
                     generator: torch.Generator | None = None) -> tuple[list[Diagnostic], int]:
     """Every diagnostic of one norm on the suite's ``results`` (run on correctly classified
-    ``x``, ``y`` at ``eps``), in report order; returns them and the forward passes used."""
+    ``x``, ``y`` at ``eps``), in report order; returns them and the forward passes used.
+    Attacks stopped by their budget are left out: a cut-short attack would read as masking."""
     norm = curve.norm
+    results = [r for r in results if not r.stopped]
     out = [single_step(results, th), iterations(results, th),
            unbounded(minimal_success(curve, results), norm, th),
            black_box(results, eps, th)]

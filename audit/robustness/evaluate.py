@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from audit.budget import Budget
 from audit.robustness.apgd import APGD
 from audit.robustness.base import Attack, AttackResult, run_batched
 from audit.robustness.foolbox_attacks import FMN
@@ -56,6 +57,8 @@ class AttackStats:
     evaluations: int = 0
     gradients: int = 0
     norms: list[float] = field(default_factory=list)
+    unfinished: int = 0  # samples the attack did not finish (stopped by its budget)
+    stopped: str = ""  # the budget that stopped it: evaluations or time
 
     @classmethod
     def of(cls, attack: Attack, norm: Norm) -> AttackStats:
@@ -72,6 +75,10 @@ class AttackStats:
         self.gradients += r.gradients
         found = r.norms[r.success] if mask is None else r.norms[r.success & mask]
         self.norms.extend(float(v) for v in found.cpu())
+        if r.finished is not None:
+            done = r.finished.cpu() if mask is None else r.finished.cpu()[mask.cpu()]
+            self.unfinished += int((~done).sum())
+        self.stopped = self.stopped or r.stopped
 
     @property
     def success_rate(self) -> float:
@@ -104,6 +111,11 @@ class CurveConfig:
     batch_size: int = 256
     fmn_rel_step: float | None = None
     warm_start: bool = False
+    budget: tuple[int | None, float | None] | None = None
+    """Each attack's (evaluations per sample per call, seconds in all); None: unlimited."""
+
+    def new_budget(self) -> Budget | None:
+        return None if self.budget is None else Budget(*self.budget)
 
 
 @dataclass
@@ -146,16 +158,17 @@ class Curve:
 
 def fmn_step(norm: Norm, x: Tensor, bounds: tuple[float, float], eps: Sequence[float],
              rel: float | None = None) -> float:
-    """FMN's largest step. Foolbox steps along the L2-normalised gradient; in L-inf the
-    result hardly depends on the step, so it scales with the input (``sqrt(dim) * range / 8``);
-    in L2 FMN ends near its first step's size when that is too large (median minimal norm
-    0.68 with step 0.69 on shapes-cnn, 0.29 with 0.1), so the step is 0.4 x the smallest
-    reported epsilon (0.1 for digits-cnn). ``rel`` overrides the factor."""
+    """FMN's largest step, in the [0, 1] range attacks run in (see :class:`.base.Attack`).
+    Foolbox steps along the L2-normalised gradient; in L-inf the result hardly depends on
+    the step, so it scales with the input (``sqrt(dim) / 8``); in L2 FMN ends near its first
+    step's size when that is too large (median minimal norm 0.68 with step 0.69 on
+    shapes-cnn, 0.29 with 0.1), so the step is 0.4 x the smallest reported epsilon (0.1 for
+    digits-cnn), as a share of the range. ``rel`` overrides the factor."""
+    width = float(bounds[1] - bounds[0]) or 1.0
     if norm == "linf":
         d = max(int(x[0].numel()), 1)
-        width = float(bounds[1] - bounds[0])
-        return (rel if rel is not None else 0.125) * width * math.sqrt(d)
-    return (rel if rel is not None else 0.4) * min(eps)
+        return (rel if rel is not None else 0.125) * math.sqrt(d)
+    return (rel if rel is not None else 0.4) * min(eps) / width
 
 
 def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Sequence[float],
@@ -171,10 +184,11 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
     dev = device or x.device
     n = int(x.shape[0])
     eps_sorted = sorted(float(e) for e in eps)
-    fmn = FMN(norm=norm, steps=cfg.minimal_steps, bounds=bounds,
+    fmn = FMN(norm=norm, steps=cfg.minimal_steps, bounds=bounds, budget=cfg.new_budget(),
               max_stepsize=fmn_step(norm, x, bounds, eps_sorted, cfg.fmn_rel_step))
     bounded = [APGD(norm=norm, loss=loss, steps=cfg.bounded_steps,  # type: ignore[arg-type]
-                    restarts=restarts, bounds=bounds, generator=generator)
+                    restarts=restarts, bounds=bounds, generator=generator,
+                    budget=cfg.new_budget())
                for loss, restarts in cfg.bounded if restarts > 0]
     curve = Curve(norm=norm, eps=eps_sorted, correct=np.zeros(n, dtype=bool),
                   minimal=np.zeros(n, dtype=np.float64), worst=np.zeros(n, dtype=np.float64),

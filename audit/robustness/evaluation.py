@@ -85,6 +85,18 @@ class CertifiedBound:
     alpha: float = 0.001
 
 
+@dataclass(frozen=True)
+class BudgetStop:
+    """An attack its budget stopped: on ``unfinished`` of the ``samples`` it ran on it
+    reports the best adversarials seen before the stop; ``reason``: evaluations or time."""
+
+    attack: str
+    norm: str
+    unfinished: int
+    samples: int
+    reason: str
+
+
 @dataclass
 class RobustnessEvaluation:
     """What the robustness check measured on ``samples`` samples.
@@ -124,6 +136,8 @@ class RobustnessEvaluation:
     """The card's threat model: the largest eps per norm it claims the model withstands."""
     stress_test: bool = False
     """Tabular inputs with one-hot columns: perturbed rows are not valid records."""
+    eps_units: str = "card"
+    """How the epsilons were given: card (input units) or range (fractions of the range)."""
     correct: np.ndarray | None = None
     indices: np.ndarray | None = None
     data_size: int = 0
@@ -131,6 +145,21 @@ class RobustnessEvaluation:
     protocols: list[ProtocolAccuracy] = field(default_factory=list)
     certified: list[CertifiedBound] = field(default_factory=list)
     autoattack: list[AutoAttackResult] = field(default_factory=list)
+
+    def stops(self) -> list[BudgetStop]:
+        """The attacks their budget stopped, in run order."""
+        out: list[BudgetStop] = []
+        for nm, c in self.curves.items():
+            out += [BudgetStop(st.name, nm, st.unfinished, st.samples, st.stopped)
+                    for st in c.stats.values() if st.stopped]
+        for nm, rs in [*self.suites.items(), *self.escalated.items()]:
+            out += [BudgetStop(r.name, nm, int((~r.finished).sum()) if r.finished is not None
+                               else len(r), len(r), r.stopped) for r in rs if r.stopped]
+        out += [BudgetStop(st.name, nm, st.unfinished, st.samples, st.stopped)
+                for nm, st in self.escalation_stats if st.stopped]
+        out += [BudgetStop(f"{s.attack} (AutoAttack)", a.norm, s.unfinished, s.attacked,
+                           s.stopped) for a in self.autoattack for s in a.stages if s.stopped]
+        return out
 
     @property
     def triggered(self) -> list[Diagnostic]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from audit.policy import Category, FindingKind, kind
+from audit.policy import CHECK_BUDGET, Category, FindingKind, kind
 from audit.result import Finding, Severity
 from audit.robustness.corruptions import CORRUPTIONS
 from audit.robustness.evaluate import Curve
@@ -37,7 +37,30 @@ CORRUPTION = kind("robustness.corruption.{corruption}", Category.EXPOSURE,
 
 def robustness_findings(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
     """Every finding, in report order."""
-    return [*unreliable(ev, p), *fragile(ev, p), *corruption(ev, p)]
+    return [*budget(ev, p), *unreliable(ev, p), *fragile(ev, p), *corruption(ev, p)]
+
+
+def budget(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:
+    """One finding listing every attack its budget stopped."""
+    stops = ev.stops()
+    if not stops:
+        return []
+    listed = "; ".join(
+        f"{s.attack} ({NORM_LABEL.get(s.norm, s.norm)}) by its "
+        f"{'evaluation' if s.reason == 'evaluations' else 'time'} budget on "
+        f"{s.unfinished} of {s.samples} samples" for s in stops)
+    return [CHECK_BUDGET(
+        Severity.MEDIUM, check="robustness",
+        title=f"{len(stops)} attack{'s' if len(stops) > 1 else ''} stopped at the budget",
+        detail=(f"Stopped: {listed}. Each attack may use {p.attack_evaluations} forward "
+                f"passes per sample in one call and {p.attack_seconds:g} s in all. A stopped "
+                "attack keeps the adversarials it had seen, so the robust accuracies are "
+                "upper bounds that stronger, finished attacks could lower."),
+        evidence={"stops": [vars(s) for s in stops],
+                  "attack_evaluations": p.attack_evaluations,
+                  "attack_seconds": p.attack_seconds},
+        recommendation=("Raise attack_evaluations or attack_seconds in [checks.robustness] "
+                        "(or drop --quick), or run on a GPU, and audit again."))]
 
 
 def unreliable(ev: RobustnessEvaluation, p: RobustnessParams) -> list[Finding]:

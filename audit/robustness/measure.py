@@ -25,7 +25,7 @@ from audit.robustness.corruptions import CORRUPTIONS, applicable, corruption_acc
 from audit.robustness.evaluate import AttackStats, Curve, confirm, robustness_curve, run_suite
 from audit.robustness.evaluation import Gallery, Meter, ProtocolAccuracy, RobustnessEvaluation
 from audit.robustness.ops import NORM_LABEL, NORMS, Norm
-from audit.robustness.params import RobustnessParams, epsilons, headline_eps
+from audit.robustness.params import RobustnessParams, eps_scale, epsilons, headline_eps, units
 from audit.robustness.suite import curve_config, escalation_attacks, suite_attacks
 from audit.subject import Subject
 
@@ -61,10 +61,12 @@ def measure_robustness(subject: Subject, p: RobustnessParams) -> RobustnessEvalu
     y = subject.data.y[pick]
     correct = (subject.data_logits[pick].argmax(dim=1) == y).numpy()
     lo, hi = subject.card.input.range
+    scale = eps_scale(p, subject)
     ev = RobustnessEvaluation(
         clean_accuracy=float(correct.mean()), samples=len(idx), bounds=(float(lo), float(hi)),
         kind=subject.data.kind, card_metrics=dict(subject.card.metrics or {}),
-        threat=subject.card.threat_model, stress_test=_has_one_hot(subject),
+        threat={k: v * scale for k, v in subject.card.threat_model.items()},
+        stress_test=_has_one_hot(subject), eps_units=units(p, subject),
         correct=correct.astype(bool), indices=idx.astype(np.int64), data_size=n,
         data_sha256=subject.data.sha256)
     run = _Run(subject, p, subject.data.x[pick], y, Meter(ev))
@@ -72,7 +74,7 @@ def measure_robustness(subject: Subject, p: RobustnessParams) -> RobustnessEvalu
     eps = epsilons(p, subject)
     for nm in (nm for nm in NORMS if eps[nm]):
         ev.curves[nm] = _curve(run, nm, eps[nm])
-        ev.headline[nm] = headline_eps(p, nm, eps[nm])
+        ev.headline[nm] = headline_eps(p, nm, eps[nm], scale)
     suite_idx = np.sort(subject.rng("robustness.suite").permutation(np.nonzero(correct)[0])
                         [: p.suite_samples])
     for nm in ev.curves if len(suite_idx) else ():
@@ -180,7 +182,8 @@ def _autoattack(run: _Run, norm: Norm) -> None:
     curve = ev.curves[norm]
     for e in curve.eps if run.p.autoattack_every_eps else [ev.headline[norm]]:
         res = autoattack(run.s.model, run.x, run.y, norm=norm, eps=e, seed=run.s.seed,
-                         bounds=run.bounds, num_classes=run.classes, device=run.s.device)
+                         bounds=run.bounds, num_classes=run.classes, device=run.s.device,
+                         budget=run.p.budget)
         run.meter.skip(res.skipped)
         run.meter.count(res.evaluations)
         ev.autoattack.append(res)

@@ -6,6 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
+from audit.budget import Budget
 from audit.errors import ConfigError
 from audit.robustness.corruptions import CORRUPTIONS
 from audit.robustness.ops import NORM_LABEL, NORMS, Norm
@@ -13,14 +14,14 @@ from audit.robustness.suite import EXTRA_ATTACKS
 from audit.subject import Subject
 
 __all__ = ["NORMS", "NORM_LABEL", "QUICK", "RobustnessParams", "default_eps", "eps_key",
-           "epsilons", "headline_eps"]
+           "eps_scale", "epsilons", "headline_eps", "range_width", "units"]
 
 
 QUICK: dict[str, Any] = {
     "max_samples": 200, "minimal_steps": 20, "bounded_restarts_ce": 3,
     "bounded_restarts_dlr": 1, "suite_samples": 16, "suite_steps": 20,
     "square_queries": 150, "hsj_steps": 3, "cw_steps": 20, "severities": [1, 3, 5],
-    "gallery": 4}
+    "gallery": 4, "attack_evaluations": 5000, "attack_seconds": 60.0}
 """``--quick`` overrides."""
 
 
@@ -45,6 +46,15 @@ class RobustnessParams:
     square_queries: int = 400  # Square attack query budget
     hsj_steps: int = 4  # HopSkipJump iterations
     cw_steps: int = 30  # Carlini-Wagner steps
+    attack_evaluations: int = 20000
+    """Forward passes per sample one attack call may use; past it the attack stops and
+    reports the best adversarials it saw (a budget finding says so)."""
+    attack_seconds: float = 600.0
+    """Wall time one attack may use over the whole check (all batches and epsilons)."""
+    eps_units: Literal["card", "range"] = "card"
+    """Units of linf_eps/l2_eps/headline_* and of the card's robustness epsilons: card (the
+    card's input range, e.g. 0..255) or range (fractions of that range: 8/255 means 8 on a
+    0..255 model)."""
     extra_attacks: list[str] = field(default_factory=list)
     """Attacks added to the suite after the default ones, by key (e.g. mifgsm; the keys of
     audit.robustness.suite.EXTRA_ATTACKS)."""
@@ -80,6 +90,16 @@ class RobustnessParams:
         if unknown:
             raise ConfigError(f"[checks.robustness] extra_attacks: unknown attack "
                               f"{unknown[0]!r}; known: {', '.join(EXTRA_ATTACKS)}")
+        if self.eps_units not in ("card", "range"):
+            raise ConfigError(f"[checks.robustness] eps_units: {self.eps_units!r}; use card "
+                              "or range")
+        if self.attack_evaluations < 1 or not self.attack_seconds > 0:
+            raise ConfigError("[checks.robustness] attack_evaluations and attack_seconds "
+                              "must be positive")
+
+    def budget(self) -> Budget:
+        """A fresh budget for one attack (each attack spends its own time)."""
+        return Budget(self.attack_evaluations, self.attack_seconds)
 
     def recorded(self) -> dict[str, Any]:
         """The settings as the section records them. ``extra_attacks`` is left out while
@@ -98,14 +118,40 @@ def eps_key(e: float) -> str:
     return f"{e:g}"
 
 
-def default_eps(norm: Norm, subject: Subject) -> list[float]:
-    """Epsilons from the card's ``robustness`` field, else a scale-aware default."""
+def _scaled(e: float, scale: float) -> float:
+    """``e`` in input units; rounded to 9 digits so 8/255 of 255 reads 8, not 7.999999."""
+    return float(e) if scale == 1.0 else round(float(e) * scale, 9)
+
+
+def range_width(subject: Subject) -> float:
+    """Width of the card's input range (1 when it is empty)."""
+    lo, hi = subject.card.input.range
+    return float(hi - lo) or 1.0
+
+
+def units(p: RobustnessParams, subject: Subject) -> str:
+    """Which units the card and settings give epsilons in (``robustness.eps_units`` in the
+    card, else the setting)."""
+    card = subject.card.robustness or {}
+    unit = card.get("eps_units", p.eps_units)
+    if unit not in ("card", "range"):
+        raise ConfigError(f"card robustness.eps_units: {unit!r}; use card or range")
+    return str(unit)
+
+
+def eps_scale(p: RobustnessParams, subject: Subject) -> float:
+    """What a given epsilon is multiplied by to be in the model's input units."""
+    return range_width(subject) if units(p, subject) == "range" else 1.0
+
+
+def default_eps(norm: Norm, subject: Subject, scale: float = 1.0) -> list[float]:
+    """Epsilons from the card's ``robustness`` field (times ``scale``), else a scale-aware
+    default (fractions of the input range)."""
     key = f"{norm}_eps"
     card = subject.card.robustness or {}
     if isinstance(card.get(key), list) and card[key]:
-        return [float(e) for e in card[key]]
-    lo, hi = subject.card.input.range
-    width = float(hi - lo) or 1.0
+        return [_scaled(e, scale) for e in card[key]]
+    width = range_width(subject)
     if norm == "linf":
         rel = [1 / 255, 2 / 255, 4 / 255, 8 / 255] if subject.data.kind == "image" else \
             [0.01, 0.02, 0.05, 0.1]
@@ -116,12 +162,19 @@ def default_eps(norm: Norm, subject: Subject) -> list[float]:
 
 def epsilons(p: RobustnessParams, subject: Subject) -> dict[Norm, list[float]]:
     """The positive epsilons of each norm, sorted: the settings', else the defaults."""
-    eps = {"linf": p.linf_eps if p.linf_eps is not None else default_eps("linf", subject),
-           "l2": p.l2_eps if p.l2_eps is not None else default_eps("l2", subject)}
+    k = eps_scale(p, subject)
+    given: dict[Norm, list[float] | None] = {"linf": p.linf_eps, "l2": p.l2_eps}
+    eps: dict[Norm, list[float]] = {}
+    for nm in NORMS:
+        values = given[nm]
+        eps[nm] = [_scaled(e, k) for e in values] if values is not None \
+            else default_eps(nm, subject, k)
     return {nm: sorted(float(e) for e in eps[nm] if e > 0) for nm in NORMS}
 
 
-def headline_eps(p: RobustnessParams, norm: Norm, eps: list[float]) -> float:
-    """The epsilon of the suite and diagnostics: the setting, else the middle reported one."""
+def headline_eps(p: RobustnessParams, norm: Norm, eps: list[float], scale: float = 1.0
+                 ) -> float:
+    """The epsilon of the suite and diagnostics: the setting (times ``scale``), else the
+    middle reported one."""
     h = p.headline_linf if norm == "linf" else p.headline_l2
-    return float(h) if h is not None else eps[len(eps) // 2]
+    return _scaled(h, scale) if h is not None else eps[len(eps) // 2]

@@ -190,11 +190,16 @@ def reading(ev: RobustnessEvaluation, p: RobustnessParams) -> str:
                "(one-hot columns can take fractional values), so the numbers bound what an "
                "attacker who controls the encoded features can do, not only valid records.")
     lo, hi = ev.bounds
+    units = (f"given as fractions of the range and multiplied by its width {hi - lo:g}"
+             if ev.eps_units == "range" else "in the card's units")
     return (
         "Robust accuracy at eps is the share of samples for which no attack found an "
         "input within eps (L-inf: largest change of one value; L2: Euclidean length, in "
-        f"the card's value range {lo:g} to {hi:g}) that changes the "
-        "prediction; misclassified samples count as not robust. Every attack-based number "
+        f"the card's value range {lo:g} to {hi:g}; epsilons {units}) that changes the "
+        "prediction; misclassified samples count as not robust. Each attack may use "
+        f"{p.attack_evaluations} forward passes per sample in one call and "
+        f"{p.attack_seconds:g} s in all; one that reaches either stops, keeps the "
+        "adversarials it had seen and is marked in the attack table. Every attack-based number "
         "is an upper bound on the true robust accuracy. Curves: FMN, a minimal-"
         f"perturbation attack ({p.minimal_steps} steps), gives each sample the smallest "
         "adversarial perturbation it finds, which draws the whole curve at once (dashed); "

@@ -58,7 +58,7 @@ class AttackSpec:
         if self.seeded:
             kwargs["generator"] = generator
         return self.cls(norm=norm, bounds=bounds, name=self.name(norm) + suffix,
-                        **kwargs)
+                        budget=settings.budget(), **kwargs)
 
 
 SUITE: tuple[AttackSpec, ...] = (
@@ -114,7 +114,8 @@ def curve_config(settings: RobustnessParams, num_classes: int) -> tuple[CurveCon
     else:
         bounded.append(("dlr", settings.bounded_restarts_dlr))
     return CurveConfig(minimal_steps=settings.minimal_steps, bounded_steps=settings.bounded_steps,
-                       bounded=tuple(bounded), batch_size=settings.batch_size), skipped
+                       bounded=tuple(bounded), batch_size=settings.batch_size,
+                       budget=(settings.attack_evaluations, settings.attack_seconds)), skipped
 
 
 def escalation_attacks(norm: Norm, settings: RobustnessParams, bounds: tuple[float, float],
@@ -126,7 +127,8 @@ def escalation_attacks(norm: Norm, settings: RobustnessParams, bounds: tuple[flo
     dlr: Attack | None = APGD(
         norm=norm, loss="dlr", steps=settings.bounded_steps,
         restarts=settings.bounded_restarts_ce + settings.bounded_restarts_dlr, bounds=bounds,
-        generator=generator, name=f"APGD-DLR-{NORM_LABEL[norm]} (escalation)")
+        generator=generator, name=f"APGD-DLR-{NORM_LABEL[norm]} (escalation)",
+        budget=settings.budget())
     if dlr is not None and dlr.applies(num_classes):
         dlr = None
     free = next((s for s in SUITE if s.cls.role == "black-box" and norm in s.cls.norms), None)

@@ -69,18 +69,23 @@ def _suite_row(r: AttackResult, norm: str) -> list[Any]:
     found = r.info.get("minimal_norms")
     med_src = found[torch.isfinite(found)] if found is not None else r.norms[r.success]
     med = float(med_src.median()) if len(med_src) else None
-    return [r.name, r.kind, NORM_LABEL[norm], r.eps, len(r), round(r.success_rate, 4),
-            _r(med), round(r.time, 2), r.evaluations]
+    return [_named(r.name, r.stopped), r.kind, NORM_LABEL[norm], r.eps, len(r),
+            round(r.success_rate, 4), _r(med), round(r.time, 2), r.evaluations]
+
+
+def _named(name: str, stopped: str) -> str:
+    """The attack's name, marked when its budget stopped it."""
+    return f"{name} (stopped: {stopped} budget)" if stopped else name
 
 
 def _escalated_row(r: AttackResult, norm: str) -> list[Any]:
     med = float(r.norms[r.success].median()) if bool(r.success.any()) else None
-    return [r.name, r.kind, NORM_LABEL[norm], r.eps, len(r), round(r.success_rate, 4), _r(med),
-            round(r.time, 2), r.evaluations]
+    return [_named(r.name, r.stopped), r.kind, NORM_LABEL[norm], r.eps, len(r),
+            round(r.success_rate, 4), _r(med), round(r.time, 2), r.evaluations]
 
 
 def _stats_row(st: AttackStats, norm: str, name: str, eps: str) -> list[Any]:
-    return [name, st.kind, NORM_LABEL[norm], eps, st.samples,
+    return [_named(name, st.stopped), st.kind, NORM_LABEL[norm], eps, st.samples,
             round(st.success_rate, 4) if st.samples else None, _r(st.median_norm),
             round(st.time, 2), st.evaluations]
 
@@ -96,6 +101,8 @@ def _curve_stats(c: Curve) -> list[AttackStats]:
         m.time += st.time
         m.evaluations += st.evaluations
         m.norms += st.norms
+        m.unfinished += st.unfinished
+        m.stopped = m.stopped or st.stopped
     return list(merged.values())
 
 

@@ -25,7 +25,13 @@ from audit.checks import Check, register
 from audit.result import Section
 from audit.saliency.figures import image_figures, tabular_figures
 from audit.saliency.findings import image_findings, selection_findings, tabular_findings
-from audit.saliency.measure import image_sample, measure_image, select_image, validate
+from audit.saliency.measure import (
+    AllStopped,
+    image_sample,
+    measure_image,
+    select_image,
+    validate,
+)
 from audit.saliency.section import image_section, tabular_section
 from audit.saliency.settings import SaliencyParams
 from audit.saliency.tabular import measure_tabular, select_tabular
@@ -57,6 +63,15 @@ class SaliencyCheck(Check[SaliencyParams]):
         return None
 
     def run(self, subject: Subject) -> Section:
+        try:
+            return self._run(subject)
+        except AllStopped as stop:
+            return self.section(status="error", findings=selection_findings(stop.selection),
+                                error="every explainer stopped at its budget",
+                                summary="Every explanation method stopped at its budget "
+                                        "before finishing; nothing was scored.")
+
+    def _run(self, subject: Subject) -> Section:
         p: SaliencyParams = self.params
         validate(p)
         if subject.data.kind == "tabular":

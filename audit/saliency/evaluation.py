@@ -33,6 +33,8 @@ class Selection:
     no_layer: tuple[str, ...] = ()  # need a spatial layer the model does not have
     not_for_kind: tuple[str, ...] = ()  # do not apply to this kind of data
     layer: LayerChoice | None = None
+    stopped: tuple[tuple[str, str, str], ...] = ()
+    """Explainers their budget stopped: (title, budget, where: maps or sanity rerun)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from audit.policy import Category, kind
+from audit.policy import CHECK_BUDGET, Category, kind
 from audit.result import Finding, Severity
 from audit.saliency.evaluation import (
     ImageEvaluation,
@@ -52,6 +52,18 @@ def selection_findings(sel: Selection) -> list[Finding]:
              "explain the model."),
             recommendation="Pass --layer NAME to name a convolutional layer if the "
                            "model has one."))
+    if sel.stopped:
+        listed = "; ".join(f"{t} by its {'evaluation' if why == 'evaluations' else 'time'} "
+                           f"budget ({where})" for t, why, where in sel.stopped)
+        out.append(CHECK_BUDGET(
+            Severity.MEDIUM, check="saliency",
+            title=f"{len(sel.stopped)} explainer run{'s' if len(sel.stopped) > 1 else ''} "
+                  "stopped at the budget",
+            detail=(f"Stopped: {listed}. A method stopped on its maps is left out of the "
+                    "scores; one stopped on the sanity rerun has no sanity value."),
+            evidence={"stopped": [list(s) for s in sel.stopped]},
+            recommendation="Raise explainer_evaluations or explainer_seconds in "
+                           "[checks.saliency] (or drop --quick), or run on a GPU."))
     if sel.not_for_kind:
         detail = ("Class activation maps need spatial feature maps; tabular models are "
                   "explained with LIME and gradient attributions instead."

@@ -7,6 +7,11 @@ after its children, this picks the outermost module holding the last spatial com
 ``features`` ``Sequential`` of a plain CNN, the last residual block (output after the skip
 addition) of a ResNet. Modules that ran more than once (a shared ``ReLU``) and adaptive pooling
 heads (they shrink maps to a few cells for the classifier) are not candidates.
+
+TorchScript and torch.export models loaded by :mod:`audit.loading` have hookable layers of the
+original names (stand-ins that the real model feeds, see :mod:`audit.loading.proxies`); a
+module's class is its ``original_name`` there. A model that cannot expose its layers says why
+in a ``layer_note`` attribute, which the messages here repeat.
 """
 
 from __future__ import annotations
@@ -20,6 +25,25 @@ from torch import nn
 from audit.errors import UsageError
 
 _HEAD_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+_HEAD_POOL_NAMES = frozenset(c.__name__ for c in _HEAD_POOLS)
+
+
+def _is_head_pool(module: nn.Module) -> bool:
+    # stand-ins of TorchScript/exported layers are not instances but keep the class name
+    return isinstance(module, _HEAD_POOLS) or \
+        getattr(module, "original_name", None) in _HEAD_POOL_NAMES
+
+
+def unavailable_reason(model: nn.Module) -> str | None:
+    """Why ``model`` exposes no layers to hook, when it knows (else ``None``)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        return ("a TorchScript module in memory cannot take forward hooks; save it with "
+                "torch.jit.save and audit the file, or wrap it with audit.loading.hookable")
+    for mod in model.modules():
+        note = getattr(mod, "layer_note", None)
+        if isinstance(note, str) and note:
+            return note
+    return None
 
 
 @dataclass(frozen=True)
@@ -39,8 +63,8 @@ class LayerInfo:
 
 def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
     """Every submodule with a tensor output, in the order they finish on ``sample`` (a batch of
-    one or more inputs). Returns ``[]`` when the model does not support hooks (TorchScript,
-    exported graphs)."""
+    one or more inputs). Returns ``[]`` when the model does not support hooks (a TorchScript
+    module in memory; loaded TorchScript and exported models do)."""
     order: list[str] = []
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
@@ -77,7 +101,7 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
 def spatial_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
     """Grad-CAM candidates in finishing order: spatial output, ran once, not a pooling head."""
     return [li for li in trace_layers(model, sample)
-            if li.spatial and li.calls == 1 and not isinstance(li.module, _HEAD_POOLS)]
+            if li.spatial and li.calls == 1 and not _is_head_pool(li.module)]
 
 
 def find_target_layer(model: nn.Module, sample: torch.Tensor,
@@ -90,17 +114,19 @@ def find_target_layer(model: nn.Module, sample: torch.Tensor,
     """
     traced = trace_layers(model, sample)
     candidates = [li for li in traced
-                  if li.spatial and li.calls == 1 and not isinstance(li.module, _HEAD_POOLS)]
+                  if li.spatial and li.calls == 1 and not _is_head_pool(li.module)]
     if name is None:
         return candidates[-1] if candidates else None
-    hint = ", ".join(li.name for li in candidates[-8:]) or "none (no spatial layer)"
+    why = unavailable_reason(model) if not candidates else None
+    hint = ", ".join(li.name for li in candidates[-8:]) or (
+        f"none ({why})" if why else "none (no module outputs a (C, h, w) feature map)")
     by_name = {li.name: li for li in traced}
     if name not in dict(model.named_modules()) or not name:
         raise UsageError(f"--layer {name!r} is not a module of the model; spatial layers: "
                          f"{hint}")
     found = by_name.get(name)
     if found is None or not found.spatial:
-        shape = "no tensor" if found is None else f"shape {found.shape}"
+        shape = ("no tensor (or never ran)" if found is None else f"shape {found.shape}")
         raise UsageError(f"--layer {name!r} outputs {shape}, not a (C, h, w) feature map; "
                          f"spatial layers: {hint}")
     if found.calls != 1:

@@ -10,12 +10,13 @@ randomisation, so a method's maps do not depend on which other methods run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from audit.budget import Budget, BudgetExhausted, counted
 from audit.errors import ConfigError
 from audit.saliency.base import ExplainContext, Explainer
 from audit.saliency.evaluation import (
@@ -107,38 +108,77 @@ def select_image(subject: Subject, p: SaliencyParams, x: torch.Tensor) -> Select
     return Selection("image", tuple(methods), not_for_kind=other, layer=layer)
 
 
+Stops = list[tuple[type[Explainer], str]]
+"""Explainers a budget stopped, with the budget (evaluations or time)."""
+
+
+def budgets_for(methods: Sequence[type[Explainer]], p: SaliencyParams) -> dict[str, Budget]:
+    """One budget per method, shared by its maps and its sanity rerun."""
+    return {c.name: Budget(p.explainer_evaluations, p.explainer_seconds) for c in methods}
+
+
 def explain_each(methods: Sequence[type[Explainer]], model: nn.Module, ctx: ExplainContext,
-                 x: torch.Tensor, target: torch.Tensor, seed: int, signed: bool = False
-                 ) -> dict[str, torch.Tensor]:
-    """Each method's maps (or, with ``signed``, raw attributions) under its own torch seed."""
+                 x: torch.Tensor, target: torch.Tensor, seed: int, signed: bool = False,
+                 budgets: dict[str, Budget] | None = None
+                 ) -> tuple[dict[str, torch.Tensor], Stops]:
+    """Each method's maps (or, with ``signed``, raw attributions) under its own torch seed,
+    within its budget; a method its budget stops has no maps and is listed in the stops."""
     out: dict[str, torch.Tensor] = {}
+    stops: Stops = []
     for cls in methods:
         torch.manual_seed(derive_seed(seed, f"saliency.{cls.name}"))
         explainer = cls.build(model, ctx)
-        out[cls.name] = (explainer.attribute(x, target) if signed
-                         else explainer.explain(x, target))
-    return out
+        try:
+            with counted(model, (budgets or {}).get(cls.name), len(x)):
+                out[cls.name] = (explainer.attribute(x, target) if signed
+                                 else explainer.explain(x, target))
+        except BudgetExhausted as stop:
+            stops.append((cls, stop.reason))
+    return out, stops
+
+
+class AllStopped(Exception):
+    """Every selected explainer was stopped by its budget: nothing is left to score."""
+
+    def __init__(self, sel: Selection) -> None:
+        super().__init__("every explainer stopped at its budget")
+        self.selection = sel
+
+
+def without(sel: Selection, stops: Stops, where: str) -> Selection:
+    """``sel`` less the stopped methods (``where``: the maps), or only noting them (the sanity
+    rerun: the method keeps its scores but has no sanity value)."""
+    if not stops:
+        return sel
+    gone = {c for c, _ in stops}
+    noted = sel.stopped + tuple((c.title, why, where) for c, why in stops)
+    methods = sel.methods if where != "maps" else tuple(c for c in sel.methods if c not in gone)
+    if not methods:
+        raise AllStopped(replace(sel, methods=methods, stopped=noted))
+    return replace(sel, methods=methods, stopped=noted)
 
 
 def sanity(subject: Subject, p: SaliencyParams, methods: Sequence[type[Explainer]],
            ctx: ExplainContext, x: torch.Tensor, target: torch.Tensor,
-           maps: dict[str, torch.Tensor]
-           ) -> tuple[dict[str, float], dict[str, torch.Tensor], str | None]:
+           maps: dict[str, torch.Tensor], budgets: dict[str, Budget] | None = None
+           ) -> tuple[dict[str, float], dict[str, torch.Tensor], str | None, Stops]:
     """Rank correlation of each method's maps with those of a randomised copy of the model:
-    (rho per method, the random model's maps, why the model could not be randomised)."""
+    (rho per method, the random model's maps, why the model could not be randomised, the
+    methods their budget stopped on the rerun)."""
     k = min(p.sanity_samples, len(x))
     if k < 2:
-        return {}, {}, None
+        return {}, {}, None, []
     try:
         rmodel = randomize_parameters(subject.model, derive_seed(subject.seed,
                                                                   "saliency.randomize"))
     except Exception as e:  # e.g. a TorchScript model that cannot be copied
-        return {}, {}, type(e).__name__
-    rmaps = explain_each(methods, rmodel, ctx, x[:k], target[:k], subject.seed)
+        return {}, {}, type(e).__name__, []
+    rmaps, stops = explain_each(methods, rmodel, ctx, x[:k], target[:k], subject.seed,
+                                budgets=budgets)
     # a constant map of the random model (e.g. Grad-CAM all zero) shares no ranking
     rho = {m: float(torch.nan_to_num(spearman_rows(maps[m][:k], r), nan=0.0).mean())
            for m, r in rmaps.items()}
-    return rho, rmaps, None
+    return rho, rmaps, None, stops
 
 
 def method_scores(methods: Sequence[type[Explainer]], faith: dict[str, Faithfulness],
@@ -160,13 +200,17 @@ def measure_image(subject: Subject, p: SaliencyParams, sample: ImageSample,
                          gradient_batch=max(8, subject.batch_size // 4),
                          layer=None if sel.layer is None else sel.layer.name)
     x, target, n = sample.x, sample.target, sample.n
-    maps = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed)
+    budgets = budgets_for(sel.methods, p)
+    maps, stops = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed,
+                               budgets=budgets)
+    sel = without(sel, stops, "maps")
     gen = subject.generator("saliency.faithfulness")
     rand = faithfulness(proba, x[:n], target[:n], random_maps((n, *x.shape[2:]), gen),
                         sample.baseline, p.deletion_steps, gen)
     faith = {m: faithfulness(proba, x[:n], target[:n], v[:n], sample.baseline,
                              p.deletion_steps, gen) for m, v in maps.items()}
-    rho, rmaps, error = sanity(subject, p, sel.methods, ctx, x, target, maps)
+    rho, rmaps, error, stops = sanity(subject, p, sel.methods, ctx, x, target, maps, budgets)
+    sel = without(sel, stops, "sanity rerun")
     scores = method_scores(sel.methods, faith, rand, rho)
     loc: dict[str, Localisation] | None = None
     area = shortcut = None

@@ -10,7 +10,8 @@ from audit.saliency.registry import default_methods
 QUICK: dict[str, Any] = {
     "samples": 12, "ig_steps": 16, "smoothgrad_samples": 8, "lime_samples": 200,
     "lime_tabular_samples": 400, "deletion_steps": 10, "sanity_samples": 6, "gallery": 3,
-    "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8}
+    "featvis_steps": 48, "shortcut_samples": 300, "occlusion_windows": 8,
+    "explainer_evaluations": 5000, "explainer_seconds": 60.0}
 """``--quick`` overrides: fewer samples and steps, the same methods."""
 
 
@@ -46,5 +47,10 @@ class SaliencyParams:
     reliance_high: float = 0.5  # prediction change outside the object for a high finding
     object_focus_low: float = 1.0  # object focus below this: saliency prefers the background
     tabular_top: int = 15  # features listed in the importance table and plot
+    explainer_evaluations: int = 20000
+    """Forward passes per explained sample one explainer may use in one run; past it the
+    explainer stops and is left out of the scores (a budget finding says so)."""
+    explainer_seconds: float = 600.0
+    """Wall time one explainer may use over the whole check (its sanity rerun included)."""
 
 

@@ -10,7 +10,14 @@ import torch
 
 from audit.saliency.base import ExplainContext
 from audit.saliency.evaluation import Selection, TabularEvaluation
-from audit.saliency.measure import explain_each, method_scores, probabilities, sanity
+from audit.saliency.measure import (
+    budgets_for,
+    explain_each,
+    method_scores,
+    probabilities,
+    sanity,
+    without,
+)
 from audit.saliency.metrics import faithfulness, random_maps, spearman_rows
 from audit.saliency.registry import default_methods, explainer_for, title_of
 from audit.saliency.settings import SaliencyParams
@@ -48,7 +55,10 @@ def measure_tabular(subject: Subject, p: SaliencyParams, sel: Selection) -> Tabu
                          noise=float(p.smoothgrad_noise * std.mean()),
                          seed=derive_seed(subject.seed, "saliency.lime"), background=data.x,
                          feature_names=names)
-    signed = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed, signed=True)
+    budgets = budgets_for(sel.methods, p)
+    signed, stops = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed,
+                                 signed=True, budgets=budgets)
+    sel = without(sel, stops, "maps")
     maps = {m: v.abs() for m, v in signed.items()}
     gen = subject.generator("saliency.faithfulness")
     rand = faithfulness(proba, x, target, random_maps(tuple(x.shape), gen), baseline,
@@ -56,7 +66,8 @@ def measure_tabular(subject: Subject, p: SaliencyParams, sel: Selection) -> Tabu
     faith = {m: faithfulness(proba, x, target, v, baseline, p.deletion_steps, gen)
              for m, v in maps.items()}
     norm = {m: v / v.amax(dim=1, keepdim=True).clamp(min=1e-12) for m, v in maps.items()}
-    rho, _, error = sanity(subject, p, sel.methods, ctx, x, target, norm)
+    rho, _, error, stops = sanity(subject, p, sel.methods, ctx, x, target, norm, budgets)
+    sel = without(sel, stops, "sanity rerun")
     mean_abs = {m: v.mean(0).numpy() for m, v in maps.items()}
     ranks = np.mean([np.argsort(np.argsort(-v)) for v in mean_abs.values()], axis=0)
     order = np.argsort(ranks, kind="stable")[: p.tabular_top]
