@@ -74,7 +74,10 @@ class Check(ABC, Generic[P]):
         self.params: P = params if params is not None else cast(P, self.Params())
 
     def applies(self, subject: Subject) -> str | None:
-        """``None`` when the check can run on ``subject``, else the reason it is skipped."""
+        """``None`` when the check can run on ``subject``, else the reason it is skipped. Raise
+        :class:`~audit.errors.DataError` when an input only the user can give is missing: a
+        check named in ``--checks`` then stops the run (exit 2); in the default selection the
+        message is the skip reason."""
         return None
 
     @abstractmethod

@@ -27,6 +27,7 @@ from audit.config import AuditConfig, resolve_config
 from audit.crosscheck import CROSSCHECK, Audited, cross_check_section
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
+from audit.datasets.tabular import missing_sensitive
 from audit.errors import DataError, UsageError
 from audit.execution import execute_check, seed_everything
 from audit.isolation import isolated_checks, run_isolated
@@ -68,9 +69,7 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
                             "or a bundled tabular dataset)")
         missing = [c for c in sens if c not in frame.columns]
         if missing:
-            raise DataError(f"sensitive column(s) {', '.join(missing)} not in the data; "
-                            f"columns are {', '.join(map(str, frame.columns[:20]))}; pass "
-                            "--sensitive COLUMN naming one of them")
+            raise missing_sensitive(missing, f"not in {data.name}", frame)
         data.extras["sensitive"] = sens
     if card is not None:
         validate_against_card(data, card)
@@ -91,7 +90,8 @@ def build_subject(
     batch_size: int = 256,
 ) -> Subject:
     """Load model and data and check that the model runs on them (raises on any problem)."""
-    loaded = _as_loaded(model, card) if isinstance(model, LoadedModel | torch.nn.Module) \
+    in_memory = LoadedModel | torch.nn.Module | torch.export.ExportedProgram
+    loaded = _as_loaded(model, card) if isinstance(model, in_memory) \
         else load_model(_path_or_name(model, "model"), arch=arch, card=card,
                         trust_checkpoint=trust_checkpoint)
     model_card = loaded.card
@@ -132,13 +132,17 @@ def _path_or_name(value: object, what: str) -> str | Path:
     raise UsageError(f"{what} must be {accepted}, not {type(value).__name__}")
 
 
-def _as_loaded(model: LoadedModel | torch.nn.Module, card: str | Path | None) -> LoadedModel:
-    """A model object as a :class:`LoadedModel`: an ``nn.Module`` gets the ``card`` given (or
-    none: then one is inferred from the data) and the sha256 of its weights."""
+def _as_loaded(model: Any, card: str | Path | None) -> LoadedModel:
+    """A model object as a :class:`LoadedModel`: an ``nn.Module`` (a TorchScript module or an
+    ``ExportedProgram`` too, given layers that take hooks) gets the ``card`` given (or none:
+    then one is inferred from the data) and the sha256 of its weights."""
     if isinstance(model, LoadedModel):
         return model
     import hashlib
 
+    from audit.loading import hookable
+
+    model = hookable(model)
     h = hashlib.sha256()
     for k, v in model.state_dict().items():
         h.update(k.encode())

@@ -314,3 +314,20 @@ def test_missing_module_message_for_a_pickle_saved_elsewhere(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     with pytest.raises(CheckpointError, match="module 'sidefx'.*holds sidefx.py"):
         load_model(root / "tiny.pt", trust_checkpoint=True)
+
+
+def test_in_memory_torchscript_and_export_get_grad_cam() -> None:
+    """``run_audit`` on a TorchScript module or an ExportedProgram object (not a file) gives
+    them hookable layers, so Grad-CAM runs as on the file."""
+    from audit.paths import models_dir
+    from audit.runner import run_audit
+
+    eager = load_model("digits-cnn").model
+    x = torch.zeros(2, 1, 8, 8)
+    card = models_dir() / "digits-cnn" / "card.json"
+    for obj in (torch.jit.trace(eager, x), torch.export.export(eager, (x,), dynamic_shapes={
+            "x": {0: torch.export.Dim("batch", min=1, max=4096)}})):
+        res = run_audit(obj, card=card, checks=["saliency"], quick=True,
+                        params={"saliency": {"featvis": False}})
+        sal = res.sections[0]
+        assert sal.error is None and "gradcam.gain_over_random" in sal.metrics, type(obj)

@@ -207,6 +207,20 @@ def _categories(series: pd.Series) -> pd.Series:
     return text.fillna(MISSING).where(~text.isin(MISSING_TOKENS), MISSING).astype(str)
 
 
+def list_columns(frame: pd.DataFrame, limit: int = 25) -> str:
+    """The frame's column names for a message: ``a, b, c and 3 more``."""
+    names = [str(c) for c in frame.columns]
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                       if len(names) > limit else "")
+
+
+def missing_sensitive(missing: list[str], where: str, frame: pd.DataFrame) -> DataError:
+    """The one error for sensitive columns the data does not hold (``where`` names who
+    asked and the data, e.g. "named by --sensitive not in test.csv")."""
+    return DataError(f"sensitive column(s) {', '.join(missing)} {where}; its columns are "
+                     f"{list_columns(frame)}; pass --sensitive COLUMN naming one of them")
+
+
 def card_encoder(card: ModelCard) -> TabularEncoder | None:
     """The encoder stored in ``card.extra["encoder"]``, or ``None`` when the card has none."""
     spec = card.extra.get("encoder")

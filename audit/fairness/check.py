@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 
 from audit.checks import Check, register
+from audit.datasets.tabular import list_columns, missing_sensitive
 from audit.errors import ConfigError, DataError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
@@ -41,12 +41,6 @@ def sensitive_source(subject: Subject, params: FairnessParams) -> tuple[list[str
     if from_data:
         return [str(c) for c in from_data], "the data"
     return list(subject.card.sensitive or []), "the card's 'sensitive'"
-
-
-def _columns(frame: pd.DataFrame, limit: int = 25) -> str:
-    names = [str(c) for c in frame.columns]
-    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
-                                       if len(names) > limit else "")
 
 
 def positive_index(classes: list[str], positive_class: str) -> int | None:
@@ -84,13 +78,12 @@ class FairnessCheck(Check[FairnessParams]):
         where = subject.data.name
         if not cols:
             raise DataError(f"no sensitive column to assess fairness by: none was passed and "
-                            f"the card names none; the columns of {where} are {_columns(frame)}; "
-                            "pass --sensitive COLUMN (or list it in the card's 'sensitive')")
+                            f"the card names none; the columns of {where} are "
+                            f"{list_columns(frame)}; pass --sensitive COLUMN (or list it in the "
+                            "card's 'sensitive')")
         missing = [c for c in cols if c not in frame.columns]
         if missing:
-            raise DataError(f"sensitive column(s) {', '.join(missing)} named by {source} not in "
-                            f"{where}; its columns are {_columns(frame)}; pass --sensitive "
-                            "COLUMN naming one of them")
+            raise missing_sensitive(missing, f"named by {source} not in {where}", frame)
         classes = subject.card.classes
         if positive_index(classes, p.positive_class) is None:
             raise DataError(f"the model has {len(classes)} classes ({', '.join(classes[:10])}); "

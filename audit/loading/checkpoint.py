@@ -22,6 +22,7 @@ folder too, as ``--arch`` would. Loading never falls back to full pickle silentl
 
 from __future__ import annotations
 
+import io
 import json
 import zipfile
 from collections.abc import Mapping
@@ -156,7 +157,12 @@ def hookable(model: Any) -> nn.Module:
     refuse hooks) as a :class:`~audit.loading.scripted.ScriptedModel`, an ``ExportedProgram``
     as the module :func:`~audit.loading.exported.from_program` makes; others unchanged."""
     if isinstance(model, torch.jit.ScriptModule):
-        return ScriptedModel(model)
+        # a fresh trace or script is not yet in the form torch.jit.load gives, whose graph
+        # ScriptedModel taps: a round trip through memory makes it so
+        buffer = io.BytesIO()
+        torch.jit.save(model, buffer)
+        buffer.seek(0)
+        return ScriptedModel(torch.jit.load(buffer, map_location="cpu"))
     if isinstance(model, torch.export.ExportedProgram):
         return from_program(model)[0]
     if not isinstance(model, nn.Module):

@@ -268,16 +268,6 @@ class ChunkedExport(Rehosted):
         self.flat.share(self.impl)
         return self
 
-    def layer_tree(self) -> Iterator[tuple[str, str]]:
-        for path, mod in self._real.items():
-            if path:
-                yield path, str(getattr(mod, "original_name", type(mod).__name__))
-
-    def real_tensors(self, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        mod = self._real[path]
-        return ({k: v for k, v in mod._parameters.items() if v is not None},
-                {k: v for k, v in mod._buffers.items() if v is not None})
-
     def train(self, mode: bool = True) -> ChunkedExport:
         nn.Module.train(self, mode)  # the graph is fixed; only the flags follow
         return self

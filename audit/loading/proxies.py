@@ -72,14 +72,20 @@ class Rehosted(nn.Module):
         self.bind()
 
     impl: Any
+    _real: dict[str, Any]
+    """The real model's modules by dotted name; subclasses set it before ``__init__``."""
 
-    @abstractmethod
     def layer_tree(self) -> Iterator[tuple[str, str]]:
         """``(dotted name, class name)`` of each real layer, parents before children."""
+        for path, mod in self._real.items():
+            if path:
+                yield path, str(getattr(mod, "original_name", type(mod).__name__))
 
-    @abstractmethod
     def real_tensors(self, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
         """The real parameters and buffers owned by the layer ``path`` ("" for the root)."""
+        mod = self._real[path]
+        return ({k: v for k, v in mod._parameters.items() if v is not None},
+                {k: v for k, v in mod._buffers.items() if v is not None})
 
     @abstractmethod
     def run(self, *args: Any) -> Any:

@@ -52,18 +52,8 @@ class ScriptedModel(Rehosted):
 
     def __init__(self, impl: Any) -> None:
         self._compiled: dict[frozenset[str], tuple[Any, list[_Record]]] = {}
-        self._modules_by_path = dict(impl.named_modules())
+        self._real = dict(impl.named_modules())
         super().__init__(impl)
-
-    def layer_tree(self) -> Iterator[tuple[str, str]]:
-        for path, mod in self._modules_by_path.items():
-            if path:
-                yield path, str(getattr(mod, "original_name", type(mod).__name__))
-
-    def real_tensors(self, path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        mod = self._modules_by_path[path]
-        return (dict(mod.named_parameters(recurse=False)),
-                dict(mod.named_buffers(recurse=False)))
 
     def run(self, *args: Any) -> Any:
         return self.impl(*args)
@@ -72,7 +62,7 @@ class ScriptedModel(Rehosted):
         key = frozenset(paths)
         if key not in self._compiled:
             try:
-                self._compiled[key] = tapped_forward(self.impl, self._modules_by_path, key)
+                self._compiled[key] = tapped_forward(self.impl, self._real, key)
             except Exception as e:  # internal graph API: say why instead of failing the audit
                 self.layer_note = ("TorchScript: its layers could not be tapped "
                                    f"({type(e).__name__}: {str(e).splitlines()[0][:120]})")

@@ -31,6 +31,7 @@ class Selection:
     kind: Modality
     methods: tuple[type[Explainer], ...]
     no_layer: tuple[str, ...] = ()  # need a spatial layer the model does not have
+    no_layer_reason: str = ""  # why the model exposes no layer, when the format knows
     not_for_kind: tuple[str, ...] = ()  # do not apply to this kind of data
     layer: LayerChoice | None = None
     stopped: tuple[tuple[str, str, str], ...] = ()

@@ -45,11 +45,13 @@ def selection_findings(sel: Selection) -> list[Finding]:
     """Methods that could not run: no spatial layer for a CAM, or not for this kind of data."""
     out: list[Finding] = []
     if sel.no_layer:
+        why = (f"The model exposes no layer to hook: {sel.no_layer_reason}"
+               if sel.no_layer_reason else "No submodule outputs a (C, h, w) feature map (or "
+               "the model does not support forward hooks)")
         out.append(NO_SPATIAL_LAYER(
             Severity.INFO, "Grad-CAM skipped: the model has no spatial layer",
-            ("No submodule outputs a (C, h, w) feature map (or the model does not support "
-             f"forward hooks), so {', '.join(sel.no_layer)} cannot run; the other methods "
-             "explain the model."),
+            (f"{why}, so {', '.join(sel.no_layer)} cannot run; the other methods explain the "
+             "model."),
             recommendation="Pass --layer NAME to name a convolutional layer if the "
                            "model has one."))
     if sel.stopped:

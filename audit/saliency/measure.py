@@ -29,7 +29,7 @@ from audit.saliency.evaluation import (
     Selection,
 )
 from audit.saliency.featvis import ActivationMaximisation
-from audit.saliency.layers import find_target_layer
+from audit.saliency.layers import find_target_layer, unavailable_reason
 from audit.saliency.metrics import (
     Faithfulness,
     ProbaFn,
@@ -103,6 +103,7 @@ def select_image(subject: Subject, p: SaliencyParams, x: torch.Tensor) -> Select
     if info is None:
         return Selection("image", tuple(c for c in methods if not c.needs_layer),
                          no_layer=tuple(c.title for c in methods if c.needs_layer),
+                         no_layer_reason=unavailable_reason(subject.model) or "",
                          not_for_kind=other)
     layer = LayerChoice(info.name, info.shape, automatic=p.layer is None)
     return Selection("image", tuple(methods), not_for_kind=other, layer=layer)
