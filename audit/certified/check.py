@@ -18,6 +18,7 @@ from audit.certified.measure import measure_certified
 from audit.certified.params import CARD_KEY, CertifiedParams, sigmas_of
 from audit.certified.section import certified_section
 from audit.checks import Check, classifier_with_data, register
+from audit.errors import DataError
 from audit.result import Section
 from audit.subject import Subject
 
@@ -37,9 +38,10 @@ class CertifiedCheck(Check[CertifiedParams]):
         if reason is not None:
             return reason
         if not sigmas_of(self.params, subject):
-            return (f"no smoothing noise level known: the card has no robustness.{CARD_KEY} "
-                    "and [checks.certified] sigmas is not set (train one with audit harden "
-                    "MODEL --method smoothing --sigma 0.25)")
+            # an input only the user can give: asked for by name, the run stops (exit 2)
+            raise DataError(f"no smoothing noise level known: the card has no robustness."
+                            f"{CARD_KEY} and [checks.certified] sigmas is not set (train one "
+                            "with audit harden MODEL --method smoothing --sigma 0.25)")
         return None
 
     def run(self, subject: Subject) -> Section:
