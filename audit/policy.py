@@ -147,6 +147,7 @@ CHECK_CRASHED = kind("{check}.crashed", Category.COVERAGE,
                      "A check crashed the process it ran in; its results are missing (high).")
 CHECK_BUDGET = kind("{check}.budget", Category.COVERAGE,
                     "An attack or explainer stopped at its budget (evaluations per sample or "
-                    "wall time): its numbers cover only what it finished (medium).")
+                    "wall time): its numbers cover only what it finished (medium; high when "
+                    "nothing of the check finished).")
 CHECK_SKIPPED = kind("{check}.skipped", Category.COVERAGE,
                      "A check that was asked for does not apply to this model or data.")

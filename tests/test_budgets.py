@@ -250,7 +250,9 @@ def test_stopped_explainers_are_left_out_and_reported(tmp_path: Path,
                     params={"saliency": {"explainer_seconds": 1e-6, "featvis": False}})
     sal = _section(res, "saliency")
     assert sal.status == "error" and "budget" in (sal.error or "")
-    assert any(f.id == "saliency.budget" for f in sal.findings)
+    # nothing was scored: high, so the verdict fails as for an errored check
+    assert [f.severity.value for f in sal.findings if f.id == "saliency.budget"] == ["high"]
+    assert res.summary["status"] == "fail"
     assert _section(res, "performance").status != "error"
 
 

@@ -66,7 +66,8 @@ class SaliencyCheck(Check[SaliencyParams]):
         try:
             return self._run(subject)
         except AllStopped as stop:
-            return self.section(status="error", findings=selection_findings(stop.selection),
+            return self.section(status="error",
+                                findings=selection_findings(stop.selection, incomplete=True),
                                 error="every explainer stopped at its budget",
                                 summary="Every explanation method stopped at its budget "
                                         "before finishing; nothing was scored.")

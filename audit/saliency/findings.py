@@ -41,8 +41,10 @@ NO_MASKS = kind(
     "Localisation and the shortcut test were skipped: the data has no object masks.")
 
 
-def selection_findings(sel: Selection) -> list[Finding]:
-    """Methods that could not run: no spatial layer for a CAM, or not for this kind of data."""
+def selection_findings(sel: Selection, incomplete: bool = False) -> list[Finding]:
+    """Methods that could not run: no spatial layer for a CAM, not for this kind of data, or
+    stopped by their budget (high with ``incomplete``: none is left, nothing was scored, so the
+    audit is incomplete as when a check errors)."""
     out: list[Finding] = []
     if sel.no_layer:
         why = (f"The model exposes no layer to hook: {sel.no_layer_reason}"
@@ -58,9 +60,10 @@ def selection_findings(sel: Selection) -> list[Finding]:
         listed = "; ".join(f"{t} by its {'evaluation' if why == 'evaluations' else 'time'} "
                            f"budget ({where})" for t, why, where in sel.stopped)
         out.append(CHECK_BUDGET(
-            Severity.MEDIUM, check="saliency",
-            title=f"{len(sel.stopped)} explainer run{'s' if len(sel.stopped) > 1 else ''} "
-                  "stopped at the budget",
+            Severity.HIGH if incomplete else Severity.MEDIUM, check="saliency",
+            title=("Every explainer stopped at the budget: nothing was scored" if incomplete
+                   else f"{len(sel.stopped)} explainer run{'s' if len(sel.stopped) > 1 else ''} "
+                        "stopped at the budget"),
             detail=(f"Stopped: {listed}. A method stopped on its maps is left out of the "
                     "scores; one stopped on the sanity rerun has no sanity value."),
             evidence={"stopped": [list(s) for s in sel.stopped]},
