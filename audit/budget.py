@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -25,7 +25,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-__all__ = ["BestSeen", "Budget", "BudgetExhausted", "CountingModel", "Stop", "counted"]
+__all__ = ["BestSeen", "Budget", "BudgetExhausted", "CountingModel", "Stop", "check_budget",
+           "counted"]
 
 Stop = Literal["", "evaluations", "time"]
 
@@ -54,6 +55,15 @@ class Budget:
         return ", ".join(parts) or "no limit"
 
 
+def check_budget(rows: int, limit: int | None, deadline: float | None) -> None:
+    """Raise :class:`BudgetExhausted` when ``rows`` evaluations would pass ``limit`` or the
+    clock is past ``deadline`` (a ``time.perf_counter()`` value)."""
+    if limit is not None and rows > limit:
+        raise BudgetExhausted("evaluations")
+    if deadline is not None and time.perf_counter() > deadline:
+        raise BudgetExhausted("time")
+
+
 class BudgetExhausted(Exception):
     """Raised by :class:`CountingModel` when the next forward pass would exceed the budget."""
 
@@ -65,9 +75,10 @@ class BudgetExhausted(Exception):
 class BestSeen:
     """The smallest in-ball misclassified point seen per sample (see the module doc)."""
 
-    def __init__(self, x: Tensor, y: Tensor, eps: Tensor | None, norm: str,
-                 bounds: tuple[float, float]) -> None:
-        self.x, self.y, self.eps, self.norm = x, y, eps, norm
+    def __init__(self, x: Tensor, y: Tensor, eps: Tensor | None,
+                 size: Callable[[Tensor], Tensor], bounds: tuple[float, float]) -> None:
+        """``size`` gives the per-sample norm of a perturbation (the attack's own)."""
+        self.x, self.y, self.eps, self.size = x, y, eps, size
         self.best = x.clone()
         self.norms = torch.full((int(x.shape[0]),), math.inf, device=x.device)
         scale = max(abs(bounds[0]), abs(bounds[1]), 1.0)
@@ -81,10 +92,7 @@ class BestSeen:
         self.seen = True
         with torch.no_grad():
             wrong = logits.detach().argmax(dim=1) != self.y
-            flat = (inputs.detach() - self.x).flatten(1)
-            d = (flat.abs().amax(dim=1) if self.norm == "linf" else flat.norm(dim=1)) \
-                if flat.shape[1] else torch.zeros_like(self.norms)
-            d = d.to(self.norms.dtype)
+            d = self.size(inputs.detach() - self.x).to(self.norms.dtype)
             if self.eps is not None:
                 wrong &= d <= self.eps * (1 + 1e-5) + self.slack
             better = wrong & (d < self.norms)
@@ -116,10 +124,7 @@ class CountingModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         n = int(x.shape[0])
-        if self.limit is not None and self.forwards + n > self.limit:
-            raise BudgetExhausted("evaluations")
-        if self.deadline is not None and time.perf_counter() > self.deadline:
-            raise BudgetExhausted("time")
+        check_budget(self.forwards + n, self.limit, self.deadline)
         out: Tensor = self.model(x)
         self.forwards += n
         if self.tracker is not None:
@@ -148,16 +153,13 @@ def counted(model: nn.Module, budget: Budget | None, samples: int) -> Iterator[l
     def check(_module: nn.Module, args: tuple[object, ...]) -> None:
         first = args[0] if args else None
         n = int(first.shape[0]) if isinstance(first, Tensor) and first.ndim else 1
-        if limit is not None and rows[0] + n > limit:
-            raise BudgetExhausted("evaluations")
-        if deadline is not None and time.perf_counter() > deadline:
-            raise BudgetExhausted("time")
+        check_budget(rows[0] + n, limit, deadline)
         rows[0] += n
 
     try:
         handle = model.register_forward_pre_hook(check)
     except (RuntimeError, AttributeError, NotImplementedError):
-        handle = None  # a module without hooks (TorchScript): only the time is checked after
+        handle = None  # a module without hooks (TorchScript): checked only as each run starts
     try:
         if deadline is not None and deadline <= t0:
             raise BudgetExhausted("time")

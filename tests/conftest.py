@@ -50,6 +50,24 @@ def digits_performance(digits_loaded: LoadedModel) -> AuditResult:
     return run_audit(digits_loaded, checks=["performance"], seed=0)
 
 
+Cli = Callable[..., tuple[int, str, str]]
+"""The in-process CLI runner's type: ``cli(*args) -> (exit code, stdout, stderr)``."""
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """Run ``audit ARGS`` in this process: (exit code, stdout, stderr)."""
+    from audit.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run
+
+
 @pytest.fixture
 def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run ``python -m audit ARGS`` in a subprocess (cwd = tmp_path unless given)."""

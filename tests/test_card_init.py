@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import Cli
 from user_models import (
     ENCODER,
     IMAGE_CLASSES,
@@ -27,22 +28,6 @@ from user_models import (
 
 from audit.apps.card_data import infer_range, suggest_sensitive
 from audit.card import ModelCard
-
-Cli = Callable[..., tuple[int, str, str]]
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """Run ``audit ARGS`` in this process: (exit code, stdout, stderr)."""
-    from audit.cli._main import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import Cli
 from scipy.stats import binomtest, norm
 from torch import Tensor, nn
 
@@ -27,7 +27,6 @@ from audit.certified.training import GaussianAugmentLoss, SmoothingConfig, smoot
 from audit.training import TrainConfig, Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-Cli = Callable[..., tuple[int, str, str]]
 
 
 # --- the bounds ----------------------------------------------------------------------------
@@ -377,18 +376,6 @@ def small_digits_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.savez(path, x=d.x[:160].numpy(), y=d.y[:160].numpy())
     return path
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    from audit.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 # --- the bundled model ---------------------------------------------------------------------

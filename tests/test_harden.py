@@ -9,12 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import Cli
 from reproduction import (
     ACCURACY_TOLERANCE,
     ROBUST_ACCURACY_TOLERANCE,
@@ -29,7 +29,6 @@ from audit.loading import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
-Cli = Callable[..., tuple[int, str, str]]
 TINY = ["--epochs", "2", "--steps", "2", "--batch-size", "32", "--threads", "1",
         "--val-fraction", "0.2"]
 
@@ -44,19 +43,6 @@ def small_digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.savez(path, x=d.x[:160].numpy(), y=d.y[:160].numpy())
     return path
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
-    """Run ``audit ARGS`` in this process: (exit code, stdout, stderr)."""
-    from audit.cli import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def _env() -> dict[str, str]:

@@ -13,35 +13,21 @@ their project folder, with their ``mynets.py``, state-dict weights, ``card.json`
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
+from conftest import Cli
 from user_models import Project, write_image_project, write_tabular_project
 
 from audit.card import ModelCard
 
-Cli = Callable[..., tuple[int, str, str]]
 # quick training: the point is the plumbing around it, not the robustness reached
 FAST = ["--epochs", "1", "--steps", "2", "--batch-size", "64", "--threads", "1", "--quick",
         "--no-progress"]
 
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """Run ``audit ARGS`` in this process: (exit code, stdout, stderr)."""
-    from audit.cli._main import main
-
-    def run(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main(list(args))
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 @pytest.fixture(scope="module")

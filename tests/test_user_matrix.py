@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import save_file
-from user_models import Project, write_image_project, write_tabular_project
+from user_models import Project, import_mynets, write_image_project, write_tabular_project
 
 from audit.cli._main import main
 
@@ -32,17 +31,9 @@ TIMES: dict[str, float] = {}
 
 
 def _user_model(project: Project) -> torch.nn.Module:
-    sys.path.insert(0, str(project.root))
-    try:
-        sys.modules.pop("mynets", None)
-        import mynets  # type: ignore[import-not-found]
-
-        card = json.loads(project.card.read_text())
-        model: torch.nn.Module = getattr(mynets, project.arch.split(":")[1])(
-            **card.get("arch_kwargs", {}))
-    finally:
-        sys.path.remove(str(project.root))
-        sys.modules.pop("mynets", None)
+    card = json.loads(project.card.read_text())
+    model: torch.nn.Module = getattr(import_mynets(project.root), project.arch.split(":")[1])(
+        **card.get("arch_kwargs", {}))
     model.load_state_dict(torch.load(project.weights, weights_only=True))
     return model.eval()
 

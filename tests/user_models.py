@@ -113,6 +113,12 @@ def gratings(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _module(root: Path) -> Any:
     (root / "mynets.py").write_text(MODULE)
+    return import_mynets(root)
+
+
+def import_mynets(root: Path) -> Any:
+    """The user's ``mynets`` module from ``root``, imported fresh and not left importable (the
+    tests must find it the way the tool does, from the user's folder)."""
     sys.path.insert(0, str(root))
     try:
         sys.modules.pop("mynets", None)

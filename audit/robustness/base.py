@@ -176,7 +176,8 @@ def _attack(attack: Attack, model: nn.Module, x: Tensor, y: Tensor,
     e = _eps_per_sample(attack, eps, x)
     start = _warm_start(attack, x_init, x, e)
     budget = attack.budget
-    tracker = BestSeen(x, y, e, attack.norm, attack.bounds) if budget else None
+    tracker = BestSeen(x, y, e, lambda d: perturbation_norms(d, attack.norm),
+                       attack.bounds) if budget else None
     counting = CountingModel(
         model, tracker=tracker, deadline=budget.deadline(t0) if budget else None,
         limit=budget.evaluations * int(x.shape[0])
