@@ -29,6 +29,7 @@ _CHECK_MODULES = [
     "audit.robustness.check",
     "audit.certified.check",
     "audit.fairness.check",
+    "audit.drift.check",
 ]
 
 
@@ -53,6 +54,9 @@ class Check(ABC, Generic[P]):
     description: ClassVar[str] = ""
     Params: ClassVar[type[Any]] = NoParams
     quick: ClassVar[dict[str, Any]] = {}
+    needs_labels: ClassVar[bool] = True
+    """Whether the check needs the data's labels; data without labels skips it (and is the
+    run's error when the check is named in ``--checks``)."""
     isolate: ClassVar[bool] = False
     """Run in a fresh process by default (:mod:`audit.isolation`): for checks whose native
     libraries could crash the audit; ``AUDIT_ISOLATE`` overrides."""

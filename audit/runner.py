@@ -41,16 +41,19 @@ ProgressFn = Callable[[str, float], None]
 
 
 def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | None = None,
-              sensitive: Sequence[str] | None = None, seed: int = 0) -> AuditData:
-    """Data named by ``--data`` (bundled name or file), or the card's dataset's test split."""
+              sensitive: Sequence[str] | None = None, seed: int = 0, labels: bool = True,
+              split: str = "test") -> AuditData:
+    """Data named by ``--data`` (a bundled name, ``name:train``/``name:test``, or a file), or
+    the card's dataset's ``split``. ``labels=False`` accepts a file without labels."""
     sens = list(sensitive) if sensitive else None
+    bundled = _bundled_spec(spec)
     if spec is None:
         if card is None or not card.dataset:
             raise UsageError("the model's card names no dataset; pass --data (a bundled "
                              f"dataset: {', '.join(dataset_names())}, or a .npz/.csv file)")
-        data = load_dataset(card.dataset, "test", seed)
-    elif str(spec) in dataset_names() and not Path(spec).exists():
-        data = load_dataset(str(spec), "test", seed)
+        data = load_dataset(card.dataset, split, seed)
+    elif bundled is not None:
+        data = load_dataset(bundled[0], bundled[1], seed)
     else:
         path = Path(spec)
         if not path.exists() and (path.suffix or len(path.parts) > 1):
@@ -61,7 +64,7 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
         if card is None:
             raise UsageError("a data file needs the model's card to be read; pass --card "
                              "card.json")
-        data = load_data_file(Path(spec), card, target, sens)
+        data = load_data_file(Path(spec), card, target, sens, labels=labels)
     if sens:
         frame = data.extras.get("frame")
         if frame is None:
@@ -76,6 +79,17 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
     return data
 
 
+def _bundled_spec(spec: str | Path | None) -> tuple[str, str] | None:
+    """``(name, split)`` when ``spec`` names a bundled dataset (``digits``, ``adult:train``)
+    and no file of that name exists."""
+    if spec is None or Path(spec).exists():
+        return None
+    name, _, split = str(spec).partition(":")
+    if name in dataset_names() and split in ("", "train", "test"):
+        return name, split or "test"
+    return None
+
+
 def build_subject(
     model: str | Path | LoadedModel | torch.nn.Module,
     *,
@@ -88,40 +102,58 @@ def build_subject(
     seed: int = 0,
     quick: bool = False,
     batch_size: int = 256,
+    reference: str | Path | AuditData | tuple[Any, Any] | None = None,
+    labels: bool = True,
 ) -> Subject:
-    """Load model and data and check that the model runs on them (raises on any problem)."""
+    """Load model and data (and the ``reference`` data of the drift check) and check that the
+    model runs on them (raises on any problem). ``labels=False`` accepts data without labels
+    (a file lacking its label column); the reference always needs labels."""
     in_memory = LoadedModel | torch.nn.Module | torch.export.ExportedProgram
     loaded = _as_loaded(model, card) if isinstance(model, in_memory) \
         else load_model(_path_or_name(model, "model"), arch=arch, card=card,
                         trust_checkpoint=trust_checkpoint)
     model_card = loaded.card
-    if isinstance(data, tuple | list):
-        data = in_memory_data(data, model_card)
-    elif data is not None and not isinstance(data, AuditData):
-        data = _path_or_name(data, "data")
-    if isinstance(data, AuditData):
-        audit_data = data
-        if model_card is not None:
-            validate_against_card(audit_data, model_card)
-    elif model_card is None:
-        if data is None:
-            raise UsageError(f"{loaded.path} has no card.json; pass --data (and --card to give "
-                             "class names and value range)")
-        audit_data = _load_cardless(Path(data) if Path(data).exists() else data, seed)
-    else:
-        audit_data = load_data(data, model_card, target=target, sensitive=sensitive, seed=seed)
+    if model_card is None and data is None:
+        raise UsageError(f"{loaded.path} has no card.json; pass --data (and --card to give "
+                         "class names and value range)")
+    audit_data = _audit_data(data, model_card, target=target, sensitive=sensitive, seed=seed,
+                             labels=labels)
     if model_card is None:
         model_card = infer_card(loaded, audit_data.x, audit_data.classes, audit_data.kind)
+    ref_data = None if reference is None else _audit_data(
+        reference, model_card, target=target, sensitive=sensitive, seed=seed, split="train")
+    if ref_data is not None and not ref_data.labelled:
+        raise DataError(f"the reference data {ref_data.source or ref_data.name} has no labels; "
+                        "the reference must be labelled (pass --target for a CSV)")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     loaded.model.to(device)
     subject = Subject(model=loaded.model, card=model_card, data=audit_data,
                       model_info=loaded.info(model_card), seed=seed, quick=quick, device=device,
-                      batch_size=batch_size)
+                      batch_size=batch_size, reference=ref_data)
     logits = subject.data_logits  # fails early, with a clear message, if the model is broken
     if logits.ndim != 2 or logits.shape[1] != model_card.num_classes:
         raise UsageError(f"the model returns shape {tuple(logits.shape)} but the card lists "
                          f"{model_card.num_classes} classes; fix the card's classes")
     return subject
+
+
+def _audit_data(data: str | Path | AuditData | tuple[Any, Any] | None,
+                card: ModelCard | None, *, target: str | None, sensitive: Sequence[str] | None,
+                seed: int, labels: bool = True, split: str = "test") -> AuditData:
+    """``--data`` or ``--reference`` as validated :class:`AuditData` (``None``: the card's
+    dataset's ``split``)."""
+    if isinstance(data, tuple | list):
+        return in_memory_data(data, card)
+    if isinstance(data, AuditData):
+        if card is not None:
+            validate_against_card(data, card)
+        return data
+    spec = None if data is None else _path_or_name(data, "data")
+    if card is None:
+        assert spec is not None  # build_subject refuses a cardless model without data
+        return _load_cardless(Path(spec) if Path(spec).exists() else spec, seed)
+    return load_data(spec, card, target=target, sensitive=sensitive, seed=seed, labels=labels,
+                     split=split)
 
 
 def _path_or_name(value: object, what: str) -> str | Path:
@@ -256,8 +288,12 @@ def run_checks(subject: Subject, config: AuditConfig,
 def _applies(check: Check, subject: Subject, forced: bool) -> str | None:
     """``check.applies(subject)``; a :class:`DataError` from it (an input only the user can
     name is missing, e.g. a sensitive column) is the run's error when the check was asked for
-    by name, and the reason it is skipped otherwise."""
+    by name, and the reason it is skipped otherwise. Data without labels is such a case for
+    every check that needs labels (``Check.needs_labels``)."""
     try:
+        if check.needs_labels and not subject.data.labelled:
+            raise DataError(f"{check.name} needs labelled data, and {subject.data.name} has "
+                            "none (pass --target COLUMN naming its label column)")
         return check.applies(subject)
     except DataError as e:
         if forced:
@@ -283,6 +319,8 @@ def run_audit(
     progress: bool | ProgressFn = False,
     command: str | None = None,
     isolate: bool | Sequence[str] | None = None,
+    reference: str | Path | AuditData | tuple[Any, Any] | None = None,
+    labels: bool = True,
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
@@ -295,6 +333,9 @@ def run_audit(
     ``isolate`` runs checks in a fresh process each (True: all, False: none, or a list of
     names; default: the ``AUDIT_ISOLATE`` environment variable, else the checks that declare
     ``isolate = True``), so a native crash in one is reported as that check's error.
+    ``reference`` (like ``data``; by default none) is the labelled data the ``drift`` check
+    compares ``data`` with; ``labels=False`` lets ``data`` lack labels (then only checks that
+    need none, such as ``drift``, apply).
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
@@ -315,7 +356,8 @@ def run_audit(
     seed_everything(cfg.seed)
     subject = build_subject(model, data=data, target=target, sensitive=sensitive, arch=arch,
                             card=card, trust_checkpoint=trust_checkpoint, seed=cfg.seed,
-                            quick=cfg.quick, batch_size=cfg.batch_size)
+                            quick=cfg.quick, batch_size=cfg.batch_size, reference=reference,
+                            labels=labels)
     selected = select_checks(subject, cfg, checks)
     progress_fn: ProgressFn | None = progress if callable(progress) else None
     ctx: Any = nullcontext()
@@ -333,6 +375,8 @@ def run_audit(
     duration = time.perf_counter() - t0
     effective = cfg.to_dict()
     effective["checks"] = [c.name for c, _ in selected] + ([CROSSCHECK] if crossed else [])
+    # a card's expected verdict is about its default audit, not a chosen subset of checks
+    effective["selection"] = "requested" if checks or cfg.checks else "default"
     effective["params"] = {s.check: s.params for s in sections}
     return AuditResult(
         tool={"name": "audit", "version": __version__},

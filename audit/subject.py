@@ -20,6 +20,11 @@ if TYPE_CHECKING:
     from audit.card import ModelCard
 
 
+UNLABELLED = -1
+"""The label of every sample of data loaded without labels (production data for the drift
+check): :attr:`AuditData.labelled` is False."""
+
+
 @dataclass
 class AuditData:
     """Data for an audit, in the model's input space.
@@ -40,6 +45,11 @@ class AuditData:
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
+
+    @property
+    def labelled(self) -> bool:
+        """False for data loaded without labels (every label is :data:`UNLABELLED`)."""
+        return not bool((self.y == UNLABELLED).any()) if len(self) else True
 
     @cached_property
     def sha256(self) -> str:
@@ -89,6 +99,8 @@ class Subject:
     quick: bool = False
     device: torch.device = field(default_factory=lambda: _cpu())
     batch_size: int = 256
+    reference: AuditData | None = None
+    """Labelled data the current data is compared with (the drift check); ``None``: none."""
 
     def logits(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
         """Model outputs for ``x`` in batches, without gradients, on the CPU.

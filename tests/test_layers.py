@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                           "audit.budget",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",
-                 "audit.certified", "audit.training"]),
+                 "audit.certified", "audit.training", "audit.drift"]),
     ("checks", ["audit.checks", "audit.performance", "audit.config", "audit.crosscheck",
                 "*.check", "*.findings",
                 "*.section"]),
@@ -29,7 +29,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                            "audit.report"]),
     ("applications", ["audit.cli", "audit.apps", "audit.zoo", "audit.__main__", "audit"]),
 ]
-AREAS = ("saliency", "surrogate", "robustness", "fairness", "certified")
+AREAS = ("saliency", "surrogate", "robustness", "fairness", "certified", "drift")
 
 
 def module_name(path: Path) -> str:

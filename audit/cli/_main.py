@@ -35,6 +35,7 @@ COMMAND_MODULES: list[str] = [
     "audit.cli.run",        # audit run, models, report, train
     "audit.cli.harden",     # audit harden
     "audit.cli.fairness",   # audit fairness, mitigate
+    "audit.cli.drift",      # audit drift
     "audit.cli.tools",      # audit diff, examples, config
     "audit.cli.card",       # audit card --init
 ]

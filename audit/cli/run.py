@@ -41,6 +41,9 @@ def run_cmd(
     data: Annotated[str | None, typer.Option(help="Bundled dataset name or a .npz/.csv file "
                                                   "(default: the card's dataset, test split).")
                     ] = None,
+    reference: Annotated[str | None, typer.Option(
+        help="Labelled reference data for the drift check (.npz/.csv file or bundled "
+             "dataset NAME[:train|:test]); without it the drift check is skipped.")] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run "
                                                     "(default: every check that applies).")
                       ] = None,
@@ -85,7 +88,7 @@ def run_cmd(
         model, data=data, checks=split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
-        progress=show_progress(progress), command=command_line())
+        progress=show_progress(progress), command=command_line(), reference=reference)
     raise finish_audit(result, out or Path("reports") / f"{safe_name(result.model['name'])}.html",
                        outputs)
 

@@ -15,16 +15,20 @@ import torch
 
 from audit.card import ModelCard
 from audit.errors import DataError
-from audit.subject import AuditData
+from audit.subject import UNLABELLED, AuditData
 
-CsvLoader = Callable[[Path, ModelCard, str | None, list[str] | None], AuditData]
+CsvLoader = Callable[..., AuditData]
+"""``(path, card, target, sensitive, *, labels=True) -> AuditData``; with ``labels=False`` a
+file without its label column loads unlabelled (every label :data:`UNLABELLED`)."""
 # Tabular loaders that know a card's encoding register here (keyed by card.dataset or "*").
 CSV_LOADERS: dict[str, CsvLoader] = {}
 
 
 def load_data_file(path: Path, card: ModelCard, target: str | None = None,
-                   sensitive: list[str] | None = None) -> AuditData:
-    """Load and validate a user data file for ``card``'s model."""
+                   sensitive: list[str] | None = None, *, labels: bool = True) -> AuditData:
+    """Load and validate a user data file for ``card``'s model. ``labels=False`` accepts a
+    file without labels (an .npz without ``y``, a CSV without the target column): its labels
+    are :data:`~audit.subject.UNLABELLED` (data from production, for the drift check)."""
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if path.is_dir():
@@ -32,10 +36,10 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
                         "dataset name")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        data = _load_npz(path, card)
+        data = _load_npz(path, card, labels)
     elif suffix == ".csv":
         loader = CSV_LOADERS.get(card.dataset or "", CSV_LOADERS.get("*", load_numeric_csv))
-        data = loader(path, card, target or card.target, sensitive)
+        data = loader(path, card, target or card.target, sensitive, labels=labels)
     else:
         raise DataError(f"unsupported data file {path.name}; use .npz (arrays x, y) or .csv "
                         "with --target COLUMN")
@@ -43,15 +47,18 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
     return data
 
 
-def _load_npz(path: Path, card: ModelCard) -> AuditData:
+def _load_npz(path: Path, card: ModelCard, labels: bool = True) -> AuditData:
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
             missing = {"x", "y"} - keys
+            if not labels and "x" in keys and "y" not in keys:
+                missing = set()
             if missing:
                 raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}; save with "
                                 "np.savez(path, x=inputs, y=labels)")
-            x, y = npz["x"], npz["y"]
+            x = npz["x"]
+            y = npz["y"] if "y" in keys else np.full(x.shape[:1], UNLABELLED, np.int64)
             masks = npz["masks"] if "masks" in keys else None
     except DataError:
         raise
@@ -84,19 +91,20 @@ def _load_npz(path: Path, card: ModelCard) -> AuditData:
 
 
 def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
-                     sensitive: list[str] | None) -> AuditData:
+                     sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
     """A CSV of numeric feature columns (the card's ``feature_names``, or all but the target)
-    and an integer or class-name target column."""
+    and an integer or class-name target column (optional with ``labels=False``)."""
     import pandas as pd
 
-    if not target:
+    if not target and labels:
         raise DataError(f"{path}: pass --target COLUMN naming the label column")
     try:
         frame = pd.read_csv(path)
     except (ValueError, OSError, UnicodeDecodeError) as e:
         raise DataError(f"{path} is not a readable CSV file ({str(e).splitlines()[0][:120]})") \
             from None
-    if target not in frame.columns:
+    labelled = bool(target) and target in frame.columns
+    if labels and not labelled:
         raise DataError(f"{path}: target column {target!r} not found; columns are "
                         f"{', '.join(map(str, frame.columns[:20]))}")
     features = card.input.feature_names or [c for c in frame.columns
@@ -108,7 +116,8 @@ def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
     if non_numeric:
         raise DataError(f"{path}: non-numeric column(s) {', '.join(non_numeric[:10])}; this "
                         "model takes numeric features only")
-    y = _labels(frame[target].to_numpy(), card.classes, path, target)
+    y = _labels(frame[target].to_numpy(), card.classes, path, str(target)) if labelled \
+        else np.full(len(frame), UNLABELLED, np.int64)
     x = frame[features].to_numpy(dtype=np.float32)
     return AuditData(name=path.stem, x=torch.from_numpy(x), y=torch.from_numpy(y),
                      kind="tabular", classes=list(card.classes), feature_names=list(features),
@@ -165,6 +174,8 @@ def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4) -
     if len(data.y) != len(data):
         raise DataError(f"{where}: {len(data)} samples but {len(data.y)} labels")
     ymin, ymax = int(data.y.min()), int(data.y.max())
+    if ymin == ymax == UNLABELLED:
+        return  # data without labels (loaded with labels=False)
     if ymin < 0 or ymax >= n_cls:
         raise DataError(f"{where}: labels span {ymin}..{ymax} but the model has {n_cls} classes "
                         f"(0..{n_cls - 1})")

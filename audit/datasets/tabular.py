@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from audit.errors import DataError
-from audit.subject import AuditData
+from audit.subject import UNLABELLED, AuditData
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -244,7 +244,7 @@ def read_csv(path: Path) -> pd.DataFrame:
 
 
 def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
-                     sensitive: list[str] | None) -> AuditData:
+                     sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
     """A user CSV of raw columns, encoded with the card's ``extra["encoder"]``.
 
     Falls back to :func:`audit.datasets.files.load_numeric_csv` when the card has no encoder.
@@ -254,20 +254,23 @@ def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
 
     encoder = card_encoder(card)
     if encoder is None:
-        return load_numeric_csv(path, card, target, sensitive)
+        return load_numeric_csv(path, card, target, sensitive, labels=labels)
     target = target or card.target or encoder.target
-    if not target:
+    if not target and labels:
         raise DataError(f"{path}: pass --target COLUMN naming the label column")
     frame = read_csv(path)
-    if target not in frame.columns:
+    if target and target in frame.columns:
+        names = frame[target].astype("string").str.strip().str.rstrip(".")
+        if names.isna().any():
+            row = int(np.flatnonzero(names.isna().to_numpy())[0])
+            raise DataError(f"{path}: target column {target!r} is empty in row {row + 1}")
+        frame[target] = names.astype(str)
+        y = _labels(frame[target].to_numpy(), card.classes, path, target)
+    elif labels:
         raise DataError(f"{path}: target column {target!r} not found; columns are "
                         f"{', '.join(map(str, frame.columns[:20]))}")
-    labels = frame[target].astype("string").str.strip().str.rstrip(".")
-    if labels.isna().any():
-        row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-        raise DataError(f"{path}: target column {target!r} is empty in row {row + 1}")
-    frame[target] = labels.astype(str)
-    y = _labels(frame[target].to_numpy(), card.classes, path, target)
+    else:
+        y = np.full(len(frame), UNLABELLED, np.int64)
     x = encoder.transform(frame, where=str(path))
     sens = list(sensitive) if sensitive else [c for c in card.sensitive if c in frame.columns]
     return AuditData(name=path.stem, x=torch.from_numpy(x), y=torch.from_numpy(y),

@@ -116,13 +116,18 @@ def nice_time(value: Any) -> str:
     return f"{m.group(1)} {m.group(2)}{' UTC' if m.group(5) else ''}"
 
 
-def expectation(card: Any, status: str, fail_on: str) -> str:
-    """What the card's ``verdict`` expects, and whether this audit agrees (empty: none)."""
+def expectation(card: Any, status: str, fail_on: str, requested: list[str] | None = None
+                ) -> str:
+    """What the card's ``verdict`` expects of its default audit, and whether this audit
+    agrees (empty: none); ``requested`` names the checks of an audit that ran only those."""
     v = card.get("verdict") if isinstance(card, dict) else None
     if not isinstance(v, dict) or v.get("expected") not in ("pass", "fail"):
         return ""
     expected, reason = str(v["expected"]), text(v.get("reason", ""))
     said = f"The card expects {expected.upper()} at --fail-on high: {reason}"
+    if requested is not None:
+        return (f"{said.rstrip('.')} (of its default audit; this one ran only "
+                f"{', '.join(requested)}, so the two are not comparable).")
     if fail_on != "high":
         return f"{said} (this audit fails on {fail_on}, so the two are not comparable)."
     agree = ("This audit agrees." if expected == status else

@@ -214,6 +214,13 @@ def _kvs(d: Any) -> list[KV]:
             for k, v in d.items()]
 
 
+def _requested(config: Any) -> list[str] | None:
+    """The checks of an audit that ran a requested subset (``None``: the default audit)."""
+    if not isinstance(config, dict) or config.get("selection") != "requested":
+        return None
+    return [text(c) for c in config.get("checks") or [] if c != "crosscheck"]
+
+
 def build_view(doc: dict[str, Any]) -> ReportView:
     """The normalised view of a result document (the dict form of an ``AuditResult``)."""
     summary = _get(doc, "summary", {}) or {}
@@ -281,7 +288,8 @@ def build_view(doc: dict[str, Any]) -> ReportView:
         counts=counts, total_findings=len(findings), status_counts=status_counts,
         headline=headline(status, fail_on, failing, counts,
                           [sec.status for sec in sections]),
-        expectation=expectation(_get(doc, "card", {}) or {}, status, fail_on),
+        expectation=expectation(_get(doc, "card", {}) or {}, status, fail_on,
+                                _requested(_get(doc, "config", {}) or {})),
         sections=sections, findings=ranked, top=_top(ranked),
         card=_card(_get(doc, "card", {}) or {}),
         card_metrics=[MetricView(text(k), fmt_value(v), as_float(v))

@@ -1,0 +1,1 @@
+"""Data and prediction drift between a reference and a current data set."""

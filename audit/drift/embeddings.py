@@ -1,0 +1,87 @@
+"""The audited model's own representation of its inputs: the input of its classification head.
+
+The head is found by tracing, as the Grad-CAM layer is (:func:`audit.saliency.layers.
+trace_layers`): walking back from the last module to finish, over the modules whose output has
+the logits' shape (a final ``Linear`` and any softmax or identity after it), the earliest of
+them is the head, and what it receives is the penultimate representation. A spatial input
+(a 1x1-convolution head) is averaged over its cells; anything else is flattened. A model whose
+layers cannot be hooked, or whose head takes no single tensor, falls back to its logits, and the
+result says so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from audit.saliency.layers import LayerInfo, trace_layers, unavailable_reason
+from audit.subject import Subject
+
+__all__ = ["Embedder", "find_head"]
+
+
+def find_head(model: nn.Module, sample: torch.Tensor) -> LayerInfo | None:
+    """The classification head of ``model``: the earliest of the trailing modules whose output
+    has the logits' shape (see the module doc), or ``None`` when none can be hooked."""
+    traced = [li for li in trace_layers(model, sample)
+              if li.calls == 1 and not list(li.module.children())]
+    if not traced:
+        return None
+    with torch.no_grad():
+        logits_shape = tuple(int(s) for s in model(sample).shape[1:])
+    head = None
+    for li in reversed(traced):
+        if li.shape != logits_shape:
+            break
+        head = li
+    return head
+
+
+@dataclass
+class Embedder:
+    """Penultimate-layer embeddings of a subject's model; ``layer`` names the head whose input
+    they are, ``note`` says why the logits stand in when no head could be hooked."""
+
+    subject: Subject
+    layer: str | None
+    note: str = ""
+
+    @classmethod
+    def of(cls, subject: Subject) -> Embedder:
+        """The embedder of ``subject``'s model (head found on two audit samples)."""
+        sample = subject.data.x[:2].to(subject.device)
+        head = find_head(subject.model, sample)
+        if head is None:
+            why = unavailable_reason(subject.model) or "no module of the model produces the logits"
+            return cls(subject, None, f"the logits stand in for the embeddings ({why})")
+        return cls(subject, head.name)
+
+    @property
+    def source(self) -> str:
+        """What the embeddings are, for the report."""
+        return f"input of {self.layer}" if self.layer else "logits"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(N, D)`` of ``x`` (float32 on the CPU), in the subject's batches."""
+        if self.layer is None:
+            return self.subject.logits(x)
+        module = dict(self.subject.model.named_modules())[self.layer]
+        outs: list[torch.Tensor] = []
+
+        def grab(_: nn.Module, args: Any) -> None:
+            feats = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if feats is None:
+                raise TypeError("the head's input is not a tensor")
+            if feats.ndim == 4:  # (N, C, h, w) into a 1x1-convolution head: pool the cells
+                feats = feats.mean(dim=(2, 3))
+            outs.append(feats.detach().reshape(feats.shape[0], -1).float().cpu())
+
+        handle = module.register_forward_pre_hook(grab)
+        try:
+            self.subject.logits(x)
+        finally:
+            handle.remove()
+        return torch.cat(outs) if outs else torch.empty(0, 0)
