@@ -1,16 +1,18 @@
 """The audited model's own representation of its inputs: the input of its classification head.
 
 The head is found by tracing, as the Grad-CAM layer is (:func:`audit.saliency.layers.
-trace_layers`): walking back from the last module to finish, over the modules whose output has
-the logits' shape (a final ``Linear`` and any softmax or identity after it), the earliest of
-them is the head, and what it receives is the penultimate representation. A spatial input
-(a 1x1-convolution head) is averaged over its cells; anything else is flattened. A model whose
-layers cannot be hooked, or whose head takes no single tensor, falls back to its logits, and the
-result says so.
+trace_layers`): walking back from the last module to finish, over the modules whose output
+carries the logits (their shape up to singleton dimensions, as a final ``Linear`` and any
+softmax after it; or one map per class, as a 1x1-convolution head before its pooling), the
+earliest of them is the head, and what it receives is the penultimate representation. A
+spatial input (into a 1x1-convolution head) is averaged over its cells; anything else is
+flattened. A model whose layers cannot be hooked, or whose head takes no single tensor, falls
+back to its logits, and the result says so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,18 +25,24 @@ from audit.subject import Subject
 __all__ = ["Embedder", "find_head"]
 
 
+def _carries_logits(shape: tuple[int, ...], classes: int) -> bool:
+    """Whether a per-sample output of ``shape`` is the logits (up to singleton dimensions) or
+    one map per class (``(classes, h, w)`` before a pooling)."""
+    return math.prod(shape) == classes or (len(shape) == 3 and shape[0] == classes)
+
+
 def find_head(model: nn.Module, sample: torch.Tensor) -> LayerInfo | None:
     """The classification head of ``model``: the earliest of the trailing modules whose output
-    has the logits' shape (see the module doc), or ``None`` when none can be hooked."""
+    carries the logits (see the module doc), or ``None`` when none can be hooked."""
     traced = [li for li in trace_layers(model, sample)
               if li.calls == 1 and not list(li.module.children())]
     if not traced:
         return None
     with torch.no_grad():
-        logits_shape = tuple(int(s) for s in model(sample).shape[1:])
+        classes = int(math.prod(model(sample).shape[1:]))
     head = None
     for li in reversed(traced):
-        if li.shape != logits_shape:
+        if not _carries_logits(li.shape, classes):
             break
         head = li
     return head

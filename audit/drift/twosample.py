@@ -59,12 +59,14 @@ def mmd_test(reference: np.ndarray, current: np.ndarray, *, permutations: int = 
     if n < 2 or m < 2:
         raise ValueError(f"MMD needs at least 2 rows on each side, got {n} and {m}")
     z = torch.from_numpy(np.concatenate([a, b])).to(device or "cpu")
-    d2 = torch.cdist(z, z).pow_(2)
+    # exact differences, not the |a|^2 + |b|^2 - 2ab shortcut, which loses digits
+    d2 = torch.cdist(z, z, compute_mode="donot_use_mm_for_euclid_dist").pow_(2)
     off = d2[~torch.eye(n + m, dtype=torch.bool, device=z.device)]
     med = float(off.median()) if off.numel() else 0.0
     bandwidth = math.sqrt(med / 2) if med > 0 else 1.0
     k = torch.exp(-d2 / (2 * bandwidth * bandwidth))
-    w0 = torch.cat([torch.full((n,), 1.0 / n), torch.full((m,), -1.0 / m)]).to(k)
+    w0 = torch.cat([torch.full((n,), 1.0 / n, dtype=k.dtype),
+                    torch.full((m,), -1.0 / m, dtype=k.dtype)]).to(k.device)
     observed = float(w0 @ k @ w0)
     gen = torch.Generator().manual_seed(seed)
     null: list[torch.Tensor] = []
