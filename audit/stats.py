@@ -29,7 +29,7 @@ import numpy as np
 from scipy import special
 
 __all__ = ["ENCODING", "Outcomes", "RateChange", "clopper_pearson", "mcnemar_exact",
-           "outcomes_block", "pack_bits", "paired_change", "proportion_ci",
+           "outcomes_block", "p_text", "pack_bits", "paired_change", "proportion_ci",
            "samples_for_halfwidth", "two_proportion_test", "unpack_bits", "unpaired_change",
            "wilson"]
 
@@ -166,6 +166,14 @@ def _fmt_p(p: float) -> str:
     if not math.isfinite(p):
         return "n/a"
     return f"{p:.2g}" if p < 0.001 else f"{p:.3f}"
+
+
+def p_text(p: float) -> str:
+    """``p=0.031``, ``p=2.1e-05``, or ``p<1e-300`` for a p-value that underflowed to 0 in
+    double precision (a test statistic far out in its tail), never ``p=0``."""
+    if math.isfinite(p) and p < 1e-300:
+        return "p<1e-300"
+    return f"p={_fmt_p(p)}"
 
 
 def paired_change(a: np.ndarray, b: np.ndarray, alpha: float = 0.05) -> RateChange:

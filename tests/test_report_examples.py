@@ -120,10 +120,31 @@ def test_only_and_failures(models: Path, tmp_path: Path,
 def test_the_registry_loads_its_modules_and_a_missing_one_is_an_error(
         models: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plans = [name for name, _, _ in planned_examples()]  # the real modules, nothing run
-    assert plans == ["tiny-a", "tiny-b", "adult-mlp-mitigation", "tiny-a-vs-tiny-b"]
+    assert plans == ["tiny-a", "tiny-b", "adult-mlp-mitigation", "adult-mlp-drift",
+                     "digits-cnn-drift", "tiny-a-vs-tiny-b"]
     monkeypatch.setattr(ex, "_EXAMPLE_MODULES", ["audit.apps.examples.mitigaton"])
     with pytest.raises(PluginError, match="mitigaton"):
         planned_examples()
+
+
+def test_the_drift_examples_write_their_data_and_reports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``audit examples --only adult-mlp-drift,digits-cnn-drift``: the data files the reports
+    were made from sit beside them, and the recorded command reruns the same audit."""
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "r"
+    console = Console(file=open(os.devnull, "w"))  # noqa: SIM115
+    outcomes = regenerate_examples(out, only=["adult-mlp-drift", "digits-cnn-drift"],
+                                   show_progress=False, console=console)
+    assert [o.error for o in outcomes] == ["", ""]
+    for name in ("adult-mlp-drift", "digits-cnn-drift"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert [s["check"] for s in doc["sections"]] == ["drift"]
+        assert doc["run"]["command"].startswith("audit drift ")
+        assert (out / f"{name}.md").exists()
+    assert sorted(p.name for p in (out / "drift-data").iterdir()) == [
+        "adult-50-and-over.csv", "adult-under-50.csv", "digits-noise-0.2.npz",
+        "digits-noise-0.35-unlabelled.npz"]
 
 
 @pytest.mark.slow

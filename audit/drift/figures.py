@@ -33,9 +33,9 @@ def columns_figure(ev: DriftEvaluation) -> Figure:
     ax.set_xlabel("effect size: KS distance (numeric) or Cramér's V (categorical)")
     ax.set_xlim(0, max([0.05, *(max(f.effect, f.mde) * 1.15 for f in cols)]))
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.9 / (0.8 + 0.28 * len(cols))
-                                                               - 0.08), ncol=2, frameon=False)
-    ax.set_title(f"Per-column drift ({len(ev.drifted)} of {len(ev.features)} drifted)")
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
+    ax.set_title(f"Per-column drift ({len(ev.drifted)} of {len(ev.features)} drifted)",
+                 pad=22)
     fig.tight_layout()
     return to_figure(fig, "drift-columns", "Per-column drift against detectable effect",
                      "Each column's observed effect between reference and current data "

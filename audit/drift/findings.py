@@ -9,6 +9,7 @@ from audit.drift.measure import CONFIDENCE, PREDICTED
 from audit.drift.params import DriftParams
 from audit.policy import Category, kind
 from audit.result import Finding, Severity
+from audit.stats import p_text
 
 __all__ = ["drift_findings"]
 
@@ -45,7 +46,7 @@ POWER = kind("drift.power", Category.COVERAGE,
 def _describe(f: FeatureDrift) -> str:
     test = f"KS D={f.statistic:.3f}" if f.test == "ks" else \
         f"chi-square {f.statistic:.1f} (Cramér's V {f.effect:.3f})"
-    return f"{f.column} ({test}, adjusted p={f.p_adjusted:.2g}, PSI {f.psi:.2f})"
+    return f"{f.column} ({test}, adjusted {p_text(f.p_adjusted)}, PSI {f.psi:.2f})"
 
 
 def _features(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
@@ -72,11 +73,11 @@ def _dataset(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
     if c is None or ev.classifier_p_adjusted >= p.alpha:
         return []
     sev = Severity.MEDIUM if c.auc >= p.c2st_auc_medium else Severity.LOW
-    names = ", ".join(f"{n} (AUC -{d:.3f})" for n, d in c.importances[:5])
+    names = ", ".join(f"{n} (AUC lost {d:.3f})" for n, d in c.importances[:5])
     return [DATASET(
         sev, title=f"A classifier tells current from reference data apart (AUC {c.auc:.3f})",
         detail=(f"A {c.classifier} on {ev.classifier_on} reaches a held-out ROC AUC of "
-                f"{c.auc:.3f} on {c.n_test} rows (adjusted p={ev.classifier_p_adjusted:.2g}; "
+                f"{c.auc:.3f} on {c.n_test} rows (adjusted {p_text(ev.classifier_p_adjusted)}; "
                 "0.5 is chance)."
                 + (f" What separates them most: {names}." if names else "")),
         evidence={"auc": c.auc, "p_value": c.p_value, "importances": dict(c.importances)},
@@ -90,7 +91,7 @@ def _model_side(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
     if m is not None and ev.mmd_p_adjusted < p.alpha:
         out.append(REPRESENTATION(
             Severity.MEDIUM,
-            title=f"The model's embeddings drifted (MMD adjusted p={ev.mmd_p_adjusted:.2g})",
+            title=f"The model's embeddings drifted (MMD adjusted {p_text(ev.mmd_p_adjusted)})",
             detail=(f"Kernel MMD² {m.mmd2:.4g} on the {ev.embedding} against a permutation "
                     f"threshold of {m.threshold:.4g} ({m.permutations} permutations, "
                     f"{m.n_reference} vs {m.n_current} samples)."),

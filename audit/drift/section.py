@@ -13,6 +13,7 @@ from audit.drift.findings import drift_findings
 from audit.drift.measure import CONFIDENCE, PREDICTED
 from audit.drift.params import DriftParams
 from audit.result import Cell, Section, Table
+from audit.stats import p_text
 
 __all__ = ["drift_section", "metrics"]
 
@@ -70,7 +71,11 @@ def metrics(ev: DriftEvaluation) -> dict[str, float]:
 
 
 def _p(v: float) -> str:
-    return "–" if not math.isfinite(v) else f"{v:.3g}" if v >= 1e-4 else f"{v:.1e}"
+    """A p-value for a table: 3 digits, scientific below 1e-4, and below the double-precision
+    floor (a p-value that underflows to 0) as ``< 1e-300``."""
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.3g}" if v >= 1e-4 else f"{v:.1e}" if v >= 1e-300 else "< 1e-300"
 
 
 def _verdict(p_value: float, alpha: float) -> str:
@@ -188,9 +193,9 @@ def summary(ev: DriftEvaluation, p: DriftParams) -> str:
                      + ".")
     if ev.classifier is not None:
         parts.append(f"Domain classifier AUC {ev.classifier.auc:.3f} "
-                     f"(adjusted p={_p(ev.classifier_p_adjusted)}).")
+                     f"(adjusted {p_text(ev.classifier_p_adjusted)}).")
     if ev.mmd is not None:
-        parts.append(f"Embedding MMD adjusted p={_p(ev.mmd_p_adjusted)}.")
+        parts.append(f"Embedding MMD adjusted {p_text(ev.mmd_p_adjusted)}.")
     a = ev.accuracy
     if a is not None:
         parts.append(f"Accuracy estimated without labels {a.estimated:.1%} "

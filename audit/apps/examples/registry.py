@@ -18,7 +18,7 @@ from audit.result import AuditResult
 
 # Modules that register extra examples when imported (the hardening before/after needs none:
 # it is the automatic comparison of digits-cnn-robust with its card's parent, digits-cnn).
-_EXAMPLE_MODULES: list[str] = ["audit.apps.examples.mitigation"]
+_EXAMPLE_MODULES: list[str] = ["audit.apps.examples.mitigation", "audit.apps.examples.drift"]
 
 ProgressFn = Callable[[str, float], None]
 
