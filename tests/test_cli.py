@@ -246,7 +246,7 @@ def test_every_verb_comes_from_a_module_of_the_command_registry() -> None:
 
     verbs = [c.name for c in app.registered_commands]
     assert verbs == ["run", "models", "report", "train", "harden", "fairness", "mitigate",
-                     "diff", "examples", "config", "card"]
+                     "drift", "diff", "examples", "config", "history", "card"]
     owners = {c.callback.__module__ for c in app.registered_commands if c.callback}
     assert owners == set(COMMAND_MODULES)
     assert all(callable(importlib.import_module(m).register) for m in COMMAND_MODULES)

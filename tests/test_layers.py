@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "audit"
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["audit.errors", "audit.io", "audit.result", "audit._lazy", "audit.paths",
                     "audit.plugins", "audit.params", "audit.config.write", "audit.version",
-                    "audit.stats", "audit.display", "audit.policy"]),
+                    "audit.stats", "audit.display", "audit.policy",
+                    "audit.history_kinds"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
                           "audit.budget",
                           "audit.figures"]),

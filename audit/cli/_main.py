@@ -37,6 +37,7 @@ COMMAND_MODULES: list[str] = [
     "audit.cli.fairness",   # audit fairness, mitigate
     "audit.cli.drift",      # audit drift
     "audit.cli.tools",      # audit diff, examples, config
+    "audit.cli.history",    # audit history
     "audit.cli.card",       # audit card --init
 ]
 

@@ -205,6 +205,7 @@ def defaults_markdown(docs: list[CheckDoc] | None = None) -> str:
 def policy_markdown() -> str:
     """The severity policy as Markdown: what each severity means, the categories and their
     bounds, and every finding kind the registered checks declare (``audit config --policy``)."""
+    import audit.history_kinds  # noqa: F401 -- the kinds of audit history
     from audit.crosscheck import all_cross_checks
     from audit.policy import MEANING, Category, kinds
 
