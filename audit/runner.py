@@ -44,7 +44,8 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
               sensitive: Sequence[str] | None = None, seed: int = 0, labels: bool = True,
               split: str = "test") -> AuditData:
     """Data named by ``--data`` (a bundled name, ``name:train``/``name:test``, or a file), or
-    the card's dataset's ``split``. ``labels=False`` accepts a file without labels."""
+    the card's dataset's ``split``. ``labels=False`` (production data, for the drift check)
+    accepts a file without labels and values outside the card's input range."""
     sens = list(sensitive) if sensitive else None
     bundled = _bundled_spec(spec)
     if spec is None:
@@ -75,7 +76,7 @@ def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | 
             raise missing_sensitive(missing, f"not in {data.name}", frame)
         data.extras["sensitive"] = sens
     if card is not None:
-        validate_against_card(data, card)
+        validate_against_card(data, card, check_range=labels)
     return data
 
 
@@ -146,7 +147,7 @@ def _audit_data(data: str | Path | AuditData | tuple[Any, Any] | None,
         return in_memory_data(data, card)
     if isinstance(data, AuditData):
         if card is not None:
-            validate_against_card(data, card)
+            validate_against_card(data, card, check_range=labels)
         return data
     spec = None if data is None else _path_or_name(data, "data")
     if card is None:

@@ -199,3 +199,44 @@ def test_hostile_category_values_are_escaped(adult_splits: dict[str, Path],
     assert "<script>alert(1)" not in html and "<img src=x" not in html
     md = render_markdown(doc)
     assert "<script>alert(1)" not in md and "<img src=x" not in md
+
+
+def test_user_tabular_model_production_data_past_its_training_range(
+        cli: Cli, tmp_path: Path) -> None:
+    """A user's own MLP (card with an encoder): production rows work longer hours, some past
+    the training range, and come more often from one region; no labels."""
+    from tests.user_models import tabular_frame, write_tabular_project
+
+    project = write_tabular_project(tmp_path / "p", classes=3, n_test=600)
+    prod = tabular_frame(600, seed=11, classes=3).drop(columns=["income"])
+    rng = np.random.default_rng(0)
+    prod["hours"] = prod["hours"] + rng.integers(5, 15, len(prod))  # up to 74 > 60
+    prod.loc[rng.random(len(prod)) < 0.5, "region"] = "north"
+    prod.to_csv(tmp_path / "prod.csv", index=False)
+    out = tmp_path / "d.html"
+    code, stdout, stderr = cli("drift", str(project.weights), "--arch",
+                               str(project.root / "mynets.py") + ":TabNet", "--card",
+                               str(project.card), "--reference", str(project.test),
+                               "--current", str(tmp_path / "prod.csv"), "--out", str(out))
+    assert code in (0, 1), stdout + stderr
+    doc = json.loads(out.with_suffix(".json").read_text())
+    sec = doc["sections"][0]
+    found = {f["id"]: f for f in sec["findings"]}
+    assert set(found["drift.features"]["evidence"]["drifted"][:2]) == {"hours", "region"}
+    assert list(found["drift.out-of-range"]["evidence"]["columns"]) == ["hours"]
+    assert 0 < sec["metrics"]["out_of_range_share"] < 1
+    assert "age" not in found["drift.features"]["evidence"]["drifted"]
+
+
+def test_images_past_the_card_range_are_reported_not_refused(
+        digits_halves: dict[str, Path], tmp_path: Path) -> None:
+    with np.load(digits_halves["cur"]) as npz:
+        x, y = npz["x"], npz["y"]
+    np.savez(tmp_path / "bright.npz", x=(x * 1.6).astype(np.float32), y=y)  # pixels to 1.6
+    r = run_audit("digits-cnn", data=tmp_path / "bright.npz", reference=digits_halves["ref"],
+                  checks=["drift"], labels=False)
+    found = {f.id: f for f in _section(r).findings}  # type: ignore[attr-defined]
+    assert "drift.out-of-range" in found and "[0, 1]" in found["drift.out-of-range"].detail
+    from audit.errors import DataError
+    with pytest.raises(DataError, match="input.range"):  # the other checks still refuse it
+        run_audit("digits-cnn", data=tmp_path / "bright.npz", checks=["performance"])

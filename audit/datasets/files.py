@@ -28,7 +28,8 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
                    sensitive: list[str] | None = None, *, labels: bool = True) -> AuditData:
     """Load and validate a user data file for ``card``'s model. ``labels=False`` accepts a
     file without labels (an .npz without ``y``, a CSV without the target column): its labels
-    are :data:`~audit.subject.UNLABELLED` (data from production, for the drift check)."""
+    are :data:`~audit.subject.UNLABELLED`, and values outside the card's input range are let
+    through (data from production, for the drift check, which reports them)."""
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if path.is_dir():
@@ -43,7 +44,7 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
     else:
         raise DataError(f"unsupported data file {path.name}; use .npz (arrays x, y) or .csv "
                         "with --target COLUMN")
-    validate_against_card(data, card)
+    validate_against_card(data, card, check_range=labels)
     return data
 
 
@@ -150,8 +151,11 @@ def _labels(values: np.ndarray, classes: list[str], path: Path, column: str,
     return num.astype(np.int64)
 
 
-def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4) -> None:
-    """Shape, range, finiteness and label checks; one-line :class:`DataError` on failure."""
+def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4, *,
+                          check_range: bool = True) -> None:
+    """Shape, range, finiteness and label checks; one-line :class:`DataError` on failure.
+    ``check_range=False`` accepts values outside the card's input range (production data
+    whose drift is being measured)."""
     where = data.source or data.name
     if len(data) == 0:
         raise DataError(f"{where} holds no samples")
@@ -166,7 +170,7 @@ def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4) -
         raise DataError(f"{where}: {bad} sample(s) contain NaN or inf; clean or drop them")
     lo, hi = card.input.range
     xmin, xmax = float(data.x.min()), float(data.x.max())
-    if xmin < lo - tol or xmax > hi + tol:
+    if check_range and (xmin < lo - tol or xmax > hi + tol):
         raise DataError(f"{where}: values span [{xmin:.4g}, {xmax:.4g}] but the card's "
                         f"input.range is [{lo:g}, {hi:g}]; scale the data (e.g. divide pixels "
                         "by 255) or fix the card")

@@ -37,6 +37,10 @@ class DriftEvaluation:
     confidence_reference: np.ndarray = field(default_factory=lambda: np.empty(0))
     confidence_current: np.ndarray = field(default_factory=lambda: np.empty(0))
     accuracy: AccuracyEstimate | None = None
+    out_of_range: float = 0.0  # share of current rows with an input outside the card's range
+    out_of_range_columns: list[tuple[str, float]] = field(default_factory=list)
+    """(column, share of current rows outside the range), largest first."""
+    input_range: tuple[float, float] = (0.0, 1.0)
     notes: list[str] = field(default_factory=list)
 
     @property

@@ -3,6 +3,8 @@ the evaluation and the check's settings)."""
 
 from __future__ import annotations
 
+import math
+
 from audit.drift.evaluation import DriftEvaluation
 from audit.drift.features import FeatureDrift
 from audit.drift.measure import CONFIDENCE, PREDICTED
@@ -35,6 +37,10 @@ ESTIMATE_MISSED = kind("drift.estimate-missed", Category.METHOD,
                        "label-free estimate's interval: the reference's calibration did not "
                        "carry over (concept shift), so estimates without labels are not to be "
                        "trusted on such data (low).")
+OUT_OF_RANGE = kind("drift.out-of-range", Category.EXPOSURE,
+                    "Current inputs lie outside the input range of the model's card (numeric "
+                    "columns past their training range): the model extrapolates there "
+                    "(medium).")
 NO_ESTIMATE = kind("drift.no-estimate", Category.COVERAGE,
                    "The accuracy on the current data could not be estimated without labels "
                    "(the reference shows no errors to calibrate on, or too few rows): info.")
@@ -149,6 +155,24 @@ def _performance(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
     return out
 
 
+def _out_of_range(ev: DriftEvaluation) -> list[Finding]:
+    if not ev.out_of_range:
+        return []
+    lo, hi = ev.input_range
+    cols = "; ".join(f"{c}: {v:.1%}" for c, v in ev.out_of_range_columns[:6])
+    where = (f"Inputs outside [{lo:g}, {hi:g}], the card's input range" if math.isfinite(lo)
+             else "Numeric columns past the range seen in training (the card's encoder clips "
+                  "them to it, so the model cannot tell how far out they are)")
+    return [OUT_OF_RANGE(
+        Severity.MEDIUM,
+        title=f"{ev.out_of_range:.1%} of current rows are outside the model's input range",
+        detail=(where + (f"; by column: {cols}" if cols else "") + ". The model was not "
+                "built for these values."),
+        evidence={"share": ev.out_of_range, "columns": dict(ev.out_of_range_columns)},
+        recommendation="Find out why production values leave the training range; retrain on "
+                       "data that covers them, or reject them before the model.")]
+
+
 def _power(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
     weak = [f for f in ev.features if not f.drifted and f.mde_shift_sd is not None
             and f.mde_shift_sd > p.weak_power_sd]
@@ -165,5 +189,5 @@ def _power(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
 
 def drift_findings(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
     """Every finding of the drift check."""
-    return [*_performance(ev, p), *_features(ev, p), *_dataset(ev, p), *_model_side(ev, p),
-            *_power(ev, p)]
+    return [*_performance(ev, p), *_out_of_range(ev), *_features(ev, p), *_dataset(ev, p),
+            *_model_side(ev, p), *_power(ev, p)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections import defaultdict
 
 import numpy as np
@@ -76,6 +77,35 @@ def _adjust_together(ev: DriftEvaluation, alpha: float) -> None:
         ev.mmd_p_adjusted = float(next(rest))
 
 
+def _out_of_range(ev: DriftEvaluation, subject: Subject, tol: float = 1e-4) -> None:
+    """Share of current rows with an input outside what the model was built for, and per
+    column: numeric raw columns past the encoder's training range (the encoder clips them, so
+    the model never sees how far out they are), else inputs outside the card's range."""
+    cur = subject.data
+    encoder, frame = cur.extras.get("encoder"), cur.extras.get("frame")
+    if encoder is not None and frame is not None:
+        ev.input_range = (math.nan, math.nan)
+        masks = {}
+        for col, (lo, hi) in encoder.numeric.items():
+            values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
+            masks[col] = (values < lo - tol * abs(hi - lo)) | (values > hi + tol * abs(hi - lo))
+        if not masks:
+            return
+        outside = np.stack(list(masks.values()), axis=1)
+        ev.out_of_range = float(outside.any(axis=1).mean())
+        shares = {c: float(m.mean()) for c, m in masks.items()}
+    else:
+        lo, hi = subject.card.input.range
+        ev.input_range = (float(lo), float(hi))
+        x = cur.x.reshape(len(cur), -1)
+        rows = ((x < lo - tol) | (x > hi + tol)).numpy()
+        ev.out_of_range = float(rows.any(axis=1).mean()) if len(x) else 0.0
+        groups = _feature_groups(cur) if cur.kind == "tabular" else {}
+        shares = {n: float(rows[:, cols].any(axis=1).mean()) for n, cols in groups.items()}
+    ev.out_of_range_columns = sorted(((n, v) for n, v in shares.items() if v > 0),
+                                     key=lambda t: -t[1])
+
+
 def measure_drift(subject: Subject, p: DriftParams) -> DriftEvaluation:
     """Every drift measurement of the check (the subject must have a reference)."""
     ref, cur = subject.reference, subject.data
@@ -83,6 +113,7 @@ def measure_drift(subject: Subject, p: DriftParams) -> DriftEvaluation:
     seed = int(subject.rng("drift").integers(2**31 - 1))
     ev = DriftEvaluation(reference=ref.source or ref.name, current=cur.source or cur.name,
                          kind=cur.kind, n_reference=len(ref), n_current=len(cur))
+    _out_of_range(ev, subject)
     raw = raw_columns(ref, cur)
     if raw is not None:  # the family also holds 2 prediction and 2 whole-data tests
         ev.features = feature_drift(raw[0], raw[1], categorical=raw[2], alpha=p.alpha,

@@ -59,6 +59,7 @@ def metrics(ev: DriftEvaluation) -> dict[str, float]:
         if f is not None:
             out[f"{name}_p_value"] = f.p_value
             out[f"{name}_psi"] = f.psi
+    out["out_of_range_share"] = ev.out_of_range
     a = ev.accuracy
     if a is not None:
         out.update(reference_accuracy=a.reference_accuracy, estimated_accuracy=a.estimated,
