@@ -37,10 +37,12 @@ def _run_twice(tmp_path: Path, *args: str) -> tuple[dict[str, Any], dict[str, An
 
 
 def test_quick_audit_of_every_check_is_reproducible(tmp_path: Path) -> None:
-    a, b = _run_twice(tmp_path, "adult-mlp", "--quick", "--seed", "5")
+    a, b = _run_twice(tmp_path, "adult-mlp", "--quick", "--seed", "5", "--reference",
+                      "adult:train")
     assert [s["check"] for s in a["sections"]] == ["performance", "saliency", "surrogate",
                                                     "robustness", "certified", "fairness",
-                                                    "crosscheck"]
+                                                    "drift", "crosscheck"]
+    assert next(s for s in a["sections"] if s["check"] == "drift")["status"] != "skipped"
     assert all(s["status"] != "error" for s in a["sections"])
     assert json.dumps(_without_timings(a)) == json.dumps(_without_timings(b))
 

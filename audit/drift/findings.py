@@ -137,7 +137,8 @@ def _performance(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:
             sev, title=f"Accuracy fell from {a.reference_accuracy:.1%} to {value:.1%} ({how})",
             detail=(f"Accuracy on the current data, {how}: {value:.1%} (95% interval up to "
                     f"{high:.1%}), against {a.reference_accuracy:.1%} on the reference; the "
-                    f"threshold is a drop of {p.max_accuracy_drop:.0%}."),
+                    f"threshold is a drop of {p.max_accuracy_drop:.0%}."
+                    + ("" if measured else _optimism(ev, p))),
             evidence={"reference_accuracy": a.reference_accuracy, "value": value,
                       "ci_high": high, "measured": measured},
             recommendation="Label a sample of current data to confirm, then retrain or "
@@ -171,6 +172,15 @@ def _out_of_range(ev: DriftEvaluation) -> list[Finding]:
         evidence={"share": ev.out_of_range, "columns": dict(ev.out_of_range_columns)},
         recommendation="Find out why production values leave the training range; retrain on "
                        "data that covers them, or reject them before the model.")]
+
+
+def _optimism(ev: DriftEvaluation, p: DriftParams) -> str:
+    """The caveat of a label-free estimate when the model's own embeddings drifted: under
+    such shifts (image corruption) models turn confidently wrong and CBPE reads high."""
+    if ev.mmd is None or ev.mmd_p_adjusted >= p.alpha:
+        return ""
+    return (" The model's embeddings drifted as well: under such shifts models are often "
+            "confidently wrong, and the real accuracy can be well below this estimate.")
 
 
 def _power(ev: DriftEvaluation, p: DriftParams) -> list[Finding]:

@@ -203,6 +203,9 @@ def summary(ev: DriftEvaluation, p: DriftParams) -> str:
                      f"({a.ci_low:.1%}–{a.ci_high:.1%}) against {a.reference_accuracy:.1%} "
                      "on the reference" + (f"; measured {a.realized:.1%}"
                                            if a.realized is not None else "") + ".")
+        if a.realized is None and ev.mmd is not None and ev.mmd_p_adjusted < p.alpha:
+            parts.append("With the embeddings drifted, the estimate may be optimistic; label a "
+                         "sample to confirm.")
     return " ".join([*parts, *ev.notes])
 
 
