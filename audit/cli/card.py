@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from audit.cli.common import out_console, safe
+from audit.cli.common import TrustCheckpoint, out_console, safe
 from audit.errors import UsageError
 
 
@@ -40,9 +40,7 @@ def card_cmd(
                             "printed).")] = False,
     name: Annotated[str | None, typer.Option(help="The model's name in the card (default: the "
                                                   "weights' file name).")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow full pickle loading (only for files you trust).")
-                                ] = False,
+    trust_checkpoint: TrustCheckpoint = False,
 ) -> None:
     """Model cards: --init MODEL --data FILE writes a card skeleton inferred from the model
     and the data (input kind, shape, range, classes; for a CSV the target and an encoder),

@@ -20,6 +20,14 @@ FailOn = Annotated[str | None, typer.Option(
                       "high (default), critical.")]
 """The ``--fail-on`` option of every command that ends with the audit's verdict."""
 
+TrustCheckpoint = Annotated[bool, typer.Option(
+    "--trust-checkpoint", help="Allow full pickle loading, which can run code from the "
+                               "checkpoint. Only for files you trust.")]
+"""The ``--trust-checkpoint`` flag of every command that loads a model (default False)."""
+
+ShowProgress = Annotated[bool, typer.Option(help="Show progress on stderr.")]
+"""The ``--progress/--no-progress`` flag (default True)."""
+
 EXIT_CODES_HELP = (
     "Exit codes: 0 no finding at or above --fail-on; 1 findings at or above it; 2 error (bad "
     "input, failed run, unwritable output); 3 unsafe checkpoint refused (needs "

@@ -10,6 +10,8 @@ import typer
 from audit.cli.common import (
     EXIT_CODES_HELP,
     FailOn,
+    ShowProgress,
+    TrustCheckpoint,
     command_line,
     safe_name,
     show_progress,
@@ -45,10 +47,8 @@ def drift_cmd(
     arch: Annotated[str | None, typer.Option(help="Architecture 'module:Class' or "
                                                   "'file.py:Class' for a state dict.")] = None,
     card: Annotated[Path | None, typer.Option(help="card.json describing the model.")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow full pickle loading (runs code from the file).")
-                                ] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    trust_checkpoint: TrustCheckpoint = False,
+    progress: ShowProgress = True,
     outputs: Outputs = NO_OUTPUTS,
 ) -> None:
     """Compare current data with a reference through the model: per-column drift, a

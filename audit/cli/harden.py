@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from audit.cli.common import (
+    ShowProgress,
+    TrustCheckpoint,
     command_line,
     err_console,
     out_console,
@@ -158,13 +160,11 @@ def harden_cmd(
     arch: Annotated[str | None, typer.Option(help="Architecture 'module:Class' for a "
                                                   "state-dict checkpoint.")] = None,
     card: Annotated[Path | None, typer.Option(help="card.json of the model.")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow full pickle loading (only for files you trust).")
-                                ] = False,
+    trust_checkpoint: TrustCheckpoint = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch (default: torch's "
                                                      "choice; 1 is fastest for small models).")
                        ] = None,
-    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    progress: ShowProgress = True,
 ) -> None:
     """Adversarially train MODEL (PGD, TRADES or fast FGSM) or train it under Gaussian noise
     (smoothing), keep the epoch with the best robust (noisy) validation accuracy, write the

@@ -11,6 +11,8 @@ from rich.table import Table as RichTable
 from audit.cli.common import (
     EXIT_CODES_HELP,
     FailOn,
+    ShowProgress,
+    TrustCheckpoint,
     command_line,
     err_console,
     out_console,
@@ -69,10 +71,8 @@ def run_cmd(
     protocol: Annotated[str | None, typer.Option(
         help="Robustness protocol: suite (this tool's attacks, default) or autoattack (also "
              "AutoAttack's standard protocol, comparable with leaderboards).")] = None,
-    trust_checkpoint: Annotated[bool, typer.Option(
-        "--trust-checkpoint", help="Allow full pickle loading, which can run code from the "
-                                   "checkpoint. Only for files you trust.")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    trust_checkpoint: TrustCheckpoint = False,
+    progress: ShowProgress = True,
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""

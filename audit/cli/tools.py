@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from audit.cli.common import err_console, out_console, require_html
+from audit.cli.common import ShowProgress, err_console, out_console, require_html
 from audit.errors import EXIT_ERROR, EXIT_FINDINGS, EXIT_OK, UsageError
 
 
@@ -55,7 +55,7 @@ def examples_cmd(
     seed: Annotated[int, typer.Option(help="Seed of every audit.")] = 0,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets (not for the "
                                                         "committed examples).")] = False,
-    progress: Annotated[bool, typer.Option(help="Show progress on stderr.")] = True,
+    progress: ShowProgress = True,
     render_only: Annotated[bool, typer.Option(
         "--render-only", help="Re-render from the JSON results already there (after a "
                               "renderer change); audit only models that have none.")] = False,
