@@ -51,7 +51,8 @@ def columns_figure(ev: DriftEvaluation) -> Figure:
 @styled
 def predictions_figure(ev: DriftEvaluation) -> Figure:
     """Predicted class shares (bars) and top-class confidence (histograms) on both sets."""
-    fig, (ax1, ax2) = new_figure(8.0, 3.2, ncols=2)
+    # stacked, not side by side: each panel stays legible on a phone-width page
+    fig, (ax1, ax2) = new_figure(5.0, 5.6, nrows=2)
     shares = ev.class_shares[:20]
     x = np.arange(len(shares))
     ax1.bar(x - 0.2, [s[1] for s in shares], 0.4, color=REF, label="reference")
@@ -73,9 +74,9 @@ def predictions_figure(ev: DriftEvaluation) -> Figure:
     ax2.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return to_figure(fig, "drift-predictions", "The model's predictions on both data sets",
-                     "Left: the share of each predicted class on the reference and the "
+                     "Top: the share of each predicted class on the reference and the "
                      "current data" + (" (first 20 classes)" if len(ev.class_shares) > 20
-                                       else "") + ". Right: the distribution of the model's "
+                                       else "") + ". Bottom: the distribution of the model's "
                      "top-class probability on each; confidence falling on current data often "
                      "comes before a fall in accuracy.")
 
