@@ -29,6 +29,7 @@ _CHECK_MODULES = [
     "audit.robustness.check",
     "audit.certified.check",
     "audit.fairness.check",
+    "audit.slices.check",
     "audit.drift.check",
 ]
 

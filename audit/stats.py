@@ -28,10 +28,25 @@ from typing import Any, Literal
 import numpy as np
 from scipy import special
 
-__all__ = ["ENCODING", "Outcomes", "RateChange", "clopper_pearson", "mcnemar_exact",
-           "outcomes_block", "p_text", "pack_bits", "paired_change", "proportion_ci",
-           "samples_for_halfwidth", "two_proportion_test", "unpack_bits", "unpaired_change",
-           "wilson"]
+__all__ = [
+    "ENCODING",
+    "Outcomes",
+    "RateChange",
+    "clopper_pearson",
+    "exact_worse_p",
+    "mcnemar_exact",
+    "newcombe_difference",
+    "outcomes_block",
+    "p_text",
+    "pack_bits",
+    "paired_change",
+    "proportion_ci",
+    "samples_for_halfwidth",
+    "two_proportion_test",
+    "unpack_bits",
+    "unpaired_change",
+    "wilson",
+]
 
 Method = Literal["clopper-pearson", "wilson"]
 ENCODING = "bitset-le-base64"
@@ -94,6 +109,31 @@ def samples_for_halfwidth(rate: float, half: float = 0.01, conf: float = 0.95,
         else:
             hi = mid
     return lo
+
+
+def newcombe_difference(k1: float, n1: int, k2: float, n2: int, conf: float = 0.95
+                        ) -> tuple[float, float, float]:
+    """``k1/n1 - k2/n2`` with Newcombe's hybrid score interval (method 10): from the Wilson
+    intervals (l1, u1), (l2, u2), ``d - sqrt((p1-l1)² + (u2-p2)²)`` to
+    ``d + sqrt((u1-p1)² + (p2-l2)²)``. NaNs when either sample is empty."""
+    if n1 <= 0 or n2 <= 0:
+        return (math.nan, math.nan, math.nan)
+    p1, p2 = k1 / n1, k2 / n2
+    l1, u1 = wilson(k1, n1, conf)
+    l2, u2 = wilson(k2, n2, conf)
+    d = p1 - p2
+    return (d, d - math.hypot(p1 - l1, u2 - p2), d + math.hypot(u1 - p1, p2 - l2))
+
+
+def exact_worse_p(k1: int, n1: int, k2: int, n2: int) -> float:
+    """Exact one-sided p-value of "``k1/n1`` is above ``k2/n2``": Fisher's exact test, i.e.
+    ``P(X >= k1)`` for ``X ~ Hypergeometric(n1 + n2, k1 + k2, n1)``. Valid for the small
+    counts where the z-test's normal approximation raises too many alarms."""
+    from scipy.stats import hypergeom
+
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    return float(min(1.0, hypergeom.sf(k1 - 1, n1 + n2, k1 + k2, n1)))
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -22,7 +22,8 @@ LAYERS: list[tuple[str, list[str]]] = [
                           "audit.budget",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",
-                 "audit.certified", "audit.training", "audit.drift"]),
+                 "audit.certified", "audit.training", "audit.drift",
+                 "audit.slices"]),
     ("checks", ["audit.checks", "audit.performance", "audit.config", "audit.crosscheck",
                 "*.check", "*.findings",
                 "*.section"]),
@@ -30,7 +31,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                            "audit.report"]),
     ("applications", ["audit.cli", "audit.apps", "audit.zoo", "audit.__main__", "audit"]),
 ]
-AREAS = ("saliency", "surrogate", "robustness", "fairness", "certified", "drift")
+AREAS = ("saliency", "surrogate", "robustness", "fairness", "certified", "drift", "slices")
 
 
 def module_name(path: Path) -> str:

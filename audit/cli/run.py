@@ -46,6 +46,9 @@ def run_cmd(
     reference: Annotated[str | None, typer.Option(
         help="Labelled reference data for the drift check (.npz/.csv file or bundled "
              "dataset NAME[:train|:test]); without it the drift check is skipped.")] = None,
+    train_data: Annotated[str | None, typer.Option(
+        help="Training data for the slices check's bias audit (.csv file or bundled dataset "
+             "NAME[:split]; default: the card's dataset's train split).")] = None,
     checks: Annotated[str | None, typer.Option(help="Comma-separated checks to run "
                                                     "(default: every check that applies).")
                       ] = None,
@@ -84,6 +87,11 @@ def run_cmd(
         params["saliency"] = {"layer": layer}
     if protocol is not None:
         params["robustness"] = {"protocol": protocol}
+    if train_data is not None:
+        from audit.slices.measure import check_train_spec
+
+        check_train_spec(train_data)  # a wrong path fails now, not as an errored section
+        params["slices"] = {"train_data": train_data}
     result = run_audit(
         model, data=data, checks=split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),

@@ -1,0 +1,1 @@
+"""Where the model fails: weak-slice discovery, training-data bias and proxies."""
