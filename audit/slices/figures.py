@@ -32,7 +32,8 @@ def slices_figure(ev: SlicesEvaluation, slices: list[SliceResult]) -> Figure:
     for i, s in enumerate(shown):
         lo, hi = wilson(s.errors, s.size)
         color = PALETTE[1] if s.confirmed else "#888888"
-        ax.errorbar([s.rate], [i], xerr=[[s.rate - lo], [hi - s.rate]], fmt="o", color=color,
+        ax.errorbar([s.rate], [i], xerr=[[max(0.0, s.rate - lo)], [max(0.0, hi - s.rate)]],
+                    fmt="o", color=color,
                     capsize=3, markersize=4)
     ax.axvline(ev.error_rate, color="#333333", linestyle="--", linewidth=1,
                label=f"overall error {ev.error_rate:.1%}")
