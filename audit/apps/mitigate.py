@@ -10,11 +10,21 @@ same held-out data, as ``audit run`` measures it. The other rows:
   from the same seed and settings, separates the two. It is trained only when one of them is
   asked for;
 - ``reweighing``: Kamiran & Calders weights in the loss;
+- ``reweighing-slice``: one model per ``--slice`` rule, the slice's rows upweighted so that it
+  carries half of the training loss (:class:`~audit.fairness.mitigation_slices.SliceReweighing`);
+- ``correlation-remover``: Fairlearn's ``CorrelationRemover`` on the encoded inputs (the
+  decorrelation baseline; the sensitive inputs zeroed, the others decorrelated from the
+  sensitive groups; one model per ``alpha``), trained and measured on the transformed inputs;
 - ``penalty-dp`` / ``penalty-eo``: cross-entropy + lambda x relaxed demographic-parity /
   equalized-odds gap, one model per lambda;
 - ``thresholds-dp`` / ``thresholds-eo``: your model's scores with group thresholds chosen by
   Fairlearn's ThresholdOptimizer on the training data, one per tolerance (post-processing: no
   retraining).
+
+With ``slices`` (rules as the slices check writes them, read by
+:func:`audit.slices.conditions.parse_rule` and applied to the raw frames), every row also gets
+each slice's error rate and its gap to the rest of the held-out rows, so a slice's gap before
+(your model) and after each mitigation is seen side by side.
 
 A model of more than two classes is judged on one favourable class against the rest
 (``positive_class``); every accuracy here is then that decision's.
@@ -42,25 +52,39 @@ from audit.errors import DataError, UsageError
 from audit.fairness.groups import sensitive_frame
 from audit.fairness.metrics import assess_fairness
 from audit.fairness.mitigation import (
+    CorrelationRemoval,
     FairnessPenalty,
     GroupThresholds,
     Reweighing,
     group_codes,
     train_with_penalty,
 )
+from audit.fairness.mitigation_slices import SliceReweighing, slice_gap
 from audit.result import AuditResult, Severity, summarize
 from audit.subject import AuditData
 from audit.training import reproducible
 
 DEFAULT_LAMBDAS = (0.1, 0.3, 1.0, 3.0)
 DEFAULT_TOLS = (0.0, 0.05)
+DEFAULT_ALPHAS = (1.0,)
+DEFAULT_METHODS = ("reweighing", "penalty-dp", "penalty-eo", "thresholds-dp", "thresholds-eo")
+"""The methods run when none are named (plus ``reweighing-slice`` when slices are given);
+``correlation-remover`` is asked for by name."""
 PENALTIES = (("penalty-dp", "demographic_parity"), ("penalty-eo", "equalized_odds"))
 THRESHOLDS = (("thresholds-dp", "demographic_parity"), ("thresholds-eo", "equalized_odds"))
-RETRAINED = ("reweighing", "penalty-dp", "penalty-eo")
+RETRAINED = ("reweighing", "reweighing-slice", "correlation-remover", "penalty-dp",
+             "penalty-eo")
 """The methods that retrain the model (and so need the retrained baseline beside them)."""
 
-__all__ = ["DEFAULT_LAMBDAS", "DEFAULT_TOLS", "METHODS", "TrainingSettings", "Variant",
-           "fresh_model", "mitigate", "run_mitigation"]
+__all__ = ["DEFAULT_ALPHAS", "DEFAULT_LAMBDAS", "DEFAULT_METHODS", "DEFAULT_TOLS", "METHODS",
+           "TrainingSettings", "Variant", "default_methods", "fresh_model", "mitigate",
+           "read_slices", "run_mitigation"]
+
+
+def default_methods(slices: Sequence[str] = ()) -> list[str]:
+    """The methods run when none are named: :data:`DEFAULT_METHODS`, and reweighing by slice
+    when there are slices."""
+    return [*DEFAULT_METHODS, *(["reweighing-slice"] if slices else [])]
 
 
 @dataclass
@@ -124,14 +148,66 @@ def _outputs(model: nn.Module, x: torch.Tensor, positive: int) -> tuple[np.ndarr
     return pred, torch.cat(scores).numpy().astype(np.float64)
 
 
+Slice = tuple[str, np.ndarray, np.ndarray]
+"""A slice rule (as :func:`~audit.slices.conditions.rule_text` writes it) and its rows in the
+training and in the held-out data."""
+
+
+def _slice_rows(rule: str, conditions: Sequence[Any], data: AuditData) -> np.ndarray:
+    frame = data.extras["frame"].reset_index(drop=True)
+    absent = [c.column for c in conditions if c.column not in frame.columns]
+    if absent:
+        shown = ", ".join(map(str, list(frame.columns)[:25]))
+        raise DataError(f"--slice {rule!r} names column {absent[0]!r}, which {data.name} does "
+                        f"not have; its columns are {shown}")
+    rows = np.ones(len(frame), dtype=bool)
+    for c in conditions:
+        rows &= c.mask(frame)
+    if not rows.any():
+        raise DataError(f"--slice {rule!r} matches no row of {data.name} ({len(frame)} rows); "
+                        "check the values in the rule")
+    return rows
+
+
+def read_slices(rules: Sequence[str], train: AuditData, test: AuditData) -> list[Slice]:
+    """Each rule read (:class:`UsageError` when it cannot be) and applied to the raw columns
+    of both data (:class:`DataError` for a column they lack or a rule no row matches)."""
+    from audit.slices.conditions import parse_rule, rule_text
+
+    out: list[Slice] = []
+    for rule in rules:
+        try:
+            conditions = parse_rule(rule)
+        except ValueError as e:
+            raise UsageError(f"--slice: {e}; write a rule like \"age < 25 and sex == 'Male'\" "
+                             "(strings quoted, 'and' between conditions)") from None
+        text = rule_text(conditions)
+        if text not in (r for r, _, _ in out):
+            out.append((text, _slice_rows(rule, conditions, train),
+                        _slice_rows(rule, conditions, test)))
+    return out
+
+
+def _sensitive_inputs(data: AuditData, columns: Sequence[str]) -> list[int]:
+    """The model inputs that encode one of ``columns`` (a numeric input named like it, or its
+    one-hot columns ``column=value``)."""
+    encoder = data.extras.get("encoder")
+    if encoder is not None:
+        return [j for j, f in enumerate(encoder.features) if f.column in columns]
+    names = data.feature_names or []
+    return [j for j, n in enumerate(names)
+            if any(n == c or n.startswith(f"{c}=") for c in columns)]
+
+
 class _Experiment:
     """The shared inputs of every variant and the list they are measured into."""
 
     def __init__(self, card: ModelCard, train: AuditData, test: AuditData,
                  sensitive: Sequence[str], target: Sequence[str], settings: TrainingSettings,
                  positive: int, n_boot: int, min_group_size: int,
-                 progress: Callable[[str], None] | None) -> None:
+                 progress: Callable[[str], None] | None, slices: Sequence[Slice] = ()) -> None:
         self.card, self.train, self.test, self.st = card, train, test, settings
+        self.target, self.slices = list(target), list(slices)
         self.positive, self.n_boot, self.min_group_size = positive, n_boot, min_group_size
         self.progress = progress
         self.tr_sens = sensitive_frame(train.extras["frame"], list(target), where=train.name)
@@ -151,27 +227,45 @@ class _Experiment:
         res = assess_fairness(self.yte, pred, self.te_eval, score=score,
                               min_group_size=self.min_group_size, n_boot=self.n_boot,
                               random_state=self.st.seed)
+        wrong = pred != self.yte
         self.variants.append(Variant(method=method, setting=setting,
                                      accuracy=float((pred == self.yte).mean()), result=res,
-                                     seconds=time.perf_counter() - start))
+                                     seconds=time.perf_counter() - start,
+                                     slices=[slice_gap(rule, rows, wrong)
+                                             for rule, _, rows in self.slices]))
 
     def train_one(self, penalty: FairnessPenalty | None = None,
-                  weights: torch.Tensor | None = None) -> nn.Module:
+                  weights: torch.Tensor | None = None, x: torch.Tensor | None = None
+                  ) -> nn.Module:
         st = self.st
         model = fresh_model(self.card, st.seed)
         with reproducible(threads=st.threads or None):  # on the model's own classes
-            train_with_penalty(model, self.train.x, self.train.y, epochs=st.epochs, lr=st.lr,
+            train_with_penalty(model, self.train.x if x is None else x, self.train.y,
+                               epochs=st.epochs, lr=st.lr,
                                batch_size=st.batch_size, seed=st.seed,
                                weight_decay=st.weight_decay, groups=self.groups,
                                penalty=penalty, sample_weight=weights)
         return model
 
-    def trained(self, method: str, setting: str, **kw: Any) -> nn.Module:
-        """Train a variant and measure it on the test data."""
-        t0 = time.perf_counter()
+    def trained(self, method: str, setting: str, x_test: torch.Tensor | None = None,
+                start: float | None = None, **kw: Any) -> nn.Module:
+        """Train a variant and measure it on the test data (``x_test`` when the variant
+        transforms the inputs)."""
+        t0 = time.perf_counter() if start is None else start
         model = self.train_one(**kw)
-        self.measure(method, setting, *_outputs(model, self.test.x, self.positive), t0)
+        self.measure(method, setting, *_outputs(model, self.test.x if x_test is None
+                                                else x_test, self.positive), t0)
         return model
+
+    def decorrelated(self, alpha: float) -> None:
+        """Fairlearn's CorrelationRemover on the inputs, the model retrained on them and
+        measured on the held-out inputs transformed the same way."""
+        t0 = time.perf_counter()
+        cr = CorrelationRemoval(_sensitive_inputs(self.train, self.target), alpha=alpha)
+        xtr = cr.fit_transform(self.train.x.numpy(), self.tr_sens)
+        xte = cr.transform(self.test.x.numpy(), self.te_target)
+        self.trained("correlation-remover", f"α={alpha:g}", x_test=torch.from_numpy(xte),
+                     start=t0, x=torch.from_numpy(xtr))
 
     def thresholded(self, key: str, constraint: str, tol: float, scores: tuple[np.ndarray,
                     np.ndarray]) -> None:
@@ -185,6 +279,23 @@ class _Experiment:
                      pred, None, t0)
 
 
+def _checked_slices(methods: Sequence[str], slices: Sequence[str], alphas: Sequence[float],
+                    train: AuditData, test: AuditData
+                    ) -> tuple[list[Slice], list[np.ndarray]]:
+    """The slices read and applied, and the training weights of reweighing by each slice when
+    asked for (empty otherwise): every error before anything is trained."""
+    if "reweighing-slice" in methods and not slices:
+        raise UsageError("reweighing-slice reweighs the rows of a slice: name it with --slice "
+                         "RULE (e.g. --slice \"age < 25\"), as the slices check writes it")
+    bad = [a for a in alphas if not 0.0 <= a <= 1.0]
+    if bad:
+        raise UsageError(f"correlation-remover's alpha is between 0 and 1, got {bad[0]:g}")
+    found = read_slices(slices, train, test)
+    weights = ([SliceReweighing().fit_transform(rows, f"--slice {rule!r}")
+                for rule, rows, _ in found] if "reweighing-slice" in methods else [])
+    return found, weights
+
+
 def run_mitigation(
     card: ModelCard,
     train: AuditData,
@@ -192,9 +303,11 @@ def run_mitigation(
     sensitive: Sequence[str],
     *,
     model: nn.Module | None = None,
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] = DEFAULT_METHODS,
     lambdas: Sequence[float] = DEFAULT_LAMBDAS,
     tols: Sequence[float] = DEFAULT_TOLS,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    slices: Sequence[str] = (),
     settings: TrainingSettings | None = None,
     positive: int = 1,
     target: Sequence[str] | None = None,
@@ -208,14 +321,18 @@ def run_mitigation(
     Without ``model`` the retrained baseline comes first and the thresholds post-process it.
     ``sensitive`` are the columns measured; ``target`` the columns whose intersection the
     mitigations act on (default: all of ``sensitive``); ``positive`` the favourable class.
+    ``slices`` are rules (``age < 25 and sex == 'Male'``): ``reweighing-slice`` trains one
+    model per rule, and every variant is measured on each slice; ``alphas`` are the strengths of
+    ``correlation-remover`` (1: full decorrelation).
     """
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown mitigation method(s) {', '.join(unknown)}; use "
                          f"{', '.join(METHODS)}")
+    found, slice_weights = _checked_slices(methods, slices, alphas, train, test)
     ex = _Experiment(card, train, test, sensitive, list(target or sensitive),
                      settings or TrainingSettings.from_card(card), positive, n_boot,
-                     min_group_size, progress)
+                     min_group_size, progress, found)
     if model is not None:
         ex.say("your model")
         t0 = time.perf_counter()
@@ -228,6 +345,12 @@ def run_mitigation(
         ex.say("reweighing")
         w = Reweighing().fit_transform(ex.ytr.numpy(), ex.tr_sens)
         ex.trained("reweighing", "", weights=torch.from_numpy(w).float())
+    for (rule, _, _), w in zip(ex.slices, slice_weights, strict=False):
+        ex.say(f"reweighing-slice {rule}")
+        ex.trained("reweighing-slice", rule, weights=torch.from_numpy(w).float())
+    for alpha in alphas if "correlation-remover" in methods else ():
+        ex.say(f"correlation-remover alpha={alpha:g}")
+        ex.decorrelated(alpha)
     for key, constraint in PENALTIES:
         for lam in lambdas if key in methods else ():
             ex.say(f"{key} lambda={lam:g}")
@@ -302,9 +425,11 @@ def mitigate(
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
     groups: Sequence[str] | None = None,
-    methods: Sequence[str] = tuple(METHODS),
+    methods: Sequence[str] | None = None,
     lambdas: Sequence[float] = DEFAULT_LAMBDAS,
     tols: Sequence[float] = DEFAULT_TOLS,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    slices: Sequence[str] = (),
     epochs: int | None = None,
     seed: int | None = None,
     n_boot: int = 200,
@@ -321,7 +446,8 @@ def mitigate(
     ``evaluate``. ``sensitive`` are the columns measured (default: the data's or the card's),
     ``groups`` the columns whose intersection the mitigations act on (default: all sensitive
     columns); ``positive_class`` the favourable class (default: ``[checks.fairness]
-    positive_class``, else a binary model's second class).
+    positive_class``, else a binary model's second class). ``methods`` default to
+    :func:`default_methods`; ``slices`` and ``alphas`` are :func:`run_mitigation`'s.
     """
     import dataclasses
 
@@ -351,6 +477,8 @@ def mitigate(
                         f"names none; the columns of {test_data.name} are {shown}; pass "
                         "--sensitive COLUMN")
     test_data.extras["sensitive"] = cols
+    methods = list(methods) if methods else default_methods(slices)
+    _checked_slices(methods, slices, alphas, train_data, test_data)  # before the long part
     result = run_audit(loaded, data=test_data, checks=["fairness"], config=config, seed=seed,
                        fail_on=fail_on, command=command,
                        params={"fairness": {"positive_class": positive_class}}
@@ -358,7 +486,8 @@ def mitigate(
     settings = TrainingSettings.from_card(model_card, epochs=epochs, seed=seed)
     target_cols = list(groups or cols)
     variants = run_mitigation(model_card, train_data, test_data, cols, model=loaded.model,
-                              methods=methods, lambdas=lambdas, tols=tols, settings=settings,
+                              methods=methods, lambdas=lambdas, tols=tols, alphas=alphas,
+                              slices=slices, settings=settings,
                               positive=pos, target=target_cols, n_boot=n_boot,
                               min_group_size=params.min_group_size, progress=progress)
     result.sections.append(mitigation_section(variants, settings, cols, target_cols,

@@ -3,18 +3,20 @@ table and plot, and one finding per method saying what it bought and what it cos
 
 The first variant is the reference everything is compared with: your model (the model under
 audit) when the experiment has it, else the retrained baseline. A retrained baseline beside your
-model is a labelled row of its own: it shows what retraining alone changes."""
+model is a labelled row of its own: it shows what retraining alone changes. With slices, every
+row also shows each slice's error rate and its gap to the rest, with a 95% interval."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from audit.fairness.findings import MITIGATION_RESULT
 from audit.fairness.groups import INTERSECTION
 from audit.fairness.metrics import FairnessResult
+from audit.fairness.mitigation_slices import SliceGap
 from audit.fairness.plots import tradeoff_figure
 from audit.result import Finding, Section, Severity, Table
 
@@ -31,6 +33,8 @@ LABELS = {YOURS: "your model", BASELINE: "retrained baseline"}
 
 METHODS: dict[str, str] = {
     "reweighing": "reweighing (Kamiran & Calders)",
+    "reweighing-slice": "reweighing by slice (the slice carries half the loss)",
+    "correlation-remover": "correlation remover (Fairlearn)",
     "penalty-dp": "fairness penalty: demographic parity",
     "penalty-eo": "fairness penalty: equalized odds",
     "thresholds-dp": "group thresholds: demographic parity",
@@ -47,6 +51,8 @@ class Variant:
     accuracy: float
     result: FairnessResult
     seconds: float
+    slices: list[SliceGap] = field(default_factory=list)
+    """Each slice's error rate and gap to the rest (empty without slices)."""
 
     @property
     def key(self) -> str:
@@ -96,14 +102,23 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
         metrics[f"{v.key}.accuracy"] = v.accuracy
         for k, _ in GAPS:
             metrics[f"{v.key}.{tkey}.{k}"] = _gap(v, tkey, k)
+        for i, sg in enumerate(v.slices):  # the rules: params["slices"][i]
+            metrics.update({f"{v.key}.slice{i}.error_rate": sg.error,
+                            f"{v.key}.slice{i}.gap": sg.gap,
+                            f"{v.key}.slice{i}.gap_ci_low": sg.ci_low,
+                            f"{v.key}.slice{i}.gap_ci_high": sg.ci_high})
     base = next((v for v in variants[1:] if v.method == BASELINE), None)
-    findings = [_method_finding(method, [v for v in variants if v.method == method], ref,
+    findings = [_slice_finding([v for v in variants if v.method == method], ref, base)
+                if method == "reweighing-slice" else
+                _method_finding(method, [v for v in variants if v.method == method], ref,
                                 base, shown[-1])
                 for method in dict.fromkeys(v.method for v in variants[1:] if v.mitigated)]
+    params: dict[str, Any] = ({"slices": [{"rule": sg.rule, "rows": sg.rows}
+                                          for sg in ref.slices]} if ref.slices else {})
     return Section(check="mitigation", title="Bias mitigation: fairness against accuracy",
                    summary=_summary(variants, tkey, shown[-1]),
                    reading=_reading(settings, ref, positive),
-                   metrics=metrics, findings=findings,
+                   metrics=metrics, findings=findings, params=params,
                    figures=[tradeoff_figure(_points(variants), panels)],
                    tables=[_table(variants, groupings, target_name, positive),
                            _changes_table(variants, target_name)],
@@ -112,9 +127,9 @@ def mitigation_section(variants: list[Variant], settings: TrainingSettings,
 
 NOTES = {
     YOURS: "the model under audit, as loaded: what every row is compared with",
-    BASELINE: "your architecture retrained without mitigation: reweighing and the penalties "
-              "are retrained too, so this row separates the effect of the mitigation from the "
-              "effect of retraining",
+    BASELINE: "your architecture retrained without mitigation: reweighing, the correlation "
+              "remover and the penalties are retrained too, so this row separates the effect "
+              "of the mitigation from the effect of retraining",
 }
 
 
@@ -126,6 +141,9 @@ def _table(variants: list[Variant], groupings: list[str], target_name: str,
     cols = ["method", "setting", "accuracy"]
     for gname in groupings:
         cols += [f"{label} ({gname})" for _, label in GAPS]
+    for sg in ref.slices:
+        cols += [f"error ({sg.rule})", f"gap to rest ({sg.rule})",
+                 f"gap 95% CI ({sg.rule})"]
     cols += [f"worse than {ref.label}", "seconds", "note"]
     rows: list[list[Any]] = []
     for v in variants:
@@ -133,6 +151,8 @@ def _table(variants: list[Variant], groupings: list[str], target_name: str,
         for gname in groupings:
             g = next(x for x in v.result.groupings if x.name == gname)
             row += [_r(g.disparities[k].value) for k, _ in GAPS]
+        for sg in v.slices:
+            row += [_r(sg.error), _r(sg.gap), _ci(sg)]
         # the labels explain themselves only beside your model (the retrained baseline alone
         # is the reference when there is no model to compare with)
         notes = [NOTES[v.method]] if v.method in NOTES and ref.method == YOURS else []
@@ -150,7 +170,15 @@ def _table(variants: list[Variant], groupings: list[str], target_name: str,
                           f"groups of {target_name}. Worse than {ref.label}: accuracy and the "
                           "DP and EO gaps (by every grouping, targeted or not) that moved the "
                           f"wrong way by more than {ref.label}'s noise, and how many other "
-                          "disparities did; the next table shows every metric."))
+                          "disparities did; the next table shows every metric."
+                          + (" Per slice: its error rate, its gap to the rest of the rows "
+                             "(error inside − outside; lower is better) and the gap's 95% "
+                             "interval (Newcombe's hybrid score)." if ref.slices else "")))
+
+
+def _ci(sg: SliceGap) -> str:
+    return (f"{sg.ci_low:+.3f} to {sg.ci_high:+.3f}"
+            if math.isfinite(sg.ci_low) and math.isfinite(sg.ci_high) else "–")
 
 
 def _worse(v: Variant, ref: Variant) -> str:
@@ -235,9 +263,13 @@ def _changes(v: Variant, base: Variant) -> list[Change]:
     return out
 
 
-def _targets(method: str, target_name: str) -> str:
-    """What ``method`` reduces: ``targets DP diff by sex_x_race``."""
-    label = "EO diff" if method.endswith("-eo") else "DP diff"
+def _targets(v: Variant, target_name: str) -> str:
+    """What ``v``'s method reduces: ``targets DP diff by sex_x_race``."""
+    if v.method == "reweighing-slice":
+        return f"targets the error gap of {v.setting}"
+    if v.method == "correlation-remover":
+        return f"removes the inputs' correlation with {target_name}"
+    label = "EO diff" if v.method.endswith("-eo") else "DP diff"
     return f"targets {label} by {target_name}"
 
 
@@ -251,7 +283,7 @@ def _changes_table(variants: list[Variant], target_name: str) -> Table:
         rows.append([c.title, c.grouping, c.text(c.base),
                      *(ch[(c.title, c.grouping)].cell() if (c.title, c.grouping) in ch
                        else "n/a" for ch in per)])
-    heads = [f"{v.key}: {_targets(v.method, target_name)}" if v.mitigated
+    heads = [f"{v.key}: {_targets(v, target_name)}" if v.mitigated
              else f"{v.label}: no mitigation" for v in others]
     worse = sum(ch.verdict == "worse" for changes in per for ch in changes.values())
     return Table(
@@ -312,7 +344,8 @@ def _reading(settings: TrainingSettings, ref: Variant, positive: str = "") -> st
     return (
         ("Every variant is compared with your model (the model under audit, as loaded) on "
          "the same held-out data. " if yours else "")
-        + "Reweighing and the penalties retrain the architecture from the same seed with the "
+        + "Reweighing, the correlation remover and the penalties retrain the architecture "
+        "from the same seed with the "
         f"model's own training settings (epochs {settings.epochs}, lr {settings.lr:g}, batch "
         f"{settings.batch_size}, weight decay {settings.weight_decay:g}, seed {settings.seed})"
         + ("; the retrained baseline is that training without mitigation, so the difference "
@@ -324,6 +357,11 @@ def _reading(settings: TrainingSettings, ref: Variant, positive: str = "") -> st
         "loss: larger λ trades more accuracy for a smaller gap. Group thresholds keep "
         f"{ref.label} and pick one (randomised) threshold per group with Fairlearn's "
         "ThresholdOptimizer; tol is the constraint violation allowed. "
+        "Reweighing by slice upweights the rows of one slice (a rule) so that it carries half "
+        "of the training loss; the correlation remover (Fairlearn's CorrelationRemover, the "
+        "decorrelation baseline) replaces the inputs by their residuals after a least-squares "
+        "projection on the sensitive groups (α of the way; the sensitive inputs themselves "
+        "zeroed) and the model is trained and measured on those inputs. "
         + (f"The decision judged is {positive!r} against the other classes. " if positive
            else "")
         + f"Read the plot from {ref.label} (the star): a good mitigation moves left (smaller "
@@ -380,3 +418,41 @@ def _method_finding(method: str, runs: list[Variant], ref: Variant, base: Varian
         evidence=evidence,
         recommendation="Pick the variant whose gap and accuracy fit the use; check its full "
                        "fairness section before deploying it.")
+
+
+def _slice_text(sg: SliceGap) -> str:
+    return (f"error {sg.error:.1%} against {sg.rest_error:.1%}, gap {sg.gap:+.3f} "
+            f"({_ci(sg)})")
+
+
+def _slice_finding(runs: list[Variant], ref: Variant, base: Variant | None) -> Finding:
+    """What reweighing each slice did to that slice's error gap (the run's setting is its
+    rule), against ``ref`` and the retrained baseline."""
+    parts, evidence = [], []
+    for v in runs:
+        i = next(i for i, sg in enumerate(v.slices) if sg.rule == v.setting)
+        r, g = ref.slices[i], v.slices[i]
+        b = base.slices[i] if base is not None else None
+        parts.append(f"{v.setting}: {ref.label} {_slice_text(r)}"
+                     + (f"; retrained baseline {_slice_text(b)}" if b is not None else "")
+                     + f"; reweighed {_slice_text(g)}, accuracy {v.accuracy:.1%}")
+        evidence.append({"rule": v.setting, "reference_gap": r.gap, "gap": g.gap,
+                         "gap_ci_low": g.ci_low, "gap_ci_high": g.ci_high,
+                         "retrained_baseline_gap": b.gap if b is not None else None,
+                         "accuracy": v.accuracy, "worse": _worse(v, ref)})
+    first = runs[0].slices[next(i for i, sg in enumerate(runs[0].slices)
+                                if sg.rule == runs[0].setting)]
+    r0 = next(sg for sg in ref.slices if sg.rule == first.rule)
+    more = f" (and {len(runs) - 1} more slice(s))" if len(runs) > 1 else ""
+    return MITIGATION_RESULT(
+        Severity.INFO, method="reweighing-slice",
+        title=(f"{METHODS['reweighing-slice']}: gap of {first.rule} {r0.gap:+.3f} → "
+               f"{first.gap:+.3f} at accuracy {runs[0].accuracy:.1%}{more}"),
+        detail=("Error gap of each reweighed slice to the rest of the rows (95% interval): "
+                + "; ".join(parts) + ". A gap whose interval overlaps the baseline's may not "
+                "have moved."),
+        evidence={"method": "reweighing-slice", "reference": ref.label,
+                  "reference_accuracy": ref.accuracy, "slices": evidence},
+        recommendation="Keep the reweighed model only if the slice's gap fell beyond its "
+                       "interval and the other rows' metrics (worse-than column) stay "
+                       "acceptable; otherwise the slice needs more or better data.")

@@ -108,8 +108,16 @@ def mitigate_cmd(
                                                     "mitigations act on (default: all "
                                                     "sensitive columns).")] = None,
     methods: Annotated[str | None, typer.Option(help=(
-        "Comma-separated: reweighing, penalty-dp, penalty-eo, thresholds-dp, thresholds-eo "
-        "(default: all)."))] = None,
+        "Comma-separated: reweighing, reweighing-slice (needs --slice), correlation-remover, "
+        "penalty-dp, penalty-eo, thresholds-dp, thresholds-eo (default: reweighing, the "
+        "penalties and thresholds, plus reweighing-slice with --slice)."))] = None,
+    slices: Annotated[list[str] | None, typer.Option("--slice", metavar="RULE", help=(
+        "A slice as the slices check writes it, e.g. \"age < 25 and sex == 'Male'\" "
+        "(repeatable): reweighing-slice upweights its training rows, and the table shows its "
+        "error gap to the rest for every variant."))] = None,
+    alphas: Annotated[str | None, typer.Option(help="Strengths of correlation-remover, in "
+                                                    "[0, 1] (default 1: full "
+                                                    "decorrelation).")] = None,
     lambdas: Annotated[str | None, typer.Option(help="Penalty weights λ (default "
                                                      "0.1,0.3,1,3).")] = None,
     tols: Annotated[str | None, typer.Option(help="Tolerances of thresholds-dp (default 0,0.05; "
@@ -127,11 +135,18 @@ def mitigate_cmd(
                       ] = None,
     fail_on: FailOn = None,
 ) -> None:
-    """Retrain or post-process a model with each bias mitigation (reweighing, fairness
-    penalty for each λ, group thresholds) and report fairness gap against accuracy, each
-    compared with your model on the same data: a table, a trade-off plot and your model's
-    fairness audit."""
-    from audit.apps.mitigate import DEFAULT_LAMBDAS, DEFAULT_TOLS, METHODS, mitigate
+    """Retrain or post-process a model with each bias mitigation (reweighing, reweighing by
+    slice, correlation remover, fairness penalty for each λ, group thresholds) and report
+    fairness gap against accuracy, each compared with your model on the same data: a table, a
+    trade-off plot and your model's fairness audit."""
+    from audit.apps.mitigate import (
+        DEFAULT_ALPHAS,
+        DEFAULT_LAMBDAS,
+        DEFAULT_TOLS,
+        METHODS,
+        default_methods,
+        mitigate,
+    )
     from audit.io import atomic_write_text
     from audit.report.formats_csv import table_csv
     from audit.report.render import write_report
@@ -140,7 +155,8 @@ def mitigate_cmd(
         raise UsageError("--n-boot must be 0 or more")
     if epochs is not None and epochs < 1:
         raise UsageError("--epochs must be at least 1")
-    chosen = split(methods) or list(METHODS)
+    rules = list(slices or [])
+    chosen = split(methods) or default_methods(rules)
     unknown = [m for m in chosen if m not in METHODS]
     if unknown:
         raise UsageError(f"unknown method(s) {', '.join(unknown)}; use {', '.join(METHODS)}")
@@ -153,7 +169,9 @@ def mitigate_cmd(
                       evaluate=evaluate, target=target,
                       sensitive=split(sensitive), groups=split(groups),
                       methods=chosen, lambdas=_floats(lambdas, "--lambdas") or DEFAULT_LAMBDAS,
-                      tols=_floats(tols, "--tols") or DEFAULT_TOLS, epochs=epochs, seed=seed,
+                      tols=_floats(tols, "--tols") or DEFAULT_TOLS,
+                      alphas=_floats(alphas, "--alphas") or DEFAULT_ALPHAS, slices=rules,
+                      epochs=epochs, seed=seed,
                       n_boot=n_boot, config=str(config) if config else None, fail_on=fail_on,
                       command=command_line(), progress=progress)
     target_html = out or Path("reports") / f"{safe_name(result.model['name'])}-mitigation.html"

@@ -3,7 +3,10 @@
 - Before training, :class:`Reweighing` (Kamiran & Calders, 2012): weight every (group, label)
   cell by ``P(group) P(label) / P(group, label)`` so that, in the weighted training data, the
   label is independent of the group. Pass the weights to any weighted loss
-  (``audit.training.CrossEntropy(sample_weight=...)``).
+  (``audit.training.CrossEntropy(sample_weight=...)``). Also before training,
+  :class:`CorrelationRemoval`: Fairlearn's ``CorrelationRemover`` on the encoded inputs (the
+  decorrelation baseline), keeping the model's input width. Reweighing one slice of the rows
+  (not a group) is :class:`audit.fairness.mitigation_slices.SliceReweighing`.
 - During training, :class:`FairnessPenalty`: a differentiable relaxation of Fairlearn's
   demographic-parity or equalized-odds difference, computed on the predicted probabilities of
   each mini-batch, added to the cross-entropy with weight ``lambda``: the training loss
@@ -16,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -87,6 +91,88 @@ class Reweighing:
                       ) -> np.ndarray:
         """Fit and return the training weights."""
         return self.fit(y, sensitive).sample_weight(y, sensitive)
+
+
+# ----------------------------------------------------------------------------- decorrelation
+
+def indicator_matrix(sensitive: pd.DataFrame, labels: Sequence[Sequence[str]] | None = None
+                     ) -> tuple[np.ndarray, list[list[str]]]:
+    """One 0/1 column per group of each sensitive column (the audit's groups: missing values
+    are a group of their own), in ``labels``' order when given (a group not in ``labels`` gets
+    no column, so new data is encoded like the data ``labels`` came from); and the labels."""
+    from audit.fairness.groups import make_groupings
+
+    groupings, _, _ = make_groupings(sensitive.reset_index(drop=True), intersectional=False)
+    blocks, out_labels = [], []
+    for i, g in enumerate(groupings):
+        names = list(labels[i]) if labels is not None else list(g.labels)
+        here = np.asarray(g.labels, dtype=object)[g.codes]
+        blocks.append(np.stack([here == name for name in names], axis=1)
+                      if names else np.zeros((len(here), 0)))
+        out_labels.append(names)
+    return np.concatenate(blocks, axis=1).astype(np.float64), out_labels
+
+
+class CorrelationRemoval:
+    """Fairlearn's ``CorrelationRemover`` on a model's encoded inputs, at the model's width.
+
+    Fairlearn (0.15) projects the non-sensitive columns onto the centred sensitive columns by
+    least squares, replaces them by ``alpha`` x residual + (1 - ``alpha``) x original, and
+    drops the sensitive columns from its output. A model expects its encoder's width, so here:
+
+    - the sensitive columns Fairlearn decorrelates from are 0/1 indicators of the groups of the
+      raw sensitive columns (:func:`indicator_matrix`), so the sensitive attribute need not be
+      a model input;
+    - ``input_columns`` (the model inputs that encode a sensitive attribute: its one-hot
+      columns) are left out of the decorrelated columns and **zeroed**: a constant input only
+      adds a constant to the first layer, so this is Fairlearn's dropping at the same width
+      (keeping them would let the model read the attribute the method removes);
+    - every other input is replaced in place by Fairlearn's output. Its values may leave the
+      encoder's [0, 1] range; the model is retrained on them.
+
+    ``transform`` needs the sensitive columns of the rows it transforms, as Fairlearn's does.
+    """
+
+    def __init__(self, input_columns: Sequence[int] = (), alpha: float = 1.0) -> None:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.input_columns = sorted(set(int(i) for i in input_columns))
+        self.alpha = float(alpha)
+        self._remover: Any = None
+        self._labels: list[list[str]] = []
+
+    def _split(self, x: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        keep = [j for j in range(x.shape[1]) if j not in set(self.input_columns)]
+        return np.asarray(x, dtype=np.float64)[:, keep], keep
+
+    def fit(self, x: np.ndarray, sensitive: pd.DataFrame) -> CorrelationRemoval:
+        """Learn the projection on the training inputs and their sensitive columns."""
+        from fairlearn.preprocessing import CorrelationRemover
+
+        s, self._labels = indicator_matrix(sensitive)
+        z, keep = self._split(x)
+        if len(s) != len(z):
+            raise DataError(f"inputs and sensitive columns differ in length ({len(z)}, "
+                            f"{len(s)})")
+        ids = list(range(len(keep), len(keep) + s.shape[1]))
+        self._remover = CorrelationRemover(sensitive_feature_ids=ids, alpha=self.alpha)
+        self._remover.fit(np.hstack([z, s]))
+        return self
+
+    def transform(self, x: np.ndarray, sensitive: pd.DataFrame) -> np.ndarray:
+        """``x`` with the other inputs decorrelated and the sensitive inputs zeroed (float32,
+        the width of ``x``)."""
+        if self._remover is None:
+            raise RuntimeError("call fit() first")
+        s, _ = indicator_matrix(sensitive, self._labels)
+        z, keep = self._split(x)
+        out = np.zeros(np.shape(x), dtype=np.float64)
+        out[:, keep] = self._remover.transform(np.hstack([z, s]))
+        return out.astype(np.float32)
+
+    def fit_transform(self, x: np.ndarray, sensitive: pd.DataFrame) -> np.ndarray:
+        """Fit and return the transformed training inputs."""
+        return self.fit(x, sensitive).transform(x, sensitive)
 
 
 # ----------------------------------------------------------------------------- penalty
