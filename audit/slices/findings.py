@@ -5,6 +5,7 @@ finding says what to do, and names the ``audit mitigate`` command that targets i
 from __future__ import annotations
 
 import re
+import shlex
 
 from audit.policy import Category, kind
 from audit.result import Finding, Severity
@@ -43,14 +44,20 @@ def _key(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:80] or "slice"
 
 
+def _shell(text: str) -> str:
+    """``text`` as one shell word: in double quotes when that is safe (rules quote their
+    values with single quotes), else POSIX-quoted."""
+    return f'"{text}"' if not set(text) & set('"$`\\!') else shlex.quote(text)
+
+
 def _weak(s: SliceResult, same: list[str], ev: SlicesEvaluation, p: SlicesParams,
           model: str) -> Finding:
     sev = Severity.HIGH if s.ci_low >= p.gap_high else \
         Severity.MEDIUM if s.gap >= p.gap_medium else Severity.LOW
     how = ("confirmed on the held-out half" if s.conditions else
            "Benjamini-Hochberg over the clusters")
-    target = (f" Target it: audit mitigate {model} --methods reweighing-slice --slice "
-              f"'{s.rule}'." if s.conditions and ev.kind == "tabular" else "")
+    target = (f" Target it: audit mitigate {model} --methods reweighing-slice "
+              f"--slice {_shell(s.rule)}." if s.conditions and ev.kind == "tabular" else "")
     also = (f" Much the same rows: {'; '.join(same[:4])}" + (" ..." if len(same) > 4 else "")
             + ".") if same else ""
     return WEAK(
@@ -140,5 +147,6 @@ def _bias(ev: SlicesEvaluation, model: str) -> list[Finding]:
 
 def slices_findings(ev: SlicesEvaluation, p: SlicesParams, model: str) -> list[Finding]:
     """Every finding of the slices check; ``model`` names the model in commands."""
+    model = shlex.quote(model)
     return [*(_weak(s, same, ev, p, model) for s, same in ev.distinct(p.overlap, p.findings)),
             *_proxies(ev, p, model), *_bias(ev, model)]
