@@ -41,7 +41,7 @@ def test_quick_audit_of_every_check_is_reproducible(tmp_path: Path) -> None:
                       "adult:train")
     assert [s["check"] for s in a["sections"]] == ["performance", "saliency", "surrogate",
                                                     "robustness", "certified", "fairness",
-                                                    "drift", "crosscheck"]
+                                                    "slices", "drift", "crosscheck"]
     assert next(s for s in a["sections"] if s["check"] == "drift")["status"] != "skipped"
     assert all(s["status"] != "error" for s in a["sections"])
     assert json.dumps(_without_timings(a)) == json.dumps(_without_timings(b))
