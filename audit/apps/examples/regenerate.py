@@ -145,7 +145,7 @@ def regenerate_examples(out_dir: str | Path = "reports", *, only: list[str] | No
                 outcomes.append(outcome)
                 console.print(_line(outcome), highlight=False)
     atomic_write_text(out / "README.md", index_markdown(_with_others(outcomes, out, only),
-                                                        seed, quick))
+                                                        seed, quick, out))
     return outcomes
 
 
@@ -202,8 +202,17 @@ def _line(o: ExampleOutcome) -> str:
     return f"{o.name}: {verdict}-> {files} ({o.seconds:.1f} s)"
 
 
-def index_markdown(outcomes: list[ExampleOutcome], seed: int, quick: bool) -> str:
-    """``reports/README.md``: one row per example with its verdict and files."""
+def _link(path: Path, out: Path | None) -> str:
+    """``path`` relative to the index's folder (data files sit in sub-folders)."""
+    if out is not None:
+        with contextlib.suppress(ValueError):
+            return path.resolve().relative_to(out.resolve()).as_posix()
+    return path.name
+
+
+def index_markdown(outcomes: list[ExampleOutcome], seed: int, quick: bool,
+                   out: Path | None = None) -> str:
+    """``reports/README.md`` (in ``out``): one row per example with its verdict and files."""
     lines = ["# Example reports", "",
              "Regenerate them all with `audit examples` (seed "
              f"{seed}{', quick mode' if quick else ''}). Each model's report is an HTML file "
@@ -222,6 +231,6 @@ def index_markdown(outcomes: list[ExampleOutcome], seed: int, quick: bool) -> st
                                if s["counts"][k]) or "none"
         elif o.headline or any(p.suffix == ".html" for p in o.files):
             verdict, counts = "comparison", md(o.headline) or "see the comparison"
-        files = " · ".join(f"[{p.suffix.lstrip('.')}]({p.name})" for p in o.files)
+        files = " · ".join(f"[{p.suffix.lstrip('.')}]({_link(p, out)})" for p in o.files)
         lines.append(f"| {md(o.name)}: {md(o.description)} | {verdict} | {counts} | {files} |")
     return "\n".join(lines) + "\n"
