@@ -28,6 +28,7 @@ from audit.crosscheck import CROSSCHECK, Audited, cross_check_section
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
 from audit.datasets.tabular import missing_sensitive
+from audit.devices import resolve_device
 from audit.errors import DataError, UsageError
 from audit.execution import execute_check, seed_everything
 from audit.isolation import isolated_checks, run_isolated
@@ -105,10 +106,13 @@ def build_subject(
     batch_size: int = 256,
     reference: str | Path | AuditData | tuple[Any, Any] | None = None,
     labels: bool = True,
+    device: str | torch.device | None = None,
 ) -> Subject:
     """Load model and data (and the ``reference`` data of the drift check) and check that the
     model runs on them (raises on any problem). ``labels=False`` accepts data without labels
-    (a file lacking its label column); the reference always needs labels."""
+    (a file lacking its label column); the reference always needs labels. ``device``:
+    ``auto`` (default: CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    run_on = resolve_device(device)  # a bad --device fails before anything loads
     in_memory = LoadedModel | torch.nn.Module | torch.export.ExportedProgram
     loaded = _as_loaded(model, card) if isinstance(model, in_memory) \
         else load_model(_path_or_name(model, "model"), arch=arch, card=card,
@@ -126,10 +130,9 @@ def build_subject(
     if ref_data is not None and not ref_data.labelled:
         raise DataError(f"the reference data {ref_data.source or ref_data.name} has no labels; "
                         "the reference must be labelled (pass --target for a CSV)")
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    loaded.model.to(device)
+    loaded.model.to(run_on)
     subject = Subject(model=loaded.model, card=model_card, data=audit_data,
-                      model_info=loaded.info(model_card), seed=seed, quick=quick, device=device,
+                      model_info=loaded.info(model_card), seed=seed, quick=quick, device=run_on,
                       batch_size=batch_size, reference=ref_data)
     logits = subject.data_logits  # fails early, with a clear message, if the model is broken
     if logits.ndim != 2 or logits.shape[1] != model_card.num_classes:
@@ -322,6 +325,7 @@ def run_audit(
     isolate: bool | Sequence[str] | None = None,
     reference: str | Path | AuditData | tuple[Any, Any] | None = None,
     labels: bool = True,
+    device: str | torch.device | None = None,
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
@@ -336,7 +340,8 @@ def run_audit(
     ``isolate = True``), so a native crash in one is reported as that check's error.
     ``reference`` (like ``data``; by default none) is the labelled data the ``drift`` check
     compares ``data`` with; ``labels=False`` lets ``data`` lack labels (then only checks that
-    need none, such as ``drift``, apply).
+    need none, such as ``drift``, apply). ``device`` is ``auto`` (default), ``cpu``,
+    ``cuda`` or ``cuda:N`` (:func:`audit.devices.resolve_device`).
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
@@ -358,7 +363,7 @@ def run_audit(
     subject = build_subject(model, data=data, target=target, sensitive=sensitive, arch=arch,
                             card=card, trust_checkpoint=trust_checkpoint, seed=cfg.seed,
                             quick=cfg.quick, batch_size=cfg.batch_size, reference=reference,
-                            labels=labels)
+                            labels=labels, device=device)
     selected = select_checks(subject, cfg, checks)
     progress_fn: ProgressFn | None = progress if callable(progress) else None
     ctx: Any = nullcontext()

@@ -25,6 +25,10 @@ TrustCheckpoint = Annotated[bool, typer.Option(
                                "checkpoint. Only for files you trust.")]
 """The ``--trust-checkpoint`` flag of every command that loads a model (default False)."""
 
+DeviceOpt = Annotated[str, typer.Option(
+    help="Device to run on: auto (CUDA when present), cpu, cuda or cuda:N.")]
+"""The ``--device`` option of the audit commands (default ``auto``)."""
+
 ShowProgress = Annotated[bool, typer.Option(help="Show progress on stderr.")]
 """The ``--progress/--no-progress`` flag (default True)."""
 

@@ -9,6 +9,7 @@ import typer
 
 from audit.cli.common import (
     EXIT_CODES_HELP,
+    DeviceOpt,
     FailOn,
     ShowProgress,
     TrustCheckpoint,
@@ -48,6 +49,7 @@ def drift_cmd(
                                                   "'file.py:Class' for a state dict.")] = None,
     card: Annotated[Path | None, typer.Option(help="card.json describing the model.")] = None,
     trust_checkpoint: TrustCheckpoint = False,
+    device: DeviceOpt = "auto",
     progress: ShowProgress = True,
     outputs: Outputs = NO_OUTPUTS,
 ) -> None:
@@ -61,7 +63,7 @@ def drift_cmd(
         model, data=current, reference=reference, labels=False, checks=["drift"],
         config=config, seed=seed, quick=quick or None, fail_on=fail_on, target=target,
         sensitive=split(sensitive), arch=arch, card=card, trust_checkpoint=trust_checkpoint,
-        progress=show_progress(progress), command=command_line())
+        progress=show_progress(progress), command=command_line(), device=device)
     html = out or Path("reports") / f"{safe_name(result.model['name'])}-drift.html"
     if outputs.get("md") is None:
         outputs = {**outputs, "md": html.with_suffix(".md")}

@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from audit.cli.common import (
     EXIT_CODES_HELP,
+    DeviceOpt,
     FailOn,
     ShowProgress,
     TrustCheckpoint,
@@ -75,6 +76,7 @@ def run_cmd(
         help="Robustness protocol: suite (this tool's attacks, default) or autoattack (also "
              "AutoAttack's standard protocol, comparable with leaderboards).")] = None,
     trust_checkpoint: TrustCheckpoint = False,
+    device: DeviceOpt = "auto",
     progress: ShowProgress = True,
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
@@ -96,7 +98,8 @@ def run_cmd(
         model, data=data, checks=split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
-        progress=show_progress(progress), command=command_line(), reference=reference)
+        progress=show_progress(progress), command=command_line(), reference=reference,
+        device=device)
     raise finish_audit(result, out or Path("reports") / f"{safe_name(result.model['name'])}.html",
                        outputs)
 
