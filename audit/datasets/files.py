@@ -1,4 +1,5 @@
-"""User data files: ``.npz`` with arrays ``x`` and ``y``; ``.csv`` with a target column.
+"""User data files: ``.npz`` with arrays ``x`` and ``y``; ``.csv`` with a target column; image
+folders and CSVs of image paths (:mod:`audit.datasets.folders`).
 
 Every loader checks the data against the model's card (per-sample shape, value range, finite
 values, label range) and raises :class:`DataError` with a one-line message naming the problem.
@@ -29,21 +30,24 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
     """Load and validate a user data file for ``card``'s model. ``labels=False`` accepts a
     file without labels (an .npz without ``y``, a CSV without the target column): its labels
     are :data:`~audit.subject.UNLABELLED`, and values outside the card's input range are let
-    through (data from production, for the drift check, which reports them)."""
+    through (data from production, for the drift check, which reports them). A directory is an
+    image folder and a CSV for an image model lists image files (:mod:`audit.datasets.folders`)."""
     if not path.exists():
         raise DataError(f"data file not found: {path}")
-    if path.is_dir():
-        raise DataError(f"--data {path} is a directory; pass a .npz or .csv file or a bundled "
-                        "dataset name")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
+    if path.is_dir() or (suffix == ".csv" and card.input.kind == "image"):
+        from audit.datasets.folders import load_image_csv, load_image_folder
+
+        data = (load_image_folder(path, card, labels=labels) if path.is_dir()
+                else load_image_csv(path, card, target, sensitive=sensitive, labels=labels))
+    elif suffix == ".npz":
         data = _load_npz(path, card, labels)
     elif suffix == ".csv":
         loader = CSV_LOADERS.get(card.dataset or "", CSV_LOADERS.get("*", load_numeric_csv))
         data = loader(path, card, target or card.target, sensitive, labels=labels)
     else:
-        raise DataError(f"unsupported data file {path.name}; use .npz (arrays x, y) or .csv "
-                        "with --target COLUMN")
+        raise DataError(f"unsupported data file {path.name}; use .npz (arrays x, y), .csv "
+                        "with --target COLUMN, or a folder of class sub-folders of images")
     validate_against_card(data, card, check_range=labels)
     return data
 
