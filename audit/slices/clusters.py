@@ -56,9 +56,11 @@ def group_slices(labels: np.ndarray, failed: np.ndarray, names: dict[int, str], 
 
 
 def cluster_slices(embeddings: np.ndarray, failed: np.ndarray, *, k: int = 8,
-                   alpha: float = 0.05, seed: int = 0) -> tuple[list[SliceResult], np.ndarray]:
-    """The clusters as slices, and each row's cluster."""
+                   alpha: float = 0.05, seed: int = 0
+                   ) -> tuple[list[SliceResult], dict[str, np.ndarray]]:
+    """The clusters as slices, and each cluster's rows by its rule."""
     labels = cluster_labels(embeddings, k, seed)
     count = int(labels.max()) + 1
     names = {i: f"embedding cluster {i + 1} of {count}" for i in range(count)}
-    return group_slices(labels, failed, names, alpha=alpha), labels
+    members = {names[i]: labels == i for i in range(count)}
+    return group_slices(labels, failed, names, alpha=alpha), members

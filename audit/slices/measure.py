@@ -65,8 +65,8 @@ def load_train(subject: Subject, p: SlicesParams) -> AuditData | None:
                           list(subject.data.extras.get("sensitive", [])) or None)
 
 
-def _galleries(ev: SlicesEvaluation, subject: Subject, masks: dict[str, np.ndarray],
-               failed: np.ndarray, p: SlicesParams) -> None:
+def _galleries(ev: SlicesEvaluation, subject: Subject, failed: np.ndarray,
+               p: SlicesParams) -> None:
     """Up to 3 correct and 3 failed members of each of the worst confirmed image slices, with
     Grad-CAM maps of the predicted class on the Grad-CAM layer the saliency check would use."""
     from audit.saliency.figures import display_images
@@ -76,9 +76,8 @@ def _galleries(ev: SlicesEvaluation, subject: Subject, masks: dict[str, np.ndarr
     data, classes = subject.data, subject.card.classes
     layer = find_target_layer(subject.model, data.x[:2].to(subject.device))
     pred = subject.data_pred
-    ev.members = {s.rule: masks[s.rule] for s in ev.confirmed if s.rule in masks}
     for s, _ in ev.distinct(p.overlap, p.gallery):
-        member = masks.get(s.rule)
+        member = ev.members.get(s.rule)
         if member is None:
             continue
         bad = np.flatnonzero(member & failed)[:3].tolist()
@@ -149,13 +148,12 @@ def measure_slices(subject: Subject, p: SlicesParams) -> SlicesEvaluation:
     if data.kind == "image":
         embed = Embedder.of(subject)
         ev.embedding = embed.source
-        ev.clusters, labels = cluster_slices(embed(data.x).numpy(), failed, k=p.clusters,
-                                             alpha=p.alpha, seed=seed)
-        for s in ev.clusters:
-            index = int(s.rule.split()[2]) - 1  # "embedding cluster 3 of 8"
-            masks[s.rule] = labels == index
-        _galleries(ev, subject, masks, failed, p)
+        ev.clusters, members = cluster_slices(embed(data.x).numpy(), failed, k=p.clusters,
+                                              alpha=p.alpha, seed=seed)
+        masks.update(members)
+    ev.members = {s.rule: masks[s.rule] for s in ev.confirmed if s.rule in masks}
+    if data.kind == "image":
+        _galleries(ev, subject, failed, p)
     else:
         _bias(ev, subject, p, seed)
-    ev.members = {s.rule: masks[s.rule] for s in ev.confirmed if s.rule in masks}
     return ev
