@@ -74,8 +74,13 @@ class Embedder:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(N, D)`` of ``x`` (float32 on the CPU), in the subject's batches."""
+        return self.with_logits(x)[0]
+
+    def with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings and logits of ``x`` from the same forward passes."""
         if self.layer is None:
-            return self.subject.logits(x)
+            logits = self.subject.logits(x)
+            return logits, logits
         module = dict(self.subject.model.named_modules())[self.layer]
         outs: list[torch.Tensor] = []
 
@@ -89,7 +94,7 @@ class Embedder:
 
         handle = module.register_forward_pre_hook(grab)
         try:
-            self.subject.logits(x)
+            logits = self.subject.logits(x)
         finally:
             handle.remove()
-        return torch.cat(outs) if outs else torch.empty(0, 0)
+        return (torch.cat(outs) if outs else torch.empty(0, 0)), logits

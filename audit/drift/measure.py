@@ -120,7 +120,8 @@ def measure_drift(subject: Subject, p: DriftParams) -> DriftEvaluation:
                                     power=p.power, psi_bins=p.psi_bins, extra_tests=4)
     embed = Embedder.of(subject)
     ev.embedding, ev.embedding_note = embed.source, embed.note
-    e_ref, e_cur = embed(ref.x).numpy(), embed(cur.x).numpy()
+    emb_ref, logits_ref = embed.with_logits(ref.x)  # one pass over the reference
+    e_ref, e_cur = emb_ref.numpy(), embed(cur.x).numpy()
     ev.mmd = mmd_test(e_ref, e_cur, permutations=p.mmd_permutations,
                       max_samples=p.mmd_max_samples, alpha=p.alpha, seed=seed,
                       device=subject.device)
@@ -133,7 +134,7 @@ def measure_drift(subject: Subject, p: DriftParams) -> DriftEvaluation:
         ev.classifier = classifier_test(e_ref, e_cur, model="logistic",
                                         max_rows=p.c2st_max_rows, alpha=p.alpha, seed=seed)
         ev.classifier_on = f"the model's embeddings ({embed.source})"
-    proba_ref = torch.softmax(subject.logits(ref.x), dim=1).numpy().astype(np.float64)
+    proba_ref = torch.softmax(logits_ref, dim=1).numpy().astype(np.float64)
     proba_cur = subject.data_proba.numpy().astype(np.float64)
     classes = list(subject.card.classes)
     frames = [pd.DataFrame({PREDICTED: np.asarray(classes, dtype=object)[q.argmax(axis=1)],
