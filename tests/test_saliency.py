@@ -218,7 +218,7 @@ def test_no_spatial_layer_and_overrides() -> None:
     assert chosen is not None and chosen.name == "layer1.0"
     with pytest.raises(UsageError, match="not a module"):
         find_target_layer(res, x, "layer9")
-    with pytest.raises(UsageError, match="not a \\(C, h, w\\) feature map"):
+    with pytest.raises(UsageError, match="not a grid over the image"):
         find_target_layer(res, x, "head.2")
     with pytest.raises(UsageError, match="runs 2 times"):
         find_target_layer(res, x, "layer1.0.relu")

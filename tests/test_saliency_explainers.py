@@ -95,8 +95,8 @@ def test_registry_declares_each_method_once_per_modality() -> None:
         assert len(names) == len(set(names)), kind
     assert all(c.default_for <= c.modalities for c in EXPLAINERS)
     # the defaults, in report order, are the historic ones; XGrad-CAM is opt-in
-    assert default_methods("image") == ["gradcam", "gradcam++", "integrated-gradients",
-                                        "smoothgrad", "lime"]
+    assert default_methods("image") == ["gradcam", "gradcam++", "attention-gradient",
+                                        "integrated-gradients", "smoothgrad", "lime"]
     assert default_methods("tabular") == ["lime", "integrated-gradients"]
     assert "xgradcam" in explainer_names()
     assert explainer_for("lime", "image") is LimeImage

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from audit.saliency.grids import Layout
     from audit.saliency.settings import SaliencyParams
 
 Modality = Literal["image", "tabular"]
@@ -81,6 +82,7 @@ class ExplainContext:
     batch_size: int = 256  # CAM batches (one forward and one backward each)
     gradient_batch: int | None = None  # IG and SmoothGrad batches; None: the class default
     layer: str | None = None  # dotted name of the CAM target layer (needs_layer explainers)
+    layer_layout: Layout | None = None  # how that layer's output covers the image
     background: torch.Tensor | None = None  # rows LIME (tabular) perturbs from
     feature_names: list[str] | None = None
 
@@ -106,6 +108,12 @@ class Explainer(ABC):
     def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
         """The explainer of ``model`` with the check's settings in ``ctx``."""
         return cls(model)
+
+    @classmethod
+    def unavailable(cls, model: nn.Module, sample: torch.Tensor) -> str | None:
+        """Why this method cannot explain ``model`` (probed on a ``sample`` batch), or ``None``
+        when it can; the check leaves such a method out and says why."""
+        return None
 
     @abstractmethod
     def attribute(self, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

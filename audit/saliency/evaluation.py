@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from audit.saliency.base import Explainer, Modality
+from audit.saliency.grids import Layout
 from audit.saliency.metrics import Faithfulness
 
 
@@ -22,6 +23,7 @@ class LayerChoice:
     name: str
     shape: tuple[int, ...]
     automatic: bool  # traced automatically (else named by --layer)
+    layout: Layout | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,8 @@ class Selection:
     no_layer_reason: str = ""  # why the model exposes no layer, when the format knows
     not_for_kind: tuple[str, ...] = ()  # do not apply to this kind of data
     layer: LayerChoice | None = None
+    unavailable: tuple[tuple[str, str], ...] = ()
+    """Methods that cannot explain this model, and why: (title, reason)."""
     stopped: tuple[tuple[str, str, str], ...] = ()
     """Explainers their budget stopped: (title, budget, where: maps or sanity rerun)."""
 

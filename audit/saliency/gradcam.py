@@ -4,7 +4,10 @@
 ``compute_layer_gradients_and_eval``, the helper ``LayerGradCam`` uses), asks the variant's
 :meth:`~CAM.cam_weights` how to weight the layer's activations, and returns
 ``ReLU(sum_k w_k A_k)`` upsampled bilinearly to the input size. Variants: Grad-CAM (Selvaraju et
-al. 2017), Grad-CAM++ (Chattopadhay et al. 2018), XGrad-CAM (Fu et al. 2020).
+al. 2017), Grad-CAM++ (Chattopadhay et al. 2018), XGrad-CAM (Fu et al. 2020). The layer's
+output and its gradients go through the layer's :class:`~audit.saliency.grids.Layout` first, so
+channels-last maps and transformer tokens (pytorch-grad-cam's ``reshape_transform``) are read
+as ``(N, C, h, w)`` without configuration.
 """
 
 from __future__ import annotations
@@ -18,27 +21,31 @@ from captum.attr import LayerAttribution
 from torch import nn
 
 from audit.saliency.base import ExplainContext, Explainer, Modality, batches, model_device
+from audit.saliency.grids import Layout
 
 
 class CAM(Explainer):
-    """A class activation map over ``layer`` (a module of ``model`` with a ``(C, h, w)``
-    output); subclasses write :meth:`cam_weights`."""
+    """A class activation map over ``layer`` (a module of ``model`` whose output is a grid in
+    ``layout``, channels-first when not given); subclasses write :meth:`cam_weights`."""
 
     modalities: ClassVar[frozenset[Modality]] = frozenset({"image"})
     default_for: ClassVar[frozenset[Modality]] = frozenset({"image"})
     needs_layer: ClassVar[bool] = True
 
-    def __init__(self, model: nn.Module, layer: nn.Module, batch_size: int = 128) -> None:
+    def __init__(self, model: nn.Module, layer: nn.Module, batch_size: int = 128,
+                 layout: Layout | None = None) -> None:
         super().__init__(model)
         self.layer = layer
         self.batch_size = batch_size
+        self.layout = layout
 
     @classmethod
     def build(cls, model: nn.Module, ctx: ExplainContext) -> Self:
         if ctx.layer is None:
             raise ValueError(f"{cls.title} needs a target layer")
         # by name: the sanity check builds the CAM again on a randomised copy of the model
-        return cls(model, dict(model.named_modules())[ctx.layer], batch_size=ctx.batch_size)
+        return cls(model, dict(model.named_modules())[ctx.layer], batch_size=ctx.batch_size,
+                   layout=ctx.layer_layout)
 
     @abstractmethod
     def cam_weights(self, activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -53,8 +60,11 @@ class CAM(Explainer):
             with torch.enable_grad():
                 grads, acts = compute_layer_gradients_and_eval(
                     self.model, self.layer, x[s].to(device), target[s].to(device))
-                weights = self.cam_weights(acts[0], grads[0])
-                cam = torch.relu(torch.sum(weights * acts[0], dim=1, keepdim=True)).detach()
+                a, g = acts[0], grads[0]
+                if self.layout is not None:
+                    a, g = self.layout.to_map(a), self.layout.to_map(g)
+                weights = self.cam_weights(a, g)
+                cam = torch.relu(torch.sum(weights * a, dim=1, keepdim=True)).detach()
             up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]),
                                               interpolate_mode="bilinear")
             out.append(up[:, 0].cpu())

@@ -95,18 +95,22 @@ def select_image(subject: Subject, p: SaliencyParams, x: torch.Tensor) -> Select
     """The requested explainers for images; those needing a layer are dropped when the model
     has no spatial one."""
     chosen = [(m, explainer_for(m, "image")) for m in p.methods]
-    methods = [cls for _, cls in chosen if cls is not None]
+    probe = x[:1].to(subject.device)
+    reasons = {cls: cls.unavailable(subject.model, probe) for _, cls in chosen if cls}
+    methods = [cls for _, cls in chosen if cls is not None and reasons[cls] is None]
     other = tuple(title_of(m) for m, cls in chosen if cls is None)
+    unavailable = tuple((cls.title, why) for cls, why in reasons.items() if why is not None)
     if not any(cls.needs_layer for cls in methods):
-        return Selection("image", tuple(methods), not_for_kind=other)
-    info = find_target_layer(subject.model, x[:1].to(subject.device), p.layer)
+        return Selection("image", tuple(methods), not_for_kind=other, unavailable=unavailable)
+    info = find_target_layer(subject.model, probe, p.layer)
     if info is None:
         return Selection("image", tuple(c for c in methods if not c.needs_layer),
                          no_layer=tuple(c.title for c in methods if c.needs_layer),
                          no_layer_reason=unavailable_reason(subject.model) or "",
-                         not_for_kind=other)
-    layer = LayerChoice(info.name, info.shape, automatic=p.layer is None)
-    return Selection("image", tuple(methods), not_for_kind=other, layer=layer)
+                         not_for_kind=other, unavailable=unavailable)
+    layer = LayerChoice(info.name, info.shape, automatic=p.layer is None, layout=info.layout)
+    return Selection("image", tuple(methods), not_for_kind=other, layer=layer,
+                     unavailable=unavailable)
 
 
 Stops = list[tuple[type[Explainer], str]]
@@ -199,7 +203,8 @@ def measure_image(subject: Subject, p: SaliencyParams, sample: ImageSample,
                          seed=derive_seed(subject.seed, "saliency.lime"),
                          batch_size=subject.batch_size,
                          gradient_batch=max(8, subject.batch_size // 4),
-                         layer=None if sel.layer is None else sel.layer.name)
+                         layer=None if sel.layer is None else sel.layer.name,
+                         layer_layout=None if sel.layer is None else sel.layer.layout)
     x, target, n = sample.x, sample.target, sample.n
     budgets = budgets_for(sel.methods, p)
     maps, stops = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed,

@@ -7,16 +7,18 @@ A new method is a class (see :class:`~audit.saliency.base.Explainer`) added to
 
 from __future__ import annotations
 
+from audit.saliency.attention import AttentionGradient, AttentionRollout
 from audit.saliency.base import Explainer, Modality
 from audit.saliency.gradcam import GradCAM, GradCAMPlusPlus, XGradCAM
 from audit.saliency.gradients import IntegratedGradientsExplainer, SmoothGrad
 from audit.saliency.lime import LimeImage, LimeTabular
 
 # Report order within each modality (and the order of the default lists): CAMs first on images;
-# LIME first on tabular data, where it is the reference attribution.
+# LIME first on tabular data, where it is the reference attribution. Attention methods run
+# only on models with global self-attention (``Explainer.unavailable``).
 EXPLAINERS: tuple[type[Explainer], ...] = (
-    GradCAM, GradCAMPlusPlus, XGradCAM, LimeTabular, IntegratedGradientsExplainer, SmoothGrad,
-    LimeImage,
+    GradCAM, GradCAMPlusPlus, XGradCAM, AttentionGradient, AttentionRollout, LimeTabular,
+    IntegratedGradientsExplainer, SmoothGrad, LimeImage,
 )
 
 

@@ -154,10 +154,14 @@ def image_summary(ev: ImageEvaluation, p: SaliencyParams | None = None) -> str:
     layer_text = ""
     if layer is not None:
         how = "chosen automatically" if layer.automatic else "set by --layer"
+        grid = f", read as a {layer.layout.describe()}" \
+            if layer.layout is not None and layer.layout.kind != "nchw" else ""
         layer_text = (f" Grad-CAM target layer: {layer.name} (output "
-                      f"{'x'.join(map(str, layer.shape))}, {how}).")
+                      f"{'x'.join(map(str, layer.shape))}{grid}, {how}).")
     shortcut = shortcut_summary(ev, p)
     notes = _sanity_note(ev.sanity_error)
+    notes += [f"{title} does not apply to this model: {why}."
+              for title, why in ev.selection.unavailable]
     if ev.localisation is None:
         notes.append("The data has no object masks, so localisation (pointing game, energy in "
                      "object) and the outside-the-object tests were skipped.")

@@ -84,7 +84,7 @@ def _galleries(ev: SlicesEvaluation, subject: Subject, failed: np.ndarray,
         good = np.flatnonzero(member & ~failed)[: 6 - len(bad)].tolist()
         rows = good + bad
         x = data.x[rows]
-        maps = GradCAM(subject.model, layer.module).explain(x, pred[rows]) \
+        maps = GradCAM(subject.model, layer.module, layout=layer.layout).explain(x, pred[rows]) \
             if layer is not None else None
         ev.galleries.append(GallerySlice(
             s.rule, rows, len(good), display_images(x, subject.card.input.range), maps,
