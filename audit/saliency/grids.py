@@ -69,7 +69,7 @@ def token_grid(n_tokens: int, image: tuple[int, int]) -> tuple[int, tuple[int, i
     """``(prefix, (h, w))`` for ``n_tokens`` tokens over an ``image``: the fewest leading
     tokens that leave a plausible grid, the grid closest to the image's aspect ratio."""
     aspect = image[0] / image[1]
-    for prefix in range(MAX_PREFIX_TOKENS + 1):
+    for prefix in range(min(MAX_PREFIX_TOKENS, n_tokens - 2) + 1):
         n = n_tokens - prefix
         grids = [(h, n // h) for h in range(1, math.isqrt(n) + 1) if n % h == 0]
         grids += [(w, h) for h, w in grids]
