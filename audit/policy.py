@@ -149,5 +149,10 @@ CHECK_BUDGET = kind("{check}.budget", Category.COVERAGE,
                     "An attack or explainer stopped at its budget (evaluations per sample or "
                     "wall time): its numbers cover only what it finished (medium; high when "
                     "nothing of the check finished).")
+CHECK_BUDGET_SCALED = kind(
+    "{check}.budget-scaled", Category.COVERAGE,
+    "The model costs more per sample than the check's defaults are sized for, so its budgets "
+    "(samples, steps, restarts) were shrunk to fit, down to floors: the numbers have wider "
+    "intervals and the attacks are weaker than the defaults' (info).")
 CHECK_SKIPPED = kind("{check}.skipped", Category.COVERAGE,
                      "A check that was asked for does not apply to this model or data.")

@@ -24,6 +24,7 @@ import torch
 from audit.card import ModelCard
 from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
+from audit.cost import budget_scaled, scale_params
 from audit.crosscheck import CROSSCHECK, Audited, cross_check_section
 from audit.datasets import dataset_names, load_dataset
 from audit.datasets.files import load_data_file, validate_against_card
@@ -107,11 +108,14 @@ def build_subject(
     reference: str | Path | AuditData | tuple[Any, Any] | None = None,
     labels: bool = True,
     device: str | torch.device | None = None,
+    amp: bool = False,
 ) -> Subject:
     """Load model and data (and the ``reference`` data of the drift check) and check that the
     model runs on them (raises on any problem). ``labels=False`` accepts data without labels
     (a file lacking its label column); the reference always needs labels. ``device``:
-    ``auto`` (default: CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    ``auto`` (default: CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``. ``amp``: the
+    subject's batched forward passes (:meth:`Subject.logits`) run under ``torch.autocast``;
+    gradient-based attacks, explainers and certification stay exact."""
     run_on = resolve_device(device)  # a bad --device fails before anything loads
     in_memory = LoadedModel | torch.nn.Module | torch.export.ExportedProgram
     loaded = _as_loaded(model, card) if isinstance(model, in_memory) \
@@ -133,7 +137,8 @@ def build_subject(
     loaded.model.to(run_on)
     subject = Subject(model=loaded.model, card=model_card, data=audit_data,
                       model_info=loaded.info(model_card), seed=seed, quick=quick, device=run_on,
-                      batch_size=batch_size, reference=ref_data)
+                      batch_size=batch_size, reference=ref_data, amp=amp)
+    subject.batch_size = subject.cost.batch(batch_size)  # peak memory follows the batch
     logits = subject.data_logits  # fails early, with a clear message, if the model is broken
     if logits.ndim != 2 or logits.shape[1] != model_card.num_classes:
         raise UsageError(f"the model returns shape {tuple(logits.shape)} but the card lists "
@@ -263,8 +268,13 @@ def run_checks(subject: Subject, config: AuditConfig,
         [c.name for c, _ in checks],
         [c.name for c, _ in checks if c.isolate], isolate)
     made: list[tuple[Check, str | None]] = []
+    scaled: dict[str, dict[str, tuple[int, int]]] = {}
     for cls, forced in checks:  # every precondition before any check runs: bad input costs
-        check = cls(make_params(cls, config.params.get(cls.name), config.quick))  # no time
+        given = config.params.get(cls.name)
+        params = make_params(cls, given, config.quick)  # no time
+        if config.scale_budgets:
+            params, scaled[cls.name] = scale_params(params, subject.cost, set(given or {}))
+        check = cls(params)
         made.append((check, _applies(check, subject, forced)))
     sections: list[Section] = []
     for i, ((cls, forced), (check, reason)) in enumerate(zip(checks, made, strict=True)):
@@ -281,6 +291,8 @@ def run_checks(subject: Subject, config: AuditConfig,
             sec = run_isolated(check, subject, derive_seed(subject.seed, cls.name))
         else:
             sec = execute_check(check, subject, derive_seed(subject.seed, cls.name))
+        if reason is None and scaled.get(cls.name):
+            sec.findings.append(budget_scaled(cls.name, scaled[cls.name], subject.cost))
         sec.duration_s = time.perf_counter() - start
         sec.status = section_status(sec, config.fail_on)
         sections.append(sec)
@@ -326,6 +338,7 @@ def run_audit(
     reference: str | Path | AuditData | tuple[Any, Any] | None = None,
     labels: bool = True,
     device: str | torch.device | None = None,
+    amp: bool = False,
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
@@ -341,7 +354,10 @@ def run_audit(
     ``reference`` (like ``data``; by default none) is the labelled data the ``drift`` check
     compares ``data`` with; ``labels=False`` lets ``data`` lack labels (then only checks that
     need none, such as ``drift``, apply). ``device`` is ``auto`` (default), ``cpu``,
-    ``cuda`` or ``cuda:N`` (:func:`audit.devices.resolve_device`).
+    ``cuda`` or ``cuda:N`` (:func:`audit.devices.resolve_device`). ``amp=True`` runs the
+    forward passes where exactness is not needed (performance, slices, drift, corruptions:
+    :meth:`Subject.logits`) under ``torch.autocast`` (float16 on CUDA, bfloat16 on the CPU);
+    gradient-based attacks, explainers and certification stay in full precision.
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
@@ -363,7 +379,7 @@ def run_audit(
     subject = build_subject(model, data=data, target=target, sensitive=sensitive, arch=arch,
                             card=card, trust_checkpoint=trust_checkpoint, seed=cfg.seed,
                             quick=cfg.quick, batch_size=cfg.batch_size, reference=reference,
-                            labels=labels, device=device)
+                            labels=labels, device=device, amp=amp)
     selected = select_checks(subject, cfg, checks)
     progress_fn: ProgressFn | None = progress if callable(progress) else None
     ctx: Any = nullcontext()
@@ -401,6 +417,7 @@ def run_audit(
             "torch": torch.__version__,
             "platform": platform.platform(terse=True),
             "device": str(subject.device),
+            "amp": subject.amp,
         },
     )
 

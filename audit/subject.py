@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import hashlib
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     import torch
 
     from audit.card import ModelCard
+    from audit.cost import ModelCost
 
 
 UNLABELLED = -1
@@ -99,19 +101,35 @@ class Subject:
     quick: bool = False
     device: torch.device = field(default_factory=lambda: _cpu())
     batch_size: int = 256
+    amp: bool = False
+    """Run :meth:`logits` (forward passes where exactness is not needed) under
+    ``torch.autocast``: float16 on CUDA, bfloat16 on the CPU (``--amp``). Gradient-based
+    attacks, explainers and certification call the model directly and stay exact."""
     reference: AuditData | None = None
     """Labelled data the current data is compared with (the drift check); ``None``: none."""
 
-    def logits(self, x: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-        """Model outputs for ``x`` in batches, without gradients, on the CPU.
+    @cached_property
+    def cost(self) -> ModelCost:
+        """Forward FLOPs and activation bytes per sample (:mod:`audit.cost`), measured once."""
+        from audit.cost import measure_cost
 
-        Raises :class:`ModelError` when the forward fails or returns NaN/inf.
+        return measure_cost(self.model, self.data.x[:1].to(self.device))
+
+    def logits(self, x: torch.Tensor, batch_size: int | None = None, *,
+               on_device: bool = False) -> torch.Tensor:
+        """Model outputs for ``x`` in batches, without gradients, float32 on the CPU (on
+        :attr:`device` with ``on_device=True``, for a consumer that stays there).
+
+        Each batch of ``x`` moves to the device (the audit data lives on the CPU); the outputs
+        stay there and are copied back once, after the loop. Under ``amp`` the forward runs
+        in ``torch.autocast`` (see :attr:`amp`). Raises :class:`ModelError` when the forward
+        fails or returns NaN/inf.
         """
         import torch
 
         bs = batch_size or self.batch_size
         outs = []
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             for i in range(0, int(x.shape[0]), bs):
                 xb = x[i : i + bs].to(self.device)
                 try:
@@ -125,13 +143,25 @@ class Subject:
                         f"the model's forward returned {type(out).__name__}, expected a tensor "
                         "of logits (N, classes)"
                     )
-                outs.append(out.detach().float().cpu())
-        logits = torch.cat(outs) if outs else torch.empty(0, len(self.card.classes))
-        if not torch.isfinite(logits).all():
-            bad = int((~torch.isfinite(logits)).any(dim=-1).sum())
+                outs.append(out.detach().float())
+        logits = torch.cat(outs) if outs else torch.empty(0, len(self.card.classes),
+                                                          device=self.device)
+        finite = torch.isfinite(logits)
+        if not finite.all():
+            bad = int((~finite).any(dim=-1).sum())
             raise ModelError(f"the model returned NaN or inf logits for {bad} of "
                              f"{logits.shape[0]} inputs; check its weights and input range")
-        return logits
+        return logits if on_device else logits.cpu()
+
+    def autocast(self) -> AbstractContextManager[Any]:
+        """``torch.autocast`` on the subject's device when :attr:`amp` is set (float16 on
+        CUDA, bfloat16 elsewhere), else a no-op context."""
+        import torch
+
+        if not self.amp:
+            return nullcontext()
+        kind = self.device.type
+        return torch.autocast(kind, dtype=torch.float16 if kind == "cuda" else torch.bfloat16)
 
     @cached_property
     def data_logits(self) -> torch.Tensor:

@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "audit.stats", "audit.display", "audit.policy",
                     "audit.history_kinds"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
-                          "audit.budget", "audit.devices",
+                          "audit.budget", "audit.devices", "audit.cost",
                           "audit.figures"]),
     ("methods", ["audit.saliency", "audit.surrogate", "audit.robustness", "audit.fairness",
                  "audit.certified", "audit.training", "audit.drift",

@@ -33,7 +33,11 @@ AUDIT_KEYS: list[tuple[str, str, Any, str]] = [
      "Exit 1 when a finding is at or above this severity: info, low, medium, high, critical."),
     ("seed", "int", 0, "Seed of the whole audit; the same seed gives the same result."),
     ("quick", "bool", False, "Smaller budgets for a fast look (each check's quick overrides)."),
-    ("batch_size", "int", 256, "Batch size of model evaluations."),
+    ("batch_size", "int", 256, "Batch size of model evaluations (bounded so one batch's "
+     "activations fit 1 GiB on the CPU, a quarter of the free memory on a GPU)."),
+    ("scale_budgets", "bool", True, "Shrink each check's budgets for models costlier than "
+     "the defaults are sized for (10 MFLOP per sample on the CPU, 500 on a GPU), down to "
+     "each budget's floor; every shrunk check says what changed."),
 ]
 """The ``[audit]`` table: (key, type, default, help)."""
 

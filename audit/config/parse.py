@@ -29,7 +29,7 @@ from audit.crosscheck import CROSSCHECK
 from audit.errors import ConfigError
 from audit.result import Severity
 
-_AUDIT_KEYS = {"checks", "fail_on", "seed", "quick", "batch_size"}
+_AUDIT_KEYS = {"checks", "fail_on", "seed", "quick", "batch_size", "scale_budgets"}
 
 
 @dataclass
@@ -41,12 +41,14 @@ class AuditConfig:
     seed: int = 0
     quick: bool = False
     batch_size: int = 256
+    scale_budgets: bool = True
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"checks": self.checks, "fail_on": self.fail_on.value, "seed": self.seed,
-                "quick": self.quick, "batch_size": self.batch_size, "params": self.params,
+                "quick": self.quick, "batch_size": self.batch_size,
+                "scale_budgets": self.scale_budgets, "params": self.params,
                 "source": self.source}
 
 
@@ -89,10 +91,11 @@ def parse_config(data: Any, where: str = "audit.toml") -> AuditConfig:
                                   if key == "seed" else
                                   f"{where}: [audit] {key} must be a positive integer")
             setattr(cfg, key, v)
-    if "quick" in top:
-        if not isinstance(top["quick"], bool):
-            raise ConfigError(f"{where}: [audit] quick must be true or false")
-        cfg.quick = top["quick"]
+    for key in ("quick", "scale_budgets"):
+        if key in top:
+            if not isinstance(top[key], bool):
+                raise ConfigError(f"{where}: [audit] {key} must be true or false")
+            setattr(cfg, key, top[key])
     tables = data.get("checks", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{where}: 'checks' must be a table of [checks.NAME] tables")

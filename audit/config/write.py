@@ -50,7 +50,7 @@ def config_toml(config: dict[str, Any]) -> str:
     Keys whose value is ``None`` are written as comments (TOML has no null).
     """
     lines = ["[audit]"]
-    for key in ("checks", "fail_on", "seed", "quick", "batch_size"):
+    for key in ("checks", "fail_on", "seed", "quick", "batch_size", "scale_budgets"):
         if key in config:
             v = config[key]
             lines.append(f"# {key} = (default)" if v is None else f"{key} = {toml_value(v)}")

@@ -19,6 +19,9 @@ class DriftParams:
     """Settings of the drift check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    scaled: ClassVar[dict[str, int]] = {"mmd_max_samples": 256}
+    """Budget fields shrunk, down to these floors, for a model costlier than the defaults
+    are sized for (:mod:`audit.cost`)."""
 
     alpha: float = 0.05  # level of every test; per-column tests after Benjamini-Hochberg
     power: float = 0.8  # power at which the minimal detectable effects are stated

@@ -30,6 +30,11 @@ class RobustnessParams:
     """Settings of the robustness check (``[checks.robustness]`` in ``audit.toml``)."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    scaled: ClassVar[dict[str, int]] = {
+        "max_samples": 64, "minimal_steps": 10, "bounded_restarts_ce": 1, "suite_samples": 8,
+        "suite_steps": 10, "square_queries": 50, "hsj_steps": 1, "cw_steps": 10}
+    """Budget fields shrunk, down to these floors, for a model costlier than the defaults
+    are sized for (:mod:`audit.cost`)."""
 
     linf_eps: list[float] | None = None  # L-inf budgets (default: the card's)
     l2_eps: list[float] | None = None  # L2 budgets (default: the card's)

@@ -20,6 +20,12 @@ class SaliencyParams:
     """Settings and thresholds of the saliency check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    scaled: ClassVar[dict[str, int]] = {
+        "samples": 8, "ig_steps": 8, "smoothgrad_samples": 4, "lime_samples": 100,
+        "deletion_steps": 8, "sanity_samples": 4, "featvis_steps": 16,
+        "shortcut_samples": 32, "occlusion_windows": 4}
+    """Budget fields shrunk, down to these floors, for a model costlier than the defaults
+    are sized for (:mod:`audit.cost`)."""
 
     methods: list[str] = field(default_factory=lambda: default_methods("image"))
     """Explainers to run, by name (also xgradcam); tabular data runs lime and

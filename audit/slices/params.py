@@ -18,6 +18,9 @@ class SlicesParams:
     """Settings of the slices check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    scaled: ClassVar[dict[str, int]] = {"reliance_rows": 500}
+    """Budget fields shrunk, down to these floors, for a model costlier than the defaults
+    are sized for (:mod:`audit.cost`)."""
 
     max_conditions: int = 2  # conditions per rule (3: triples extend the best pairs)
     min_support: float = 0.02  # a slice holds at least this share of rows (or, >= 1, rows)
