@@ -175,3 +175,64 @@ def test_trained_transformers_are_explained_on_the_object(seed: int) -> None:
         assert li is not None
         cam = GradCAM(model, li.module, layout=li.layout).explain(x, y)
         assert cam.shape == (60, 16, 16)
+
+
+HF_EXPECTED = [  # builder, layout kind, prefix tokens, attention explainers apply
+    ("tiny_vit", {}, "tokens", 1, True),
+    ("tiny_deit", {}, "tokens", 2, True),
+    ("tiny_deit", {"teacher": True}, "tokens", 2, True),
+    ("tiny_swin", {}, "tokens", 0, True),  # its last stage's window covers the whole grid
+    ("tiny_convnext", {}, "nchw", 0, False),
+    ("tiny_resnet", {}, "nchw", 0, False),
+]
+
+
+@pytest.mark.parametrize(("builder", "kwargs", "kind", "prefix", "attention"), HF_EXPECTED)
+def test_hugging_face_models_need_no_configuration(
+        tmp_path: object, builder: str, kwargs: dict[str, object], kind: str, prefix: int,
+        attention: bool) -> None:
+    pytest.importorskip("transformers")
+    from pathlib import Path
+
+    from audit.loading import load_model
+    from tests import hf_models
+
+    folder = getattr(hf_models, builder)(Path(str(tmp_path)) / builder, **kwargs)
+    loaded = load_model(folder)
+    assert loaded.card is not None
+    x = torch.rand(2, *loaded.card.input.shape)
+    li = find_target_layer(loaded.model, x[:1])
+    assert li is not None and li.layout is not None and li.reached
+    assert (li.layout.kind, li.layout.prefix) == (kind, prefix), li.name
+    maps = GradCAM(loaded.model, li.module, layout=li.layout).explain(x, torch.tensor([0, 1]))
+    assert maps.shape == (2, *x.shape[2:]) and float(maps.amax()) > 0
+    assert (AttentionGradient.unavailable(loaded.model, x[:1]) is None) is attention
+    if attention:
+        grad = AttentionGradient(loaded.model).explain(x, torch.tensor([0, 1]))
+        assert grad.shape == (2, *x.shape[2:]) and torch.isfinite(grad).all()
+
+
+def test_capture_equals_hugging_face_attentions(tmp_path: object) -> None:
+    """The probabilities the mode computes from a fused attention call are those the eager
+    implementation returns with ``output_attentions=True``."""
+    pytest.importorskip("transformers")
+    from pathlib import Path
+
+    from transformers import ViTForImageClassification
+
+    from tests import hf_models
+
+    folder = hf_models.tiny_vit(Path(str(tmp_path)) / "vit")
+    sdpa = ViTForImageClassification.from_pretrained(folder, attn_implementation="sdpa").eval()
+    eager = ViTForImageClassification.from_pretrained(folder,
+                                                      attn_implementation="eager").eval()
+    x = torch.rand(3, 3, 32, 32)
+    with torch.no_grad():
+        reference = eager(pixel_values=x, output_attentions=True).attentions
+    capture = AttentionCapture(3)
+    with torch.no_grad(), capture:
+        logits = sdpa(pixel_values=x).logits
+    assert len(capture.maps) == len(reference) == 2
+    for ours, theirs in zip(capture.maps, reference, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(logits, eager(pixel_values=x).logits, atol=1e-5, rtol=1e-4)

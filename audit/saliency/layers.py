@@ -82,6 +82,7 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
     shapes: dict[str, tuple[int, ...]] = {}
     calls: dict[str, int] = {}
     grads: dict[str, torch.Tensor] = {}
+    per_window: set[str] = set()  # outputs whose first axis is not the batch
     modules = dict(model.named_modules())
     image = (int(sample.shape[-2]), int(sample.shape[-1])) if sample.ndim >= 3 else (1, 1)
     handles = []
@@ -96,6 +97,8 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
             calls[name] = calls.get(name, 0) + 1
             if isinstance(out, torch.Tensor):
                 shapes[name] = tuple(int(s) for s in out.shape[1:])
+                if out.ndim and out.shape[0] != len(sample):
+                    per_window.add(name)  # (N * windows, ...) inside Swin's attention
                 if out.requires_grad and sample.ndim >= 3:
                     out.register_hook(keep_grad(name))
                 if name in order:
@@ -123,7 +126,8 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
             h.remove()
     infos = []
     for n in order:
-        layout = layout_of(shapes[n], image) if sample.ndim >= 3 else None
+        layout = layout_of(shapes[n], image) \
+            if sample.ndim >= 3 and n not in per_window else None
         reached = _reaches(grads.get(n), layout) if layout is not None and grads else None
         infos.append(LayerInfo(n, modules[n], shapes[n], calls[n], layout, reached))
     return infos
