@@ -3,6 +3,8 @@
 Formats, tried in this order of detection (by content, not by file extension):
 
 * a folder with ``model.safetensors`` (or one ``*.safetensors``/``*.pt``) and ``card.json``;
+* a Hugging Face ``save_pretrained`` image-classifier folder (``config.json``; no card needed;
+  :mod:`audit.loading.hf`);
 * ``.safetensors`` weights plus a card (``--card`` or ``card.json`` beside it);
 * a ``torch.save`` state dict, loaded with ``torch.load(weights_only=True)`` and built with
   ``--arch module:Class`` or ``--arch file.py:Class`` (or the card's ``arch``; see
@@ -101,6 +103,12 @@ def load_model(
     Raises :class:`CheckpointError`, :class:`UnsafeCheckpointError` or :class:`UsageError`.
     """
     path = resolve(spec)
+    if path.is_dir():
+        from audit.loading.hf import is_hf_folder, is_own_bundle, load_hf_folder
+
+        if is_hf_folder(path) and not is_own_bundle(path):  # a save_pretrained folder
+            return load_hf_folder(path, card=Path(card) if card else None,
+                                  trust_checkpoint=trust_checkpoint)
     card_obj: ModelCard | None = None
     if path.is_dir():
         weights = _weights_in(path)

@@ -48,14 +48,15 @@ def selection_findings(sel: Selection, incomplete: bool = False) -> list[Finding
     out: list[Finding] = []
     if sel.no_layer:
         why = (f"The model exposes no layer to hook: {sel.no_layer_reason}"
-               if sel.no_layer_reason else "No submodule outputs a (C, h, w) feature map (or "
-               "the model does not support forward hooks)")
+               if sel.no_layer_reason else "No submodule outputs a grid over the image that "
+               "the logits' gradient reaches: a (C, h, w) or (h, w, C) feature map or patch "
+               "tokens (or the model does not support forward hooks)")
         out.append(NO_SPATIAL_LAYER(
             Severity.INFO, "Grad-CAM skipped: the model has no spatial layer",
             (f"{why}, so {', '.join(sel.no_layer)} cannot run; the other methods explain the "
              "model."),
-            recommendation="Pass --layer NAME to name a convolutional layer if the "
-                           "model has one."))
+            recommendation="Pass --layer NAME to name a convolutional or token layer if "
+                           "the model has one."))
     if sel.stopped:
         listed = "; ".join(f"{t} by its {'evaluation' if why == 'evaluations' else 'time'} "
                            f"budget ({where})" for t, why, where in sel.stopped)
