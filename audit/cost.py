@@ -122,12 +122,16 @@ def scaled_fields(params: Any, floors: Mapping[str, int], scale: float,
     return out
 
 
-def scale_params(params: Any, cost: ModelCost, user_set: set[str]
+def scale_params(params: Any, cost: ModelCost, user_set: set[str], quick: bool = False
                  ) -> tuple[Any, dict[str, tuple[int, int]]]:
     """``params`` with the budget fields its class declares (``scaled``: field -> floor)
     shrunk for ``cost``, and a ``batch_size`` field bounded as :meth:`ModelCost.batch` bounds
-    it; fields in ``user_set`` stay. Returns the new params and ``{field: (before, after)}``."""
-    floors = getattr(type(params), "scaled", {})
+    it; fields in ``user_set`` stay. With ``quick`` the floors are halved (at least 2), so that
+    ``--quick`` stays quicker than the default on a model both shrink to their floors.
+    Returns the new params and ``{field: (before, after)}``."""
+    floors = dict(getattr(type(params), "scaled", {}))
+    if quick:
+        floors = {k: max(2, (v + 1) // 2) for k, v in floors.items()}
     changes = scaled_fields(params, floors, cost.scale, user_set)
     batch = getattr(params, "batch_size", None)
     if isinstance(batch, int) and "batch_size" not in user_set and cost.batch(batch) < batch:

@@ -273,7 +273,8 @@ def run_checks(subject: Subject, config: AuditConfig,
         given = config.params.get(cls.name)
         params = make_params(cls, given, config.quick)  # no time
         if config.scale_budgets:
-            params, scaled[cls.name] = scale_params(params, subject.cost, set(given or {}))
+            params, scaled[cls.name] = scale_params(params, subject.cost, set(given or {}),
+                                                    config.quick)
         check = cls(params)
         made.append((check, _applies(check, subject, forced)))
     sections: list[Section] = []

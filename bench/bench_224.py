@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,7 +35,7 @@ from audit.datasets.shapes import CLASSES, generate  # noqa: E402
 from audit.training import save_bundle  # noqa: E402
 from audit.zoo.resnet import ResNet  # noqa: E402
 
-CHECKS = ["performance", "saliency", "surrogate", "robustness", "slices", "crosscheck"]
+CHECKS = ["performance", "saliency", "surrogate", "robustness", "slices"]
 
 
 def setup(work: Path, width: int, n: int) -> tuple[Path, Path]:
@@ -62,20 +63,26 @@ def measure(folder: Path, data: Path, out: Path, extra: list[str], timeout: floa
     cmd = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "audit", "run", str(folder),
            "--data", str(data), "--out", str(out), "--no-progress", *extra]
     start = time.perf_counter()
+    # a session of its own: on timeout the whole group goes (``time``, the audit, an isolated
+    # check's process), not only ``time``
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        _, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"wall": time.perf_counter() - start, "rss_gb": None, "rc": "timeout",
                 "checks": {}}
-    wall, rss = proc.stderr.strip().splitlines()[-1].split()
+    wall, rss = stderr.strip().splitlines()[-1].split()
     result = out.with_suffix(".json")
     checks = {}
     if result.is_file():
         doc = json.loads(result.read_text())
         checks = {s["check"]: round(s.get("duration_s") or 0.0, 1) for s in doc["sections"]}
     return {"wall": float(wall), "rss_gb": int(rss) / 2 ** 20, "rc": proc.returncode,
-            "checks": checks, "tail": proc.stderr.strip().splitlines()[-3:-1]}
+            "checks": checks, "tail": stderr.strip().splitlines()[-3:-1]}
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ def test_scaling_respects_floors_and_user_settings() -> None:
     half, _ = scale_params(SaliencyParams(), mild, set())
     assert half.samples == 16 and half.lime_samples == 200
     assert ModelCost(1e9, 1e9).batch(256) == 1  # a batch of one at the least
+    quick, _ = scale_params(SaliencyParams(), costly, set(), quick=True)
+    assert quick.samples == floors["samples"] // 2 < params.samples
 
 
 def test_a_costly_model_says_what_was_shrunk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -62,7 +64,8 @@ def test_a_costly_model_says_what_was_shrunk(monkeypatch: pytest.MonkeyPatch) ->
     found = [f for f in sec.findings if f.id == "saliency.budget-scaled"]
     assert len(found) == 1 and found[0].severity.value == "info"
     changes = found[0].evidence["changes"]
-    assert changes["samples"] == [12, SaliencyParams.scaled["samples"]]
+    # --quick: 12 samples, shrunk to half the default's floor
+    assert changes["samples"] == [12, (SaliencyParams.scaled["samples"] + 1) // 2]
     assert "scale_budgets = false" in found[0].recommendation
     plain = run_audit("digits-cnn", checks=["saliency"], quick=True, seed=0,
                       config=AuditConfig(scale_budgets=False))

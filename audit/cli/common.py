@@ -29,6 +29,13 @@ DeviceOpt = Annotated[str, typer.Option(
     help="Device to run on: auto (CUDA when present), cpu, cuda or cuda:N.")]
 """The ``--device`` option of the audit commands (default ``auto``)."""
 
+AmpOpt = Annotated[bool, typer.Option(
+    "--amp", help="Mixed precision (torch.autocast: float16 on CUDA, bfloat16 on the CPU) for "
+                  "the forward passes where exactness is not needed (performance, slices, "
+                  "drift, corruptions). Gradient-based attacks, explainers and certification "
+                  "stay in full precision, so their numbers are exact.")]
+"""The ``--amp`` flag of ``audit run`` (default False)."""
+
 ShowProgress = Annotated[bool, typer.Option(help="Show progress on stderr.")]
 """The ``--progress/--no-progress`` flag (default True)."""
 

@@ -10,6 +10,7 @@ from rich.table import Table as RichTable
 
 from audit.cli.common import (
     EXIT_CODES_HELP,
+    AmpOpt,
     DeviceOpt,
     FailOn,
     ShowProgress,
@@ -77,6 +78,7 @@ def run_cmd(
              "AutoAttack's standard protocol, comparable with leaderboards).")] = None,
     trust_checkpoint: TrustCheckpoint = False,
     device: DeviceOpt = "auto",
+    amp: AmpOpt = False,
     progress: ShowProgress = True,
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
@@ -99,7 +101,7 @@ def run_cmd(
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
         progress=show_progress(progress), command=command_line(), reference=reference,
-        device=device)
+        device=device, amp=amp)
     raise finish_audit(result, out or Path("reports") / f"{safe_name(result.model['name'])}.html",
                        outputs)
 

@@ -75,7 +75,7 @@ class APGDRun:
         self.model, self.objective = model, objective
         self.out = start.clone()
         self.ok = torch.zeros(n, dtype=torch.bool, device=x.device)
-        self.ok_step = torch.full((n,), -1, dtype=torch.long)
+        self.ok_step = torch.full((n,), -1, dtype=torch.long, device=x.device)
         self.s: dict[str, Tensor] = {"idx": torch.arange(n, device=x.device), "x": x, "y": y,
                                      "eps": eps, **(extra or {})}
         logits, loss, grad = self._loss_grad(start)
@@ -136,7 +136,7 @@ class APGDRun:
         hit = s["idx"][wrong]
         self.out[hit] = s["cur"][wrong]
         self.ok[hit] = True
-        self.ok_step[hit.cpu()] = t
+        self.ok_step[hit] = t
         keep = ~wrong
         for key, v in s.items():
             s[key] = v[:, keep] if key == "hist" else v[keep]
@@ -201,7 +201,7 @@ class APGD(Attack, kind="white-box", role="iterative", warm_start=True):
         n = x.shape[0]
         x_adv = x.clone()
         success = torch.zeros(n, dtype=torch.bool, device=x.device)
-        success_step = torch.full((n,), -1, dtype=torch.long)
+        success_step = torch.full((n,), -1, dtype=torch.long, device=x.device)
         for r in range(max(self.restarts, 1)):
             todo = (~success).nonzero()[:, 0]
             if todo.numel() == 0:
@@ -213,6 +213,5 @@ class APGD(Attack, kind="white-box", role="iterative", warm_start=True):
                 self.steps, self.rho, self.norm, self.bounds)
             x_adv[todo] = run.out
             success[todo] = run.ok
-            cpu = todo.cpu()
-            success_step[cpu] = torch.where(run.ok.cpu(), run.ok_step, success_step[cpu])
+            success_step[todo] = torch.where(run.ok, run.ok_step, success_step[todo])
         return Found(x_adv, success, {"success_step": success_step, "steps": self.steps})

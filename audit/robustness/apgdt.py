@@ -68,8 +68,8 @@ class APGDT(Attack, kind="white-box", role="iterative", title="APGD-T"):
         n = x.shape[0]
         x_adv = x.clone()
         success = torch.zeros(n, dtype=torch.bool, device=x.device)
-        target = torch.full((n,), -1, dtype=torch.long)
-        step_at = torch.full((n,), -1, dtype=torch.long)
+        target = torch.full((n,), -1, dtype=torch.long, device=x.device)
+        step_at = torch.full((n,), -1, dtype=torch.long, device=x.device)
         for k in range(2, self.targets + 2):
             for _ in range(max(self.restarts, 1)):
                 todo = (~success).nonzero()[:, 0]
@@ -87,8 +87,8 @@ class APGDT(Attack, kind="white-box", role="iterative", title="APGD-T"):
                                                          self.bounds)
                 x_adv[todo] = run.out
                 success[todo] = run.ok
-                hit = todo[run.ok].cpu()
-                target[hit] = t[run.ok].cpu()
-                step_at[hit] = run.ok_step[run.ok.cpu()]
+                hit = todo[run.ok]
+                target[hit] = t[run.ok]
+                step_at[hit] = run.ok_step[run.ok]
         return Found(x_adv, success, {"target": target, "success_step": step_at,
                                       "steps": self.steps})

@@ -134,10 +134,12 @@ def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], 
     dev = device or x.device
     n = int(x.shape[0])
     robust = torch.zeros(n, dtype=torch.bool)
+    preds = []
     with torch.no_grad():
         for i in range(0, n, batch_size):
-            pred = model(x[i:i + batch_size].to(dev)).argmax(dim=1).cpu()
-            robust[i:i + batch_size] = pred == y[i:i + batch_size].cpu()
+            preds.append(model(x[i:i + batch_size].to(dev)).argmax(dim=1))
+    if preds:  # the clean predictions stay on the device; one copy after the loop
+        robust = torch.cat(preds).cpu() == y.cpu()
     out = AutoAttackResult(norm=norm, eps=float(eps), seed=seed, samples=n,
                            clean_correct=int(robust.sum()), robust=robust.numpy(),
                            evaluations=n, x_adv=x.detach().cpu().clone() if keep_adv else None)

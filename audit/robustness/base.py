@@ -291,6 +291,8 @@ def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor
     """Run ``attack`` over ``x`` in batches (bounded memory) and join the results on the CPU.
 
     Extra keyword arguments (``x_init``) are sliced per batch when they are tensors with N rows.
+    Each batch of the inputs moves to ``device``; the per-batch results stay there and are
+    joined, then copied to the CPU once, after the loop.
     """
     t0 = time.perf_counter()
     parts: list[AttackResult] = []
@@ -301,12 +303,18 @@ def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor
         kw = {k: (v[sl].to(dev) if isinstance(v, Tensor) and v.shape[:1] == (n,) else v)
               for k, v in kwargs.items()}
         e = eps[sl].to(dev) if isinstance(eps, Tensor) and eps.ndim else eps
-        r = attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw)
-        r.x_adv, r.success, r.norms = r.x_adv.cpu(), r.success.cpu(), r.norms.cpu()
-        parts.append(r)
+        parts.append(attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw))
     if not parts:
         raise ValueError("run_batched needs at least one sample")
-    return _join(parts, time.perf_counter() - t0)
+    joined = _join(parts, time.perf_counter() - t0)
+    joined.x_adv, joined.success, joined.norms = (
+        joined.x_adv.cpu(), joined.success.cpu(), joined.norms.cpu())
+    if joined.finished is not None:
+        joined.finished = joined.finished.cpu()
+    for key, v in joined.info.items():
+        if isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == len(joined):
+            joined.info[key] = v.cpu()
+    return joined
 
 
 def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
@@ -315,7 +323,7 @@ def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
     info: dict[str, Any] = {}
     for key, v in first.info.items():
         if isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == len(first):
-            info[key] = torch.cat([p.info[key].cpu() for p in parts])
+            info[key] = torch.cat([p.info[key].to(v.device) for p in parts])
         else:
             info[key] = v
     return AttackResult(
@@ -329,4 +337,6 @@ def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
 
 
 def _finished(r: AttackResult) -> Tensor:
-    return r.finished.cpu() if r.finished is not None else torch.ones(len(r), dtype=torch.bool)
+    dev = r.success.device
+    return r.finished.to(dev) if r.finished is not None else \
+        torch.ones(len(r), dtype=torch.bool, device=dev)

@@ -114,8 +114,10 @@ def corruption_accuracy(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Ten
                         batch_size: int = 256) -> dict[str, list[float]]:
     """Accuracy under each applicable corruption at each severity, streamed in batches.
 
-    ``logits_fn`` maps a batch to logits (e.g. ``Subject.logits``). Corruptions that do not
-    apply are left out of the result.
+    ``logits_fn`` maps a batch to logits on any device (e.g. ``Subject.logits`` with
+    ``on_device=True``). Corruptions that do not apply are left out of the result. The
+    corruption is applied to the batch where ``x`` lives (the CPU generator's noise); the
+    count of correct predictions stays on the logits' device and is read once per severity.
     """
     out: dict[str, list[float]] = {}
     n = int(x.shape[0])
@@ -124,10 +126,12 @@ def corruption_accuracy(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Ten
             continue
         accs = []
         for s in severities:
-            correct = 0
+            correct: Tensor | int = 0
             for i in range(0, n, batch_size):
                 xb = corrupt(x[i:i + batch_size], name, s, bounds=bounds, generator=generator)
-                correct += int((logits_fn(xb).argmax(dim=1) == y[i:i + batch_size]).sum())
-            accs.append(correct / n if n else math.nan)
+                logits = logits_fn(xb)
+                yb = y[i:i + batch_size].to(logits.device)
+                correct = correct + (logits.argmax(dim=1) == yb).sum()
+            accs.append(int(correct) / n if n else math.nan)
         out[name] = accs
     return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -202,8 +203,9 @@ def _corruptions(run: _Run) -> None:
             run.meter.skip([(CORRUPTIONS[c].title, why)])
     ev.severities = [v for v in p.severities if 1 <= v <= 5]
     ev.corruptions = corruption_accuracy(
-        run.s.logits, run.x, run.y, [c for c in p.corruptions if c in CORRUPTIONS],
-        ev.severities, kind=ev.kind, bounds=run.bounds, batch_size=p.batch_size,
+        partial(run.s.logits, on_device=True), run.x, run.y,
+        [c for c in p.corruptions if c in CORRUPTIONS], ev.severities, kind=ev.kind,
+        bounds=run.bounds, batch_size=p.batch_size,
         generator=run.s.generator("robustness.corruptions"))
     run.meter.count(len(run.x) * len(ev.severities) * len(ev.corruptions))
 

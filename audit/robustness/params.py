@@ -31,8 +31,9 @@ class RobustnessParams:
 
     quick: ClassVar[dict[str, Any]] = QUICK
     scaled: ClassVar[dict[str, int]] = {
-        "max_samples": 64, "minimal_steps": 10, "bounded_restarts_ce": 1, "suite_samples": 8,
-        "suite_steps": 10, "square_queries": 50, "hsj_steps": 1, "cw_steps": 10}
+        "max_samples": 64, "minimal_steps": 10, "bounded_steps": 5, "bounded_restarts_ce": 1,
+        "suite_samples": 8, "suite_steps": 10, "square_queries": 50, "hsj_steps": 1,
+        "cw_steps": 10}
     """Budget fields shrunk, down to these floors, for a model costlier than the defaults
     are sized for (:mod:`audit.cost`)."""
 

@@ -28,10 +28,12 @@ __all__ = ["FGSM", "PGD"]
 
 
 def _traces(n: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Per-sample success (on ``device``), success step, start and final loss (on the CPU)."""
+    """Per-sample success, success step, start and final loss, all on ``device`` (the attack's
+    loop writes them there; :func:`~audit.robustness.base.run_batched` copies the joined
+    traces to the CPU once)."""
     return (torch.zeros(n, dtype=torch.bool, device=device),
-            torch.full((n,), -1, dtype=torch.long), torch.full((n,), math.nan),
-            torch.full((n,), math.nan))
+            torch.full((n,), -1, dtype=torch.long, device=device),
+            torch.full((n,), math.nan, device=device), torch.full((n,), math.nan, device=device))
 
 
 @dataclass
@@ -79,10 +81,9 @@ class PGD(Attack, title="PGD", kind="white-box", role="iterative", warm_start=Tr
             adv, ok, step_ok, l0, l1 = self._descend(model, xs, ys, es, es * rel, start, fn)
             x_adv[todo] = adv
             success[todo] = ok
-            cpu = todo.cpu()
-            success_step[cpu] = torch.where(ok.cpu(), step_ok, success_step[cpu])
+            success_step[todo] = torch.where(ok, step_ok, success_step[todo])
             if r == 0:
-                loss_start[cpu], loss_end[cpu] = l0, l1
+                loss_start[todo], loss_end[todo] = l0, l1
         return Found(x_adv, success, {"success_step": success_step, "loss_start": loss_start,
                                       "loss_end": loss_end, "steps": self.steps})
 
@@ -97,15 +98,15 @@ class PGD(Attack, title="PGD", kind="white-box", role="iterative", warm_start=Tr
         for t in range(self.steps):
             logits, loss, g = logits_grad(model, cur, ya, fn)
             if t == 0:
-                l_start[idx.cpu()] = loss.float().cpu()
+                l_start[idx] = loss.float()
             if self.early_stop:
                 wrong = logits.argmax(dim=1) != ya
                 if bool(wrong.any()):
                     hit = idx[wrong]
                     out[hit] = cur[wrong]
                     ok[hit] = True
-                    ok_step[hit.cpu()] = t
-                    l_end[hit.cpu()] = loss[wrong].float().cpu()
+                    ok_step[hit] = t
+                    l_end[hit] = loss[wrong].float()
                     keep = ~wrong
                     idx, cur, xa, ya, ea, sa, g = (idx[keep], cur[keep], xa[keep], ya[keep],
                                                    ea[keep], sa[keep], g[keep])
@@ -117,10 +118,10 @@ class PGD(Attack, title="PGD", kind="white-box", role="iterative", warm_start=Tr
         if self.check_success and idx.numel():
             with torch.no_grad():
                 logits = model(cur)
-                l_end[idx.cpu()] = fn(logits, ya).float().cpu()
+                l_end[idx] = fn(logits, ya).float()
             wrong = logits.argmax(dim=1) != ya
             ok[idx[wrong]] = True
-            ok_step[idx[wrong].cpu()] = self.steps
+            ok_step[idx[wrong]] = self.steps
         return out, ok, ok_step, l_start, l_end
 
 

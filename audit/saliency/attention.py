@@ -191,8 +191,8 @@ class AttentionExplainer(Explainer):
                 row = r[:, 0] if prefix else (r - _identity(r)).mean(dim=1)
                 grid = row[:, prefix:].reshape(len(xb), 1, h, w).clamp(min=0)
             up = LayerAttribution.interpolate(grid, image, interpolate_mode="bilinear")
-            out.append(up[:, 0].cpu())
-        return torch.cat(out)
+            out.append(up[:, 0])
+        return torch.cat(out).cpu()  # one copy, after the loop
 
 
 def _identity(p: torch.Tensor) -> torch.Tensor:

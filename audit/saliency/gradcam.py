@@ -67,8 +67,8 @@ class CAM(Explainer):
                 cam = torch.relu(torch.sum(weights * a, dim=1, keepdim=True)).detach()
             up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]),
                                               interpolate_mode="bilinear")
-            out.append(up[:, 0].cpu())
-        return torch.cat(out)
+            out.append(up[:, 0])
+        return torch.cat(out).cpu()  # one copy, after the loop
 
 
 class GradCAM(CAM):

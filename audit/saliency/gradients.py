@@ -71,8 +71,8 @@ class IntegratedGradientsExplainer(Explainer):
                 a = ig.attribute(xb, baselines=base, target=target[s].to(dev),
                                  n_steps=self.steps,
                                  internal_batch_size=internal_batch(xb, self.steps))
-            out.append(a.detach().cpu())
-        return torch.cat(out)
+            out.append(a.detach())
+        return torch.cat(out).cpu()  # one copy, after the loop
 
 
 class SmoothGrad(Explainer):
@@ -107,5 +107,5 @@ class SmoothGrad(Explainer):
                 a = nt.attribute(xb, nt_type="smoothgrad", nt_samples=self.samples,
                                  nt_samples_batch_size=len(xb) * self.samples,
                                  stdevs=self.noise, target=target[s].to(dev))
-            out.append(a.detach().cpu())
-        return torch.cat(out)
+            out.append(a.detach())
+        return torch.cat(out).cpu()  # one copy, after the loop

@@ -27,14 +27,17 @@ from torch import nn
 from audit.saliency.base import ExplainContext, Explainer, Modality, batches, model_device
 
 
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Softmax probabilities of ``model`` on ``x`` in batches, without gradients, on the CPU."""
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, *,
+                  on_device: bool = False) -> torch.Tensor:
+    """Softmax probabilities of ``model`` on ``x`` in batches, without gradients, on the CPU
+    (on the model's device with ``on_device=True``)."""
     dev = model_device(model)
     out = []
     with torch.no_grad():
         for s in batches(len(x), batch_size):
-            out.append(torch.softmax(model(x[s].to(dev)).float(), dim=1).cpu())
-    return torch.cat(out)
+            out.append(torch.softmax(model(x[s].to(dev)).float(), dim=1))
+    joined = torch.cat(out)
+    return joined if on_device else joined.cpu()  # one copy, after the loop
 
 
 def grid_segments(height: int, width: int, cells: int = 8) -> torch.Tensor:
@@ -146,8 +149,8 @@ class LimeImage(Explainer):
             on = torch.gather(flat_z[sl], 1, seg_flat[ii]).reshape(len(ii), 1, *xb.shape[-2:])
             on = on.to(xb.dtype)
             out.append(predict_proba(self.model, xb[ii] * on + fill[ii] * (1 - on),
-                                     self.predict_batch))
-        return torch.cat(out)
+                                     self.predict_batch, on_device=True))
+        return torch.cat(out).cpu()  # for lime's numpy surrogate: one copy per image batch
 
     def _fill(self, xb: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
         if self.hide is not None:
