@@ -4,8 +4,10 @@ parameters, ``audit.zoo.resnet``) at 3x224x224 on 256 images, measured as a user
 Run: ``python bench/bench_224.py [--width 64] [--n 256] [--device cpu] [--timeout 1800]
 [--checks performance,saliency,...] [--modes checks,quick,default]``.
 
-It writes the model (random weights: the cost of an audit does not depend on what the weights
-learned) and 256 shapes images generated at 224 px with their masks into a temporary folder,
+It writes the model (random weights) and 256 shapes images generated at 224 px with their
+masks into a temporary folder, labelled with the model's own predictions so that every sample
+is classified correctly and every attack and explanation stage runs on all of them (a trained
+model's cost, not the smaller one of a model attacks skip because it is wrong),
 then runs ``audit run`` in a fresh process per measurement under ``/usr/bin/time``: every check
 alone (``checks``), the ``--quick`` audit and the default audit. Prints wall seconds and peak
 resident memory per run, and each check's own duration from the JSON result. Results of this
@@ -51,7 +53,11 @@ def setup(work: Path, width: int, n: int) -> tuple[Path, Path]:
                     "l2_eps": [0.25, 0.5, 1.0, 2.0]})
     folder = work / card.name
     save_bundle(model, card, folder)
-    x, y, masks = generate(n, seed=1, size=224)
+    x, _, masks = generate(n, seed=1, size=224)
+    with torch.no_grad():  # labels = the model's predictions: every sample is correct, so
+        # every stage attacks and explains all of them (a trained model's cost, not less)
+        y = torch.cat([model(torch.from_numpy(x[i:i + 32])).argmax(1)
+                       for i in range(0, n, 32)]).numpy()
     data = work / f"shapes224-{n}.npz"
     np.savez_compressed(data, x=x, y=y, masks=masks)
     return folder, data
