@@ -43,6 +43,9 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
     elif suffix == ".npz":
         data = _load_npz(path, card, labels)
     elif suffix == ".csv":
+        from audit.datasets import dataset_names
+
+        dataset_names()  # imports the dataset modules, which register their CSV loaders
         loader = CSV_LOADERS.get(card.dataset or "", CSV_LOADERS.get("*", load_numeric_csv))
         data = loader(path, card, target or card.target, sensitive, labels=labels)
     else:

@@ -21,6 +21,7 @@ _RECIPE_MODULES = [
     "audit.zoo.adult",
     "audit.zoo.robust",
     "audit.zoo.smoothed",
+    "audit.zoo.vit",
 ]
 
 
