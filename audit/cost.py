@@ -1,8 +1,8 @@
 """What one sample costs the model, and how far each check's budgets shrink to fit it.
 
 The defaults of every check are sized for models of up to :data:`REFERENCE_FLOPS` forward
-FLOPs per sample on the device kind (the bundled models are 0.02 to 6 MFLOP). A ResNet-18 at
-224 px is 3.6 GFLOP, 600 times more: run as they are, the defaults would take the better part
+FLOPs per sample on the device kind (the bundled models are 0.02 to 65 MFLOP). A ResNet-18
+at 224 px is 3.6 GFLOP, 36 times more: run as they are, the defaults would take the better part
 of a day on a 2-core CPU. So before the checks run, the runner counts the model's forward
 FLOPs on one sample (``torch.utils.flop_counter``: the same count on any machine, so the same
 seed gives the same audit) and scales the budget fields each check declares
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from audit.result import Finding
 
-REFERENCE_FLOPS = {"cpu": 1e7, "cuda": 5e8}
+REFERENCE_FLOPS = {"cpu": 1e8, "cuda": 5e9}
 """Forward FLOPs per sample the check defaults are sized for, per device kind."""
 
 ACTIVATION_BYTES = 1 << 30

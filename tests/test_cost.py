@@ -25,10 +25,10 @@ def test_flops_are_counted_not_timed() -> None:
     assert c.flops == 2 * 3 * 4 * 9 * 64 and c.activation_bytes == 4 * 64 * 4
     r18 = measure_cost(ResNet(4, 64).eval(), torch.rand(1, 3, 224, 224))
     assert r18.flops == pytest.approx(3.63e9, rel=0.01)  # torchvision's 1.8 GMACs
-    assert r18.scale < 0.003 and "GFLOP per sample on cpu" in r18.describe()
+    assert r18.scale < 0.03 and "GFLOP per sample on cpu" in r18.describe()
 
 
-@pytest.mark.parametrize("name", ["digits-cnn", "shapes-cnn", "adult-mlp"])
+@pytest.mark.parametrize("name", ["digits-cnn", "shapes-cnn", "adult-mlp", "shapes-vit"])
 def test_bundled_models_keep_the_defaults(name: str) -> None:
     loaded = load_model(name)
     x = torch.rand(1, *loaded.card.input.shape) if loaded.card else torch.rand(1, 1)
@@ -47,7 +47,7 @@ def test_scaling_respects_floors_and_user_settings() -> None:
     rob, rchanges = scale_params(RobustnessParams(), costly, set())
     assert rob.batch_size == costly.batch(256) < 256 and "batch_size" in rchanges
     assert rob.suite_samples == RobustnessParams.scaled["suite_samples"]
-    mild = ModelCost(flops=2e7, activation_bytes=1e3)  # half the defaults fit
+    mild = ModelCost(flops=2e8, activation_bytes=1e3)  # half the defaults fit
     half, _ = scale_params(SaliencyParams(), mild, set())
     assert half.samples == 16 and half.lime_samples == 200
     assert ModelCost(1e9, 1e9).batch(256) == 1  # a batch of one at the least

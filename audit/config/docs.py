@@ -36,7 +36,7 @@ AUDIT_KEYS: list[tuple[str, str, Any, str]] = [
     ("batch_size", "int", 256, "Batch size of model evaluations (bounded so one batch's "
      "activations fit 1 GiB on the CPU, a quarter of the free memory on a GPU)."),
     ("scale_budgets", "bool", True, "Shrink each check's budgets for models costlier than "
-     "the defaults are sized for (10 MFLOP per sample on the CPU, 500 on a GPU), down to "
+     "the defaults are sized for (100 MFLOP per sample on the CPU, 5 GFLOP on a GPU), down to "
      "each budget's floor; every shrunk check says what changed."),
 ]
 """The ``[audit]`` table: (key, type, default, help)."""
