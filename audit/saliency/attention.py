@@ -50,7 +50,8 @@ NO_ATTENTION = ("no global self-attention over the image's patches was seen in t
 
 class AttentionCapture(TorchFunctionMode):
     """Keeps the attention probabilities ``(N, heads, T, T)`` of every global self-attention in
-    a forward pass over a batch of ``batch`` samples, with gradients retained if ``grad``."""
+    a forward pass over a batch of ``batch`` samples, with the tensors in the graph that
+    gradients are taken of (``sources``)."""
 
     def __init__(self, batch: int) -> None:
         super().__init__()

@@ -45,7 +45,7 @@ class Layout:
         return tokens.reshape(t.shape[0], h, w, t.shape[-1]).permute(0, 3, 1, 2)
 
     def describe(self) -> str:
-        """``"8x8 grid of tokens after 1 class token"`` and the like, for the report."""
+        """``"8x8 grid of tokens after 1 leading token"`` and the like, for the report."""
         h, w = self.grid
         if self.kind == "nchw":
             return f"{h}x{w} feature map"

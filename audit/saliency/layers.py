@@ -84,7 +84,8 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
     grads: dict[str, torch.Tensor] = {}
     per_window: set[str] = set()  # outputs whose first axis is not the batch
     modules = dict(model.named_modules())
-    image = (int(sample.shape[-2]), int(sample.shape[-1])) if sample.ndim >= 3 else (1, 1)
+    is_image = sample.ndim >= 3  # grids and their gradients only matter for image models
+    image = (int(sample.shape[-2]), int(sample.shape[-1])) if is_image else (1, 1)
     handles = []
 
     def keep_grad(name: str) -> Any:
@@ -99,7 +100,7 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
                 shapes[name] = tuple(int(s) for s in out.shape[1:])
                 if out.ndim and out.shape[0] != len(sample):
                     per_window.add(name)  # (N * windows, ...) inside Swin's attention
-                if out.requires_grad and sample.ndim >= 3:
+                if out.requires_grad and is_image:
                     out.register_hook(keep_grad(name))
                 if name in order:
                     order.remove(name)
@@ -114,20 +115,18 @@ def trace_layers(model: nn.Module, sample: torch.Tensor) -> list[LayerInfo]:
         for h in handles:
             h.remove()
         return []
-    backward = sample.ndim >= 3  # gradients only matter for the grid of an image model
     try:
-        with torch.enable_grad() if backward else torch.no_grad():
-            x = sample.detach().clone().requires_grad_(backward)
+        with torch.enable_grad() if is_image else torch.no_grad():
+            x = sample.detach().clone().requires_grad_(is_image)
             out = model(x)
-            if backward:
+            if is_image:
                 _top_logit_gradient(out, x)
     finally:
         for h in handles:
             h.remove()
     infos = []
     for n in order:
-        layout = layout_of(shapes[n], image) \
-            if sample.ndim >= 3 and n not in per_window else None
+        layout = layout_of(shapes[n], image) if is_image and n not in per_window else None
         reached = _reaches(grads.get(n), layout) if layout is not None and grads else None
         infos.append(LayerInfo(n, modules[n], shapes[n], calls[n], layout, reached))
     return infos
