@@ -312,9 +312,14 @@ def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor
     if joined.finished is not None:
         joined.finished = joined.finished.cpu()
     for key, v in joined.info.items():
-        if isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == len(joined):
+        if _per_sample(v, len(joined)):
             joined.info[key] = v.cpu()
     return joined
+
+
+def _per_sample(v: Any, n: int) -> bool:
+    """Whether an ``info`` value is a per-sample trace (a vector of ``n`` values)."""
+    return isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == n
 
 
 def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
@@ -322,7 +327,7 @@ def _join(parts: list[AttackResult], seconds: float) -> AttackResult:
     first = parts[0]
     info: dict[str, Any] = {}
     for key, v in first.info.items():
-        if isinstance(v, Tensor) and v.ndim == 1 and v.shape[0] == len(first):
+        if _per_sample(v, len(first)):
             info[key] = torch.cat([p.info[key].to(v.device) for p in parts])
         else:
             info[key] = v
