@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import numpy as np
 import torch
 
 from audit.card import ModelCard
@@ -26,9 +25,9 @@ from audit.checks import Check, all_checks, get_check, make_params
 from audit.config import AuditConfig, resolve_config
 from audit.cost import budget_scaled, scale_params
 from audit.crosscheck import CROSSCHECK, Audited, cross_check_section
-from audit.datasets import dataset_names, load_dataset
-from audit.datasets.files import load_data_file, validate_against_card
-from audit.datasets.tabular import missing_sensitive
+from audit.datasets.spec import audit_data, path_or_name
+from audit.datasets.spec import in_memory_data as in_memory_data  # re-exported
+from audit.datasets.spec import load_data as load_data  # re-exported
 from audit.devices import resolve_device
 from audit.errors import DataError, UsageError
 from audit.execution import execute_check, seed_everything
@@ -36,61 +35,11 @@ from audit.isolation import isolated_checks, run_isolated
 from audit.loading import LoadedModel, infer_card, load_model
 from audit.policy import CHECK_SKIPPED
 from audit.result import AuditResult, Section, Severity, section_status, summarize
+from audit.resume import Checkpoint
 from audit.subject import AuditData, Subject, derive_seed
 from audit.version import __version__
 
 ProgressFn = Callable[[str, float], None]
-
-
-def load_data(spec: str | Path | None, card: ModelCard | None, *, target: str | None = None,
-              sensitive: Sequence[str] | None = None, seed: int = 0, labels: bool = True,
-              split: str = "test") -> AuditData:
-    """Data named by ``--data`` (a bundled name, ``name:train``/``name:test``, or a file), or
-    the card's dataset's ``split``. ``labels=False`` (production data, for the drift check)
-    accepts a file without labels and values outside the card's input range."""
-    sens = list(sensitive) if sensitive else None
-    bundled = _bundled_spec(spec)
-    if spec is None:
-        if card is None or not card.dataset:
-            raise UsageError("the model's card names no dataset; pass --data (a bundled "
-                             f"dataset: {', '.join(dataset_names())}, or a .npz/.csv file)")
-        data = load_dataset(card.dataset, split, seed)
-    elif bundled is not None:
-        data = load_dataset(bundled[0], bundled[1], seed)
-    else:
-        path = Path(spec)
-        if not path.exists() and (path.suffix or len(path.parts) > 1):
-            raise DataError(f"data file not found: {spec}")
-        if not path.exists():
-            raise DataError(f"--data {spec} is neither a bundled dataset "
-                            f"({', '.join(dataset_names())}) nor an existing file")
-        if card is None:
-            raise UsageError("a data file needs the model's card to be read; pass --card "
-                             "card.json")
-        data = load_data_file(Path(spec), card, target, sens, labels=labels)
-    if sens:
-        frame = data.extras.get("frame")
-        if frame is None:
-            raise DataError("--sensitive needs tabular data with named columns (a .csv file "
-                            "or a bundled tabular dataset)")
-        missing = [c for c in sens if c not in frame.columns]
-        if missing:
-            raise missing_sensitive(missing, f"not in {data.name}", frame)
-        data.extras["sensitive"] = sens
-    if card is not None:
-        validate_against_card(data, card, check_range=labels)
-    return data
-
-
-def _bundled_spec(spec: str | Path | None) -> tuple[str, str] | None:
-    """``(name, split)`` when ``spec`` names a bundled dataset (``digits``, ``adult:train``)
-    and no file of that name exists."""
-    if spec is None or Path(spec).exists():
-        return None
-    name, _, split = str(spec).partition(":")
-    if name in dataset_names() and split in ("", "train", "test"):
-        return name, split or "test"
-    return None
 
 
 def build_subject(
@@ -119,23 +68,23 @@ def build_subject(
     run_on = resolve_device(device)  # a bad --device fails before anything loads
     in_memory = LoadedModel | torch.nn.Module | torch.export.ExportedProgram
     loaded = _as_loaded(model, card) if isinstance(model, in_memory) \
-        else load_model(_path_or_name(model, "model"), arch=arch, card=card,
+        else load_model(path_or_name(model, "model"), arch=arch, card=card,
                         trust_checkpoint=trust_checkpoint)
     model_card = loaded.card
     if model_card is None and data is None:
         raise UsageError(f"{loaded.path} has no card.json; pass --data (and --card to give "
                          "class names and value range)")
-    audit_data = _audit_data(data, model_card, target=target, sensitive=sensitive, seed=seed,
+    loaded_data = audit_data(data, model_card, target=target, sensitive=sensitive, seed=seed,
                              labels=labels)
     if model_card is None:
-        model_card = infer_card(loaded, audit_data.x, audit_data.classes, audit_data.kind)
-    ref_data = None if reference is None else _audit_data(
+        model_card = infer_card(loaded, loaded_data.x, loaded_data.classes, loaded_data.kind)
+    ref_data = None if reference is None else audit_data(
         reference, model_card, target=target, sensitive=sensitive, seed=seed, split="train")
     if ref_data is not None and not ref_data.labelled:
         raise DataError(f"the reference data {ref_data.source or ref_data.name} has no labels; "
                         "the reference must be labelled (pass --target for a CSV)")
     loaded.model.to(run_on)
-    subject = Subject(model=loaded.model, card=model_card, data=audit_data,
+    subject = Subject(model=loaded.model, card=model_card, data=loaded_data,
                       model_info=loaded.info(model_card), seed=seed, quick=quick, device=run_on,
                       batch_size=batch_size, reference=ref_data, amp=amp)
     subject.batch_size = subject.cost.batch(batch_size)  # peak memory follows the batch
@@ -144,33 +93,6 @@ def build_subject(
         raise UsageError(f"the model returns shape {tuple(logits.shape)} but the card lists "
                          f"{model_card.num_classes} classes; fix the card's classes")
     return subject
-
-
-def _audit_data(data: str | Path | AuditData | tuple[Any, Any] | None,
-                card: ModelCard | None, *, target: str | None, sensitive: Sequence[str] | None,
-                seed: int, labels: bool = True, split: str = "test") -> AuditData:
-    """``--data`` or ``--reference`` as validated :class:`AuditData` (``None``: the card's
-    dataset's ``split``)."""
-    if isinstance(data, tuple | list):
-        return in_memory_data(data, card)
-    if isinstance(data, AuditData):
-        if card is not None:
-            validate_against_card(data, card, check_range=labels)
-        return data
-    spec = None if data is None else _path_or_name(data, "data")
-    if card is None:
-        assert spec is not None  # build_subject refuses a cardless model without data
-        return _load_cardless(Path(spec) if Path(spec).exists() else spec, seed)
-    return load_data(spec, card, target=target, sensitive=sensitive, seed=seed, labels=labels,
-                     split=split)
-
-
-def _path_or_name(value: object, what: str) -> str | Path:
-    if isinstance(value, str | Path):
-        return value
-    accepted = ("a bundled name, a path, a LoadedModel or a torch.nn.Module" if what == "model"
-                else "a bundled name, a path, an AuditData or an (x, y) pair of arrays")
-    raise UsageError(f"{what} must be {accepted}, not {type(value).__name__}")
 
 
 def _as_loaded(model: Any, card: str | Path | None) -> LoadedModel:
@@ -192,47 +114,6 @@ def _as_loaded(model: Any, card: str | Path | None) -> LoadedModel:
     return LoadedModel(model=model.eval(), card=ModelCard.load(Path(card)) if card else None,
                        path=Path(f"<{cls.__name__} in memory>"), format="module",
                        sha256=h.hexdigest(), arch=f"{cls.__module__}:{cls.__qualname__}")
-
-
-def in_memory_data(xy: tuple[Any, Any] | list[Any], card: ModelCard | None) -> AuditData:
-    """An ``(x, y)`` pair of arrays or tensors as :class:`AuditData` (classes from the card,
-    else ``"0"`` to the largest label); images when each sample has 2 or more dimensions,
-    tabular rows otherwise."""
-    if len(xy) != 2:
-        raise UsageError(f"data as a pair must be (x, y), got {len(xy)} items")
-    try:
-        x = torch.as_tensor(np.asarray(xy[0]), dtype=torch.float32)
-        y = torch.as_tensor(np.asarray(xy[1])).long().reshape(-1)
-    except (TypeError, ValueError) as e:
-        raise DataError(f"data (x, y) must be numeric arrays: {e}") from None
-    if len(x) != len(y):
-        raise DataError(f"data (x, y) differ in length: {len(x)} inputs, {len(y)} labels")
-    classes = list(card.classes) if card is not None else \
-        [str(int(c)) for c in range(int(y.max()) + 1 if len(y) else 0)]
-    data = AuditData(name="in-memory", x=x, y=y, kind="image" if x.ndim >= 3 else "tabular",
-                     classes=classes, source="python")
-    if card is not None:
-        validate_against_card(data, card)
-    return data
-
-
-def _load_cardless(spec: str | Path, seed: int) -> AuditData:
-    if isinstance(spec, Path) and spec.suffix.lower() == ".npz":
-        import numpy as _np
-
-        with _np.load(spec, allow_pickle=False) as npz:
-            if "x" not in npz.files or "y" not in npz.files:
-                raise DataError(f"{spec} lacks arrays x and y")
-            x, y = npz["x"], npz["y"]
-        kind: Literal["image", "tabular"] = "image" if x.ndim >= 3 else "tabular"
-        n_cls = int(y.max()) + 1 if y.size else 2
-        return AuditData(name=spec.stem, x=torch.from_numpy(_np.asarray(x, _np.float32)),
-                         y=torch.from_numpy(_np.asarray(y, _np.int64)), kind=kind,
-                         classes=[str(i) for i in range(max(n_cls, 2))], source=str(spec))
-    if str(spec) in dataset_names():
-        return load_dataset(str(spec), "test", seed)
-    raise UsageError("without a card, --data must be a bundled dataset or a .npz file; pass "
-                     "--card card.json for CSV data")
 
 
 def select_checks(subject: Subject, config: AuditConfig,
@@ -257,8 +138,13 @@ def select_checks(subject: Subject, config: AuditConfig,
 def run_checks(subject: Subject, config: AuditConfig,
                checks: Sequence[tuple[type[Check], bool]],
                progress: ProgressFn | None = None,
-               isolate: bool | Sequence[str] | None = None) -> list[Section]:
+               isolate: bool | Sequence[str] | None = None,
+               checkpoint: Checkpoint | None = None) -> list[Section]:
     """Run each check, isolating failures; returns sections in order.
+
+    With a ``checkpoint`` (``--resume``) a check whose section was saved by an earlier run of
+    the same audit is read back instead of run, and every section that ran is saved as soon as
+    it is done; an errored one is not, so a resumed audit tries it again.
 
     Checks named by :func:`audit.isolation.isolated_checks` (``isolate``, else the
     ``AUDIT_ISOLATE`` environment variable, else those whose class sets ``isolate = True``) run
@@ -282,6 +168,12 @@ def run_checks(subject: Subject, config: AuditConfig,
         if progress:
             progress(f"{cls.title}", i / max(len(checks), 1))
         start = time.perf_counter()
+        saved = None if reason is not None or checkpoint is None \
+            else checkpoint.load(cls.name, _params_of(check))
+        if saved is not None:
+            saved.status = section_status(saved, config.fail_on)
+            sections.append(saved)
+            continue
         if reason is not None:
             sec = check.section(status="skipped", summary=f"Not run: {reason}")
             if forced:
@@ -296,10 +188,16 @@ def run_checks(subject: Subject, config: AuditConfig,
             sec.findings.append(budget_scaled(cls.name, scaled[cls.name], subject.cost))
         sec.duration_s = time.perf_counter() - start
         sec.status = section_status(sec, config.fail_on)
+        if checkpoint is not None and reason is None and sec.status != "error":
+            checkpoint.save(sec, _params_of(check))
         sections.append(sec)
     if progress:
         progress("done", 1.0)
     return sections
+
+
+def _params_of(check: Check) -> dict[str, Any]:
+    return dict(check.section().params)
 
 
 def _applies(check: Check, subject: Subject, forced: bool) -> str | None:
@@ -340,6 +238,7 @@ def run_audit(
     labels: bool = True,
     device: str | torch.device | None = None,
     amp: bool = False,
+    resume: str | Path | Callable[[str], Path] | None = None,
 ) -> AuditResult:
     """Audit a model and return the :class:`AuditResult`.
 
@@ -359,6 +258,9 @@ def run_audit(
     forward passes where exactness is not needed (performance, slices, drift, corruptions:
     :meth:`Subject.logits`) under ``torch.autocast`` (float16 on CUDA, bfloat16 on the CPU);
     gradient-based attacks, explainers and certification stay in full precision.
+    ``resume`` is a folder for partial results (:mod:`audit.resume`), or a function of the
+    model's name giving one: each finished check is saved there, and a rerun of the same
+    audit reads them back instead of running again.
     """
     t0 = time.perf_counter()
     cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
@@ -387,8 +289,10 @@ def run_audit(
     if progress is True:
         ctx = _RichProgress(len(selected))
         progress_fn = ctx.update
+    folder = resume(str(subject.model_info["name"])) if callable(resume) else resume
+    checkpoint = None if folder is None else Checkpoint(Path(folder), _context(subject))
     with ctx:
-        sections = run_checks(subject, cfg, selected, progress_fn, isolate)
+        sections = run_checks(subject, cfg, selected, progress_fn, isolate, checkpoint)
     crossed = cross_check_section(Audited(sections, subject.card.to_dict(),
                                           subject.data.info(), subject.model_info)) \
         if cross else None
@@ -419,8 +323,18 @@ def run_audit(
             "platform": platform.platform(terse=True),
             "device": str(subject.device),
             "amp": subject.amp,
+            **({} if checkpoint is None else {"resumed": checkpoint.resumed}),
         },
     )
+
+
+def _context(subject: Subject) -> dict[str, Any]:
+    """What every section of an audit of ``subject`` depends on, besides its parameters."""
+    ref = subject.reference
+    return {"model": subject.model_info.get("sha256"), "data": subject.data.sha256,
+            "reference": None if ref is None else ref.sha256, "card": subject.card.to_dict(),
+            "version": __version__, "seed": subject.seed, "quick": subject.quick,
+            "device": subject.device.type, "amp": subject.amp}
 
 
 class _RichProgress:

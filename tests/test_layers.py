@@ -27,7 +27,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("checks", ["audit.checks", "audit.performance", "audit.config", "audit.crosscheck",
                 "*.check", "*.findings",
                 "*.section"]),
-    ("runner and report", ["audit.runner", "audit.execution", "audit.isolation",
+    ("runner and report", ["audit.runner", "audit.resume", "audit.execution", "audit.isolation",
                            "audit.report"]),
     ("applications", ["audit.cli", "audit.apps", "audit.zoo", "audit.__main__", "audit"]),
 ]

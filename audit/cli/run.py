@@ -80,9 +80,14 @@ def run_cmd(
     device: DeviceOpt = "auto",
     amp: AmpOpt = False,
     progress: ShowProgress = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Save each finished check beside the report (REPORT.partial/) and, "
+                         "when an earlier run of the same audit was stopped, continue where "
+                         "it stopped.")] = False,
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""
+    from audit.resume import discard_partial, partial_folder
     from audit.runner import run_audit
 
     check_audit_options(fail_on, out, outputs)
@@ -96,14 +101,25 @@ def run_cmd(
 
         check_train_spec(train_data)  # a wrong path fails now, not as an errored section
         params["slices"] = {"train_data": train_data}
+
+    def html_for(name: str) -> Path:
+        return out or Path("reports") / f"{safe_name(name)}.html"
+
+    partial = (lambda name: partial_folder(html_for(name))) if resume else None
     result = run_audit(
         model, data=data, checks=split(checks), config=config, seed=seed,
         quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
         arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
         progress=show_progress(progress), command=command_line(), reference=reference,
-        device=device, amp=amp)
-    raise finish_audit(result, out or Path("reports") / f"{safe_name(result.model['name'])}.html",
-                       outputs)
+        device=device, amp=amp, resume=partial)
+    html = html_for(result.model["name"])
+    if result.run.get("resumed"):
+        err_console.print(f"resumed {len(result.run['resumed'])} finished check(s) from "
+                          f"{safe(partial_folder(html))}: {safe(', '.join(result.run['resumed']))}")
+    done = finish_audit(result, html, outputs)
+    if resume:  # the outputs are written: the partial results are spent
+        discard_partial(partial_folder(html))
+    raise done
 
 
 def models_cmd() -> None:
