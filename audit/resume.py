@@ -4,7 +4,7 @@ seed reads those sections back instead of running the checks again.
 
 A saved section is keyed by a fingerprint of everything its result depends on (the model's
 and data's sha256, the reference data's, the tool version, the seed, ``--quick``, the device
-kind, the world size and the check's own parameters), so a changed input reruns the check
+kind, AMP and the check's own parameters), so a changed input reruns the check
 rather than mixing results of two audits. Checks are seeded from the run seed and their own
 name only (:func:`audit.subject.derive_seed`), which is what makes a resumed section the one
 an uninterrupted run would have written.

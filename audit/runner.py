@@ -29,6 +29,7 @@ from audit.datasets.spec import audit_data, path_or_name
 from audit.datasets.spec import in_memory_data as in_memory_data  # re-exported
 from audit.datasets.spec import load_data as load_data  # re-exported
 from audit.devices import resolve_device
+from audit.distributed import current
 from audit.errors import DataError, UsageError
 from audit.execution import execute_check, seed_everything
 from audit.isolation import isolated_checks, run_isolated
@@ -36,6 +37,7 @@ from audit.loading import LoadedModel, infer_card, load_model
 from audit.policy import CHECK_SKIPPED
 from audit.result import AuditResult, Section, Severity, section_status, summarize
 from audit.resume import Checkpoint
+from audit.sample_budget import Samples, sample_caps, samples_table, with_samples
 from audit.subject import AuditData, Subject, derive_seed
 from audit.version import __version__
 
@@ -158,9 +160,10 @@ def run_checks(subject: Subject, config: AuditConfig,
     for cls, forced in checks:  # every precondition before any check runs: bad input costs
         given = config.params.get(cls.name)
         params = make_params(cls, given, config.quick)  # no time
-        if config.scale_budgets:
-            params, scaled[cls.name] = scale_params(params, subject.cost, set(given or {}),
-                                                    config.quick)
+        params = with_samples(params, config.samples, set(given or {}), len(subject.data))
+        if config.scale_budgets:  # caps --samples set are the user's too: they stay
+            chosen = set(given or {}) | (set(sample_caps(params)) if config.samples else set())
+            params, scaled[cls.name] = scale_params(params, subject.cost, chosen, config.quick)
         check = cls(params)
         made.append((check, _applies(check, subject, forced)))
     sections: list[Section] = []
@@ -168,8 +171,7 @@ def run_checks(subject: Subject, config: AuditConfig,
         if progress:
             progress(f"{cls.title}", i / max(len(checks), 1))
         start = time.perf_counter()
-        saved = None if reason is not None or checkpoint is None \
-            else checkpoint.load(cls.name, _params_of(check))
+        saved = _saved(checkpoint, check) if reason is None else None
         if saved is not None:
             saved.status = section_status(saved, config.fail_on)
             sections.append(saved)
@@ -186,6 +188,8 @@ def run_checks(subject: Subject, config: AuditConfig,
             sec = execute_check(check, subject, derive_seed(subject.seed, cls.name))
         if reason is None and scaled.get(cls.name):
             sec.findings.append(budget_scaled(cls.name, scaled[cls.name], subject.cost))
+        if reason is None and sec.error is None:
+            sec.tables.append(samples_table(check.params, len(subject.data)))
         sec.duration_s = time.perf_counter() - start
         sec.status = section_status(sec, config.fail_on)
         if checkpoint is not None and reason is None and sec.status != "error":
@@ -198,6 +202,21 @@ def run_checks(subject: Subject, config: AuditConfig,
 
 def _params_of(check: Check) -> dict[str, Any]:
     return dict(check.section().params)
+
+
+def _saved(checkpoint: Checkpoint | None, check: Check) -> Section | None:
+    """The section ``checkpoint`` holds for ``check``; in a distributed audit rank 0 reads
+    it and every rank takes rank 0's answer, so the ranks agree on what runs."""
+    if checkpoint is None:
+        return None
+    world = current()
+    saved = checkpoint.load(check.name, _params_of(check)) if world.is_main else None
+    if not world.enabled:
+        return saved
+    saved = world.gather(saved)[0]
+    if saved is not None and not world.is_main:
+        checkpoint.resumed.append(check.name)
+    return saved
 
 
 def _applies(check: Check, subject: Subject, forced: bool) -> str | None:
@@ -224,6 +243,7 @@ def run_audit(
     config: AuditConfig | str | Path | None = None,
     seed: int | None = None,
     quick: bool | None = None,
+    samples: Samples = None,
     fail_on: str | Severity | None = None,
     target: str | None = None,
     sensitive: Sequence[str] | None = None,
@@ -248,6 +268,9 @@ def run_audit(
     default the card's dataset (test split). Keyword
     arguments override ``config`` (an :class:`AuditConfig` or a path to ``audit.toml``);
     ``params`` overrides per-check parameters, e.g. ``{"saliency": {"layer": "features.4"}}``.
+    ``samples`` (an integer or ``"all"``) sets every cap on the rows a check uses
+    (:mod:`audit.sample_budget`; keys set in ``params`` or the config win); each section
+    then has a table of the samples its numbers rest on.
     ``isolate`` runs checks in a fresh process each (True: all, False: none, or a list of
     names; default: the ``AUDIT_ISOLATE`` environment variable, else the checks that declare
     ``isolate = True``), so a native crash in one is reported as that check's error.
@@ -261,9 +284,17 @@ def run_audit(
     ``resume`` is a folder for partial results (:mod:`audit.resume`), or a function of the
     model's name giving one: each finished check is saved there, and a rerun of the same
     audit reads them back instead of running again.
+
+    Under ``torchrun`` (:func:`audit.distributed.init_distributed`, then this call inside
+    :func:`audit.distributed.using`) every rank runs the audit and each per-sample stage is
+    split over the ranks; every rank returns the same result, and only rank 0 should write it.
     """
     t0 = time.perf_counter()
-    cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on)
+    world = current()
+    if world.enabled:  # one device per rank; a check's child process is not in the group
+        device = world.device if device in (None, "auto") else device
+        isolate = False
+    cfg = resolve_config(config, seed=seed, quick=quick, fail_on=fail_on, samples=samples)
     for name, overrides in (params or {}).items():
         cls = get_check(name)
         merged = {**cfg.params.get(name, {}), **overrides}
@@ -284,13 +315,14 @@ def run_audit(
                             quick=cfg.quick, batch_size=cfg.batch_size, reference=reference,
                             labels=labels, device=device, amp=amp)
     selected = select_checks(subject, cfg, checks)
-    progress_fn: ProgressFn | None = progress if callable(progress) else None
+    progress_fn: ProgressFn | None = progress if callable(progress) and world.is_main else None
     ctx: Any = nullcontext()
-    if progress is True:
+    if progress is True and world.is_main:
         ctx = _RichProgress(len(selected))
         progress_fn = ctx.update
     folder = resume(str(subject.model_info["name"])) if callable(resume) else resume
-    checkpoint = None if folder is None else Checkpoint(Path(folder), _context(subject))
+    checkpoint = None if folder is None else \
+        Checkpoint(Path(folder), _context(subject), writer=world.is_main)
     with ctx:
         sections = run_checks(subject, cfg, selected, progress_fn, isolate, checkpoint)
     crossed = cross_check_section(Audited(sections, subject.card.to_dict(),
@@ -323,6 +355,7 @@ def run_audit(
             "platform": platform.platform(terse=True),
             "device": str(subject.device),
             "amp": subject.amp,
+            "world_size": world.world_size,
             **({} if checkpoint is None else {"resumed": checkpoint.resumed}),
         },
     )

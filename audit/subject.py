@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -14,6 +13,7 @@ import numpy as np
 
 from audit.errors import ModelError
 from audit.result import sha256_bytes
+from audit.seeds import derive_seed
 
 if TYPE_CHECKING:
     import torch
@@ -121,29 +121,37 @@ class Subject:
         :attr:`device` with ``on_device=True``, for a consumer that stays there).
 
         Each batch of ``x`` moves to the device (the audit data lives on the CPU); the outputs
-        stay there and are copied back once, after the loop. Under ``amp`` the forward runs
-        in ``torch.autocast`` (see :attr:`amp`). Raises :class:`ModelError` when the forward
-        fails or returns NaN/inf.
+        stay there and are copied back once, after the loop. In a distributed audit
+        (:mod:`audit.distributed`) each rank computes a block of the batches. Under ``amp``
+        the forward runs in ``torch.autocast`` (see :attr:`amp`). Raises :class:`ModelError`
+        when the forward fails or returns NaN/inf.
         """
         import torch
 
-        bs = batch_size or self.batch_size
-        outs = []
+        from audit.distributed import current
+
+        world = current()
+
+        def forward(_: int, sl: slice) -> torch.Tensor:
+            xb = x[sl].to(self.device)
+            try:
+                out = self.model(xb)
+            except Exception as e:  # the user's model failed; say so in one line
+                raise ModelError(
+                    f"the model's forward raised {type(e).__name__}: {e}".splitlines()[0]
+                ) from e
+            if not isinstance(out, torch.Tensor):
+                raise ModelError(
+                    f"the model's forward returned {type(out).__name__}, expected a tensor "
+                    "of logits (N, classes)"
+                )
+            out = out.detach().float()
+            return out.cpu() if world.enabled else out  # gathered over ranks as CPU tensors
+
         with torch.no_grad(), self.autocast():
-            for i in range(0, int(x.shape[0]), bs):
-                xb = x[i : i + bs].to(self.device)
-                try:
-                    out = self.model(xb)
-                except Exception as e:  # the user's model failed; say so in one line
-                    raise ModelError(
-                        f"the model's forward raised {type(e).__name__}: {e}".splitlines()[0]
-                    ) from e
-                if not isinstance(out, torch.Tensor):
-                    raise ModelError(
-                        f"the model's forward returned {type(out).__name__}, expected a tensor "
-                        "of logits (N, classes)"
-                    )
-                outs.append(out.detach().float())
+            outs = world.map(forward, int(x.shape[0]), batch_size or self.batch_size)
+        if world.enabled:
+            outs = [o.to(self.device) for o in outs]
         logits = torch.cat(outs) if outs else torch.empty(0, len(self.card.classes),
                                                           device=self.device)
         finite = torch.isfinite(logits)
@@ -197,7 +205,3 @@ def _cpu() -> torch.device:
     return torch.device("cpu")
 
 
-def derive_seed(seed: int, salt: str) -> int:
-    """A stable 63-bit seed from a base seed and a string (independent of PYTHONHASHSEED)."""
-    digest = hashlib.sha256(f"{seed}:{salt}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)

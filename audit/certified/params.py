@@ -27,6 +27,7 @@ class CertifiedParams:
     """Settings of the certified check (``[checks.certified]`` in ``audit.toml``)."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    sample_caps: ClassVar[dict[str, str]] = {"max_samples": "samples certified"}
     scaled: ClassVar[dict[str, int]] = {"max_samples": 20, "n0": 20, "n": 100}
     """Budget fields shrunk, down to these floors, for a model costlier than the defaults
     are sized for (:mod:`audit.cost`)."""

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from audit.distributed import Distributed
 from audit.errors import UsageError
 from audit.training.config import TrainConfig, value_range
-from audit.training.distributed import Distributed
 from audit.training.epoch import Validator
 from audit.training.loss import BatchContext, BatchLoss
 from audit.training.trainer import Trainer, TrainerOptions

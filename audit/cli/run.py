@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table as RichTable
@@ -37,6 +37,9 @@ from audit.cli.outputs import (
 )
 from audit.errors import EXIT_FINDINGS, AuditError, UsageError
 
+if TYPE_CHECKING:
+    from audit.distributed import Distributed
+
 
 @format_options("audit")
 def run_cmd(
@@ -64,6 +67,10 @@ def run_cmd(
                                                      "and thresholds.")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smaller budgets for a fast look.")
                      ] = False,
+    samples: Annotated[str | None, typer.Option(
+        help="Set every check's sample cap (robustness, certified, saliency, surrogate, "
+             "slices, drift) to N, or 'all' for the whole dataset; [checks.NAME] keys win.")
+                       ] = None,
     target: Annotated[str | None, typer.Option(help="Label column of a CSV file.")] = None,
     sensitive: Annotated[str | None, typer.Option(help="Comma-separated sensitive columns "
                                                        "for the fairness check.")] = None,
@@ -87,8 +94,10 @@ def run_cmd(
     outputs: Outputs = NO_OUTPUTS,  # becomes --md, --junit, ... (one per format)
 ) -> None:
     """Audit a model and write an HTML report plus its JSON result."""
+    from audit.distributed import init_distributed, using
     from audit.resume import discard_partial, partial_folder
     from audit.runner import run_audit
+    from audit.sample_budget import parse_samples
 
     check_audit_options(fail_on, out, outputs)
     params: dict[str, dict[str, Any]] = {}
@@ -106,20 +115,40 @@ def run_cmd(
         return out or Path("reports") / f"{safe_name(name)}.html"
 
     partial = (lambda name: partial_folder(html_for(name))) if resume else None
-    result = run_audit(
-        model, data=data, checks=split(checks), config=config, seed=seed,
-        quick=quick or None, fail_on=fail_on, target=target, sensitive=split(sensitive),
-        arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
-        progress=show_progress(progress), command=command_line(), reference=reference,
-        device=device, amp=amp, resume=partial)
-    html = html_for(result.model["name"])
-    if result.run.get("resumed"):
-        err_console.print(f"resumed {len(result.run['resumed'])} finished check(s) from "
-                          f"{safe(partial_folder(html))}: {safe(', '.join(result.run['resumed']))}")
-    done = finish_audit(result, html, outputs)
-    if resume:  # the outputs are written: the partial results are spent
-        discard_partial(partial_folder(html))
+    world = init_distributed()  # torchrun: every rank audits its share, rank 0 writes
+    with using(world):
+        result = run_audit(
+            model, data=data, checks=split(checks), config=config, seed=seed,
+            quick=quick or None, samples=parse_samples(samples, "--samples"), fail_on=fail_on,
+            target=target, sensitive=split(sensitive),
+            arch=arch, card=card, trust_checkpoint=trust_checkpoint, params=params or None,
+            progress=show_progress(progress) and world.is_main, command=command_line(),
+            reference=reference, device=device, amp=amp, resume=partial)
+    if not world.is_main:  # rank 0 alone writes the outputs and ends with the verdict's code
+        _leave(world)
+        raise typer.Exit(0)
+    try:
+        html = html_for(result.model["name"])
+        if result.run.get("resumed"):
+            names = ", ".join(result.run["resumed"])
+            err_console.print(f"resumed {len(result.run['resumed'])} finished check(s) from "
+                              f"{safe(partial_folder(html))}: {safe(names)}")
+        done = finish_audit(result, html, outputs)
+        if resume:  # the outputs are written: the partial results are spent
+            discard_partial(partial_folder(html))
+    finally:
+        _leave(world)
     raise done
+
+
+def _leave(world: Distributed) -> None:
+    """Leave a torchrun group once rank 0 has written the outputs (a rank that exits first
+    makes torchrun stop the others)."""
+    if world.enabled:
+        import torch.distributed
+
+        world.barrier()
+        torch.distributed.destroy_process_group()
 
 
 def models_cmd() -> None:

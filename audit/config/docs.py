@@ -38,6 +38,10 @@ AUDIT_KEYS: list[tuple[str, str, Any, str]] = [
     ("scale_budgets", "bool", True, "Shrink each check's budgets for models costlier than "
      "the defaults are sized for (100 MFLOP per sample on the CPU, 5 GFLOP on a GPU), down to "
      "each budget's floor; every shrunk check says what changed."),
+    ("samples", "int | str", None, "Set every check's sample cap (robustness max_samples and "
+     "suite_samples, certified max_samples, saliency samples, surrogate max_rows, slices "
+     "reliance_rows, drift c2st_max_rows and mmd_max_samples) to this, or \"all\" for the "
+     "whole dataset; keys set in [checks.NAME] win. Each section lists its samples."),
 ]
 """The ``[audit]`` table: (key, type, default, help)."""
 
@@ -187,7 +191,8 @@ def defaults_markdown(docs: list[CheckDoc] | None = None) -> str:
     docs = check_docs() if docs is None else docs
     out = ["### `[audit]`", "", "| Key | Type | Default | Meaning |", "|---|---|---|---|"]
     for key, typ, default, help_text in AUDIT_KEYS:
-        shown = "every check that applies" if default is None else f"`{toml_value(default)}`"
+        unset = "every check that applies" if key == "checks" else "each check's own"
+        shown = unset if default is None else f"`{toml_value(default)}`"
         out.append(f"| `{key}` | {_md(typ)} | {shown} | {_md(help_text)} |")
     for d in docs:
         out += ["", f"### `[checks.{d.name}]`: {_md(d.title)}", ""]

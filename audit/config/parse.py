@@ -8,6 +8,7 @@ Example::
     seed = 0
     quick = false
     batch_size = 256
+    samples = 2000                           # every sample cap (or "all"); default: each check's
 
     [checks.performance]
     ece_medium = 0.05
@@ -28,8 +29,9 @@ from audit.checks import all_checks, get_check, make_params
 from audit.crosscheck import CROSSCHECK
 from audit.errors import ConfigError
 from audit.result import Severity
+from audit.sample_budget import Samples, parse_samples
 
-_AUDIT_KEYS = {"checks", "fail_on", "seed", "quick", "batch_size", "scale_budgets"}
+_AUDIT_KEYS = {"checks", "fail_on", "seed", "quick", "batch_size", "scale_budgets", "samples"}
 
 
 @dataclass
@@ -42,13 +44,15 @@ class AuditConfig:
     quick: bool = False
     batch_size: int = 256
     scale_budgets: bool = True
+    samples: Samples = None
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     source: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"checks": self.checks, "fail_on": self.fail_on.value, "seed": self.seed,
                 "quick": self.quick, "batch_size": self.batch_size,
-                "scale_budgets": self.scale_budgets, "params": self.params,
+                "scale_budgets": self.scale_budgets, "samples": self.samples,
+                "params": self.params,
                 "source": self.source}
 
 
@@ -96,6 +100,8 @@ def parse_config(data: Any, where: str = "audit.toml") -> AuditConfig:
             if not isinstance(top[key], bool):
                 raise ConfigError(f"{where}: [audit] {key} must be true or false")
             setattr(cfg, key, top[key])
+    if "samples" in top:
+        cfg.samples = parse_samples(top["samples"], f"{where}: [audit]")
     tables = data.get("checks", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{where}: 'checks' must be a table of [checks.NAME] tables")
@@ -117,8 +123,8 @@ def _known_check(name: str, where: str) -> Any:
 
 
 def resolve_config(config: AuditConfig | str | Path | None, *, seed: int | None = None,
-                   quick: bool | None = None, fail_on: str | Severity | None = None
-                   ) -> AuditConfig:
+                   quick: bool | None = None, fail_on: str | Severity | None = None,
+                   samples: Samples = None) -> AuditConfig:
     """A new :class:`AuditConfig` from an object or a file, with command-line values on top;
     ``config`` itself is never modified."""
     base = config if isinstance(config, AuditConfig) else load_config(config)
@@ -131,6 +137,7 @@ def resolve_config(config: AuditConfig | str | Path | None, *, seed: int | None 
         seed=base.seed if seed is None else seed,
         quick=base.quick if quick is None else quick,
         fail_on=base.fail_on if fail_on is None else Severity.parse(fail_on),
+        samples=base.samples if samples is None else parse_samples(samples, "samples"),
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from audit.distributed import current
 from audit.saliency.layers import LayerInfo, trace_layers, unavailable_reason
 from audit.subject import Subject
 
@@ -77,24 +78,32 @@ class Embedder:
         return self.with_logits(x)[0]
 
     def with_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embeddings and logits of ``x`` from the same forward passes."""
+        """Embeddings and logits of ``x`` from the same forward passes (in a distributed
+        audit each rank embeds a block of the batches, :mod:`audit.distributed`)."""
         if self.layer is None:
             logits = self.subject.logits(x)
             return logits, logits
         module = dict(self.subject.model.named_modules())[self.layer]
-        outs: list[torch.Tensor] = []
 
-        def grab(_: nn.Module, args: Any) -> None:
-            feats = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            if feats is None:
-                raise TypeError("the head's input is not a tensor")
-            if feats.ndim == 4:  # (N, C, h, w) into a 1x1-convolution head: pool the cells
-                feats = feats.mean(dim=(2, 3))
-            outs.append(feats.detach().reshape(feats.shape[0], -1).float().cpu())
+        def unit(_: int, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            outs: list[torch.Tensor] = []
 
-        handle = module.register_forward_pre_hook(grab)
-        try:
-            logits = self.subject.logits(x)
-        finally:
-            handle.remove()
-        return (torch.cat(outs) if outs else torch.empty(0, 0)), logits
+            def grab(_: nn.Module, args: Any) -> None:
+                feats = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                if feats is None:
+                    raise TypeError("the head's input is not a tensor")
+                if feats.ndim == 4:  # (N, C, h, w) into a 1x1-convolution head: pool the cells
+                    feats = feats.mean(dim=(2, 3))
+                outs.append(feats.detach().reshape(feats.shape[0], -1).float().cpu())
+
+            handle = module.register_forward_pre_hook(grab)
+            try:
+                logits = self.subject.logits(x[rows])  # one process's batches inside the map
+            finally:
+                handle.remove()
+            return (torch.cat(outs) if outs else torch.empty(0, 0)), logits
+
+        parts = current().map(unit, int(x.shape[0]), self.subject.batch_size)
+        if not parts:
+            return torch.empty(0, 0), self.subject.logits(x)
+        return torch.cat([e for e, _ in parts]), torch.cat([lg for _, lg in parts])

@@ -19,6 +19,9 @@ class DriftParams:
     """Settings of the drift check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    sample_caps: ClassVar[dict[str, str]] = {
+        "c2st_max_rows": "rows per side of the classifier two-sample test",
+        "mmd_max_samples": "embeddings per side of the MMD test"}
     scaled: ClassVar[dict[str, int]] = {"mmd_max_samples": 256}
     """Budget fields shrunk, down to these floors, for a model costlier than the defaults
     are sized for (:mod:`audit.cost`)."""

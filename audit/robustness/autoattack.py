@@ -24,12 +24,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from audit.budget import Budget
+from audit.distributed import current
 from audit.robustness.apgd import APGD
 from audit.robustness.apgdt import APGDT
 from audit.robustness.base import Attack
@@ -123,6 +125,26 @@ def _standard(norm: Norm, num_classes: int, sample_shape: tuple[int, ...],
     return attacks, skipped
 
 
+def _protocol_batch(attack: Attack, model: nn.Module, x: Tensor, y: Tensor, todo: Tensor,
+                    eps: float, seed: int, generator: torch.Generator | None,
+                    dev: torch.device, keep_adv: bool, _: int, sl: slice
+                    ) -> tuple[Tensor, Tensor | None, ProtocolStage]:
+    """One batch of one attack of the protocol: the samples it broke, their adversarials
+    (``keep_adv``) and its counts (as a stage's)."""
+    b = todo[sl]
+    if generator is not None:
+        generator.manual_seed(seed)
+    xb, yb = x[b].to(dev), y[b].to(dev)
+    r = attack(model, xb, yb, eps=eps)
+    with torch.no_grad():
+        broken = (r.success & (model(r.x_adv).argmax(dim=1) != yb)).cpu()
+    adv = r.x_adv[broken.to(r.x_adv.device)].detach().cpu() if keep_adv else None
+    counts = ProtocolStage(attack.name, attack.kind, stopped=r.stopped,
+                           unfinished=0 if r.finished is None else int((~r.finished).sum()),
+                           evaluations=r.evaluations + int(b.numel()), gradients=r.gradients)
+    return b[broken], adv, counts
+
+
 def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], eps: float, *,
                  norm: Norm, seed: int, generator: torch.Generator | None = None,
                  batch_size: int = REFERENCE_BATCH, device: torch.device | None = None,
@@ -133,13 +155,14 @@ def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], 
     t0 = time.perf_counter()
     dev = device or x.device
     n = int(x.shape[0])
-    robust = torch.zeros(n, dtype=torch.bool)
-    preds = []
-    with torch.no_grad():
-        for i in range(0, n, batch_size):
-            preds.append(model(x[i:i + batch_size].to(dev)).argmax(dim=1))
-    if preds:  # the clean predictions stay on the device; one copy after the loop
-        robust = torch.cat(preds).cpu() == y.cpu()
+    world = current()  # each rank of a distributed audit attacks a block of the batches
+
+    def clean(_: int, sl: slice) -> Tensor:
+        with torch.no_grad():
+            return model(x[sl].to(dev)).argmax(dim=1).cpu()
+
+    preds = world.map(clean, n, batch_size)
+    robust = torch.cat(preds) == y.cpu() if preds else torch.zeros(n, dtype=torch.bool)
     out = AutoAttackResult(norm=norm, eps=float(eps), seed=seed, samples=n,
                            clean_correct=int(robust.sum()), robust=robust.numpy(),
                            evaluations=n, x_adv=x.detach().cpu().clone() if keep_adv else None)
@@ -148,22 +171,16 @@ def run_protocol(model: nn.Module, x: Tensor, y: Tensor, attacks: list[Attack], 
         t = time.perf_counter()
         todo = robust.nonzero()[:, 0]
         stage.attacked = int(todo.numel())
-        for i in range(0, stage.attacked, batch_size):
-            b = todo[i:i + batch_size]
-            if generator is not None:
-                generator.manual_seed(seed)
-            xb, yb = x[b].to(dev), y[b].to(dev)
-            r = attack(model, xb, yb, eps=eps)
-            with torch.no_grad():
-                broken = (r.success & (model(r.x_adv).argmax(dim=1) != yb)).cpu()
-            robust[b[broken]] = False
-            if out.x_adv is not None:
-                out.x_adv[b[broken]] = r.x_adv[broken.to(r.x_adv.device)].detach().cpu()
-            stage.broken += int(broken.sum())
-            if r.finished is not None:
-                stage.unfinished += int((~r.finished).sum())
+        for b, adv, r in world.map(partial(_protocol_batch, attack, model, x, y, todo, eps,
+                                           seed, generator, dev, keep_adv),
+                                   stage.attacked, batch_size):
+            robust[b] = False
+            if out.x_adv is not None and adv is not None:
+                out.x_adv[b] = adv
+            stage.broken += int(b.numel())
+            stage.unfinished += r.unfinished
             stage.stopped = stage.stopped or r.stopped
-            stage.evaluations += r.evaluations + int(b.numel())
+            stage.evaluations += r.evaluations
             stage.gradients += r.gradients
         stage.time = time.perf_counter() - t
         out.evaluations += stage.evaluations

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from audit.budget import BestSeen, Budget, BudgetExhausted, CountingModel, Stop
+from audit.distributed import current
 from audit.robustness.ops import Norm, perturbation_norms, project
 
 AttackKind = Literal["white-box", "black-box", "decision-based", "minimal"]
@@ -292,29 +293,39 @@ def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor
 
     Extra keyword arguments (``x_init``) are sliced per batch when they are tensors with N rows.
     Each batch of the inputs moves to ``device``; the per-batch results stay there and are
-    joined, then copied to the CPU once, after the loop.
+    joined, then copied to the CPU once, after the loop. In a distributed audit each rank
+    attacks a block of the batches (:meth:`audit.distributed.Distributed.map`).
     """
     t0 = time.perf_counter()
-    parts: list[AttackResult] = []
     n = int(x.shape[0])
     dev = device or x.device
-    for i in range(0, n, batch_size):
-        sl = slice(i, i + batch_size)
+    world = current()
+
+    def one(_: int, sl: slice) -> AttackResult:
         kw = {k: (v[sl].to(dev) if isinstance(v, Tensor) and v.shape[:1] == (n,) else v)
               for k, v in kwargs.items()}
         e = eps[sl].to(dev) if isinstance(eps, Tensor) and eps.ndim else eps
-        parts.append(attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw))
+        r = attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw)
+        return _on_cpu(r) if world.enabled else r  # gathered over ranks on the CPU
+
+    # a batch draws its random starts from its own stream (Distributed.map), so a distributed
+    # audit attacks each sample as one process does
+    parts = world.map(one, n, batch_size, seeded=True,
+                      generators=[getattr(attack, "generator", None)])
     if not parts:
         raise ValueError("run_batched needs at least one sample")
-    joined = _join(parts, time.perf_counter() - t0)
-    joined.x_adv, joined.success, joined.norms = (
-        joined.x_adv.cpu(), joined.success.cpu(), joined.norms.cpu())
-    if joined.finished is not None:
-        joined.finished = joined.finished.cpu()
-    for key, v in joined.info.items():
-        if _per_sample(v, len(joined)):
-            joined.info[key] = v.cpu()
-    return joined
+    return _on_cpu(_join(parts, time.perf_counter() - t0))
+
+
+def _on_cpu(r: AttackResult) -> AttackResult:
+    """``r`` with its per-sample tensors copied to the CPU."""
+    r.x_adv, r.success, r.norms = r.x_adv.cpu(), r.success.cpu(), r.norms.cpu()
+    if r.finished is not None:
+        r.finished = r.finished.cpu()
+    for key, v in r.info.items():
+        if _per_sample(v, len(r)):
+            r.info[key] = v.cpu()
+    return r
 
 
 def _per_sample(v: Any, n: int) -> bool:

@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from audit.distributed import current
+
 __all__ = ["CORRUPTIONS", "SEVERITY", "Corruption", "applicable", "corrupt",
            "corruption_accuracy"]
 
@@ -117,21 +119,26 @@ def corruption_accuracy(logits_fn: Callable[[Tensor], Tensor], x: Tensor, y: Ten
     ``logits_fn`` maps a batch to logits on any device (e.g. ``Subject.logits`` with
     ``on_device=True``). Corruptions that do not apply are left out of the result. The
     corruption is applied to the batch where ``x`` lives (the CPU generator's noise); the
-    count of correct predictions stays on the logits' device and is read once per severity.
+    count of correct predictions stays on the logits' device and is read once, at the end.
+    Each batch draws its noise from its own stream (:meth:`Distributed.map`), so a
+    distributed audit, whose ranks each take a block of the batches, counts the same.
     """
-    out: dict[str, list[float]] = {}
+    used = [name for name in names if applicable(name, x, kind) is None]
     n = int(x.shape[0])
-    for name in names:
-        if applicable(name, x, kind) is not None:
-            continue
-        accs = []
-        for s in severities:
-            correct: Tensor | int = 0
-            for i in range(0, n, batch_size):
-                xb = corrupt(x[i:i + batch_size], name, s, bounds=bounds, generator=generator)
-                logits = logits_fn(xb)
-                yb = y[i:i + batch_size].to(logits.device)
-                correct = correct + (logits.argmax(dim=1) == yb).sum()
-            accs.append(int(correct) / n if n else math.nan)
-        out[name] = accs
-    return out
+    world = current()
+
+    def one(_: int, sl: slice) -> Tensor:
+        xb, counts = x[sl], []
+        for name in used:
+            for s in severities:
+                logits = logits_fn(corrupt(xb, name, s, bounds=bounds, generator=generator))
+                counts.append((logits.argmax(dim=1) == y[sl].to(logits.device)).sum())
+        stacked = torch.stack(counts) if counts else torch.zeros(0, dtype=torch.long)
+        return stacked.cpu() if world.enabled else stacked
+
+    parts = world.map(one, n, batch_size, seeded=True, generators=[generator])
+    if not used or not parts:
+        return {name: [math.nan] * len(severities) for name in used}
+    correct = torch.stack([p.to(parts[0].device) for p in parts]).sum(dim=0).cpu()
+    per = correct.reshape(len(used), len(severities)).tolist()
+    return {name: [c / n for c in row] for name, row in zip(used, per, strict=True)}

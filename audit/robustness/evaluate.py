@@ -33,13 +33,16 @@ import torch
 from torch import Tensor, nn
 
 from audit.budget import Budget
+from audit.distributed import current
 from audit.robustness.apgd import APGD
 from audit.robustness.base import Attack, AttackResult, run_batched
 from audit.robustness.foolbox_attacks import FMN
 from audit.robustness.ops import Norm, project
 
-__all__ = ["AttackStats", "Curve", "CurveConfig", "confirm", "fmn_step", "robustness_curve",
-           "run_suite"]
+__all__ = [
+    "AttackStats", "Curve", "CurveConfig", "add_stats", "confirm", "fmn_step",
+    "robustness_curve", "run_suite",
+]
 
 
 @dataclass
@@ -80,6 +83,17 @@ class AttackStats:
             self.unfinished += int((~done).sum())
         self.stopped = self.stopped or r.stopped
 
+    def absorb(self, other: AttackStats) -> None:
+        """Add the totals of ``other`` (the same attack on later samples)."""
+        self.samples += other.samples
+        self.successes += other.successes
+        self.time += other.time
+        self.evaluations += other.evaluations
+        self.gradients += other.gradients
+        self.norms.extend(other.norms)
+        self.unfinished += other.unfinished
+        self.stopped = self.stopped or other.stopped
+
     @property
     def success_rate(self) -> float:
         return self.successes / self.samples if self.samples else math.nan
@@ -94,6 +108,15 @@ class AttackStats:
                 "samples": self.samples, "success_rate": self.success_rate,
                 "median_norm": self.median_norm, "time_s": self.time,
                 "evaluations": self.evaluations, "gradients": self.gradients}
+
+
+def add_stats(total: dict[str, AttackStats], more: dict[str, AttackStats]) -> None:
+    """Add the per-attack totals ``more`` (of later samples) into ``total``, by name."""
+    for name, st in more.items():
+        if name in total:
+            total[name].absorb(st)
+        else:
+            total[name] = st
 
 
 @dataclass
@@ -133,6 +156,30 @@ class Curve:
     evaluations: int = 0
     gradients: int = 0
     time: float = 0.0
+
+    @classmethod
+    def empty(cls, norm: Norm, eps: list[float], n: int) -> Curve:
+        """A curve of ``n`` samples before any attack."""
+        return cls(norm=norm, eps=eps, correct=np.zeros(n, dtype=bool),
+                   minimal=np.zeros(n, dtype=np.float64), worst=np.zeros(n, dtype=np.float64),
+                   attacked=dict.fromkeys(eps, 0), confirmed=dict.fromkeys(eps, 0))
+
+    @classmethod
+    def joined(cls, parts: Sequence[Curve], norm: Norm, eps: list[float]) -> Curve:
+        """One curve from the curves of consecutive batches: per-sample arrays concatenated,
+        counts and attack totals added in batch order."""
+        out = cls.empty(norm, eps, 0)
+        for key in ("correct", "minimal", "worst"):
+            setattr(out, key, np.concatenate([getattr(out, key)]
+                                             + [getattr(p, key) for p in parts]))
+        for p in parts:
+            for e in eps:
+                out.attacked[e] += p.attacked.get(e, 0)
+                out.confirmed[e] += p.confirmed.get(e, 0)
+            add_stats(out.stats, p.stats)
+            out.evaluations += p.evaluations
+            out.gradients += p.gradients
+        return out
 
     def robust_accuracy(self, eps: float, source: str = "worst") -> float:
         """Share of all samples with no adversarial within ``eps`` (``source``: ``"worst"``
@@ -190,16 +237,22 @@ def robustness_curve(model: nn.Module, x: Tensor, y: Tensor, norm: Norm, eps: Se
                     restarts=restarts, bounds=bounds, generator=generator,
                     budget=cfg.new_budget())
                for loss, restarts in cfg.bounded if restarts > 0]
-    curve = Curve(norm=norm, eps=eps_sorted, correct=np.zeros(n, dtype=bool),
-                  minimal=np.zeros(n, dtype=np.float64), worst=np.zeros(n, dtype=np.float64),
-                  attacked=dict.fromkeys(eps_sorted, 0), confirmed=dict.fromkeys(eps_sorted, 0))
-    curve.stats[fmn.name] = AttackStats.of(fmn, norm)
     t0 = time.perf_counter()
-    for start in range(0, n, cfg.batch_size):
-        sl = slice(start, min(start + cfg.batch_size, n))
-        _curve_batch(model, x[sl].to(dev), y[sl].to(dev), sl, curve, fmn, bounded, cfg, bounds)
+
+    def one(_: int, sl: slice) -> Curve:
+        part = Curve.empty(norm, eps_sorted, sl.stop - sl.start)
+        part.stats[fmn.name] = AttackStats.of(fmn, norm)
+        _curve_batch(model, x[sl].to(dev), y[sl].to(dev), slice(0, sl.stop - sl.start), part,
+                     fmn, bounded, cfg, bounds)
         if progress:
-            progress(min(start + cfg.batch_size, n), n)
+            progress(sl.stop, n)
+        return part
+
+    # a batch draws its random starts from its own stream (Distributed.map), so the curve
+    # is the same whichever process of a distributed audit measured which batch
+    parts = current().map(one, n, cfg.batch_size, seeded=True, generators=[generator])
+    curve = Curve.joined(parts, norm, eps_sorted)
+    curve.stats.setdefault(fmn.name, AttackStats.of(fmn, norm))
     curve.time = time.perf_counter() - t0
     return curve
 

@@ -19,11 +19,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from audit.distributed import current
 from audit.robustness import diagnostics as dg
 from audit.robustness.autoattack import autoattack
 from audit.robustness.base import Attack, AttackResult
 from audit.robustness.corruptions import CORRUPTIONS, applicable, corruption_accuracy
-from audit.robustness.evaluate import AttackStats, Curve, confirm, robustness_curve, run_suite
+from audit.robustness.evaluate import (
+    AttackStats,
+    Curve,
+    add_stats,
+    confirm,
+    robustness_curve,
+    run_suite,
+)
 from audit.robustness.evaluation import Gallery, Meter, ProtocolAccuracy, RobustnessEvaluation
 from audit.robustness.ops import NORM_LABEL, NORMS, Norm
 from audit.robustness.params import RobustnessParams, eps_scale, epsilons, headline_eps, units
@@ -163,16 +171,24 @@ def _escalate(run: _Run, norm: Norm) -> list[AttackResult]:
 
 def _confirm_all(run: _Run, curve: Curve, attack: Attack) -> dict[str, AttackStats]:
     """Confirm the curve at every reported eps with ``attack`` on every sample, in batches."""
-    stats: dict[str, AttackStats] = {}
-    bs, dev = run.p.batch_size, run.s.device
-    for i in range(0, len(run.x), bs):
-        sl = slice(i, i + bs)
-        d = curve.worst[sl].copy()
+    dev = run.s.device
+
+    def one(_: int, sl: slice) -> tuple[np.ndarray, int, dict[str, AttackStats]]:
+        d, stats = curve.worst[sl].copy(), dict[str, AttackStats]()
         evals, _ = confirm(run.s.model, run.x[sl].to(dev), run.y[sl].to(dev), d, curve.eps,
                            [attack], norm=curve.norm, bounds=run.bounds, stats=stats)
+        return d, evals, stats
+
+    total: dict[str, AttackStats] = {}
+    start = 0
+    for d, evals, stats in current().map(one, len(run.x), run.p.batch_size, seeded=True,
+                                         generators=[getattr(attack, "generator", None)]):
         run.meter.count(evals)
+        sl = slice(start, start + len(d))
         curve.worst[sl] = np.minimum(curve.worst[sl], d)
-    return stats
+        start += len(d)
+        add_stats(total, stats)
+    return total
 
 
 def _autoattack(run: _Run, norm: Norm) -> None:

@@ -30,6 +30,9 @@ class RobustnessParams:
     """Settings of the robustness check (``[checks.robustness]`` in ``audit.toml``)."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    sample_caps: ClassVar[dict[str, str]] = {
+        "max_samples": "samples attacked (robust accuracy curves) and corrupted",
+        "suite_samples": "samples attacked by the full suite at the headline epsilon"}
     scaled: ClassVar[dict[str, int]] = {
         "max_samples": 64, "minimal_steps": 10, "bounded_steps": 5, "bounded_restarts_ce": 1,
         "suite_samples": 8, "suite_steps": 10, "square_queries": 50, "hsj_steps": 1,

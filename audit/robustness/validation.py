@@ -8,9 +8,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from audit.distributed import Distributed
 from audit.robustness.adversarial import AdversarialConfig, model_mode, random_unit_noise
 from audit.robustness.attacks import FGSM, PGD
-from audit.training.distributed import Distributed
 from audit.training.epoch import Validator
 
 __all__ = ["RobustValidation", "probe_rows", "robust_accuracies", "validation_pgd"]

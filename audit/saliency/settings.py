@@ -20,6 +20,10 @@ class SaliencyParams:
     """Settings and thresholds of the saliency check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    sample_caps: ClassVar[dict[str, str]] = {
+        "samples": "samples explained and scored (deletion, insertion)",
+        "sanity_samples": "samples explained again with randomised weights",
+        "shortcut_samples": "samples with masks in the counterfactual shortcut tests"}
     scaled: ClassVar[dict[str, int]] = {
         "samples": 8, "ig_steps": 8, "smoothgrad_samples": 4, "lime_samples": 100,
         "deletion_steps": 8, "sanity_samples": 4, "featvis_steps": 16,

@@ -18,6 +18,8 @@ class SlicesParams:
     """Settings of the slices check."""
 
     quick: ClassVar[dict[str, Any]] = QUICK
+    sample_caps: ClassVar[dict[str, str]] = {
+        "reliance_rows": "rows the proxy reliance is measured on"}
     scaled: ClassVar[dict[str, int]] = {"reliance_rows": 500}
     """Budget fields shrunk, down to these floors, for a model costlier than the defaults
     are sized for (:mod:`audit.cost`)."""

@@ -13,6 +13,8 @@ class SurrogateParams:
     quick: ClassVar[dict[str, Any]] = {
         "max_rows": 1200, "min_fit_samples": 1200, "n_bootstrap": 100,
         "tree_depths": [1, 2, 3, 4, 6], "linear_steps": 6}
+    sample_caps: ClassVar[dict[str, str]] = {
+        "max_rows": "audit rows fitted and scored (a share held out)"}
     scaled: ClassVar[dict[str, int]] = {"max_rows": 256, "min_fit_samples": 256}
     """Budget fields shrunk, down to these floors, for a model costlier than the defaults
     are sized for (:mod:`audit.cost`)."""

@@ -31,7 +31,7 @@ _EXPORTS = {
     **dict.fromkeys(["TrainConfig", "build_optimizer", "build_scheduler"],
                     "audit.training.config"),
     "reproducible": "audit.training.determinism",
-    **dict.fromkeys(["Distributed", "init_distributed"], "audit.training.distributed"),
+    **dict.fromkeys(["Distributed", "init_distributed"], "audit.distributed"),
     **dict.fromkeys(["EpochStats", "Validator"], "audit.training.epoch"),
     **dict.fromkeys(["BatchContext", "BatchLoss", "CrossEntropy"], "audit.training.loss"),
     **dict.fromkeys(["EpochFn", "ProgressFn", "Trainer", "TrainerOptions"],
@@ -59,11 +59,11 @@ __all__ = [
 __getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
 
 if TYPE_CHECKING:
+    from audit.distributed import Distributed, init_distributed
     from audit.training.augment import Augment, random_shift
     from audit.training.bundle import save_bundle
     from audit.training.config import TrainConfig, build_optimizer, build_scheduler
     from audit.training.determinism import reproducible
-    from audit.training.distributed import Distributed, init_distributed
     from audit.training.epoch import EpochStats, Validator
     from audit.training.loss import BatchContext, BatchLoss, CrossEntropy
     from audit.training.trainer import EpochFn, ProgressFn, Trainer

@@ -9,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from audit.training.distributed import Distributed
+from audit.distributed import Distributed
 
 __all__ = ["EpochStats", "Validator"]
 

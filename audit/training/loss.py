@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from audit.training.distributed import Distributed
+from audit.distributed import Distributed
 
 if TYPE_CHECKING:
     from audit.training.trainer import Trainer

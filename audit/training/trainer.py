@@ -25,10 +25,10 @@ from typing import Any, Literal, TypedDict
 import torch
 from torch import Tensor, nn
 
+from audit.distributed import Distributed
 from audit.errors import UsageError
 from audit.training.augment import Augment
 from audit.training.config import TrainConfig, build_optimizer, build_scheduler
-from audit.training.distributed import Distributed
 from audit.training.epoch import EpochStats, Validator
 from audit.training.loss import BatchContext, BatchLoss
 from audit.training.state import (
