@@ -61,8 +61,8 @@ def samples_table(params: Any, available: int, conf: float = 0.95) -> Table:
                      f"±{(hi - lo) / 2:.1%}", 4 * n])
     return Table(
         id="samples", title="Samples behind these numbers",
-        columns=["what", "cap", "samples", "rows in the data", f"widest {conf:.0%} CI of a rate",
-                 "samples to halve it"],
+        columns=["what", "cap", "samples", "of rows", f"widest {conf:.0%} CI",
+                 "to halve it"],
         rows=rows,
         caption="Each rate of this section rests on at most these many samples; the widest "
                 "interval is that of a rate of 50% (the section's tables give each rate's own); "

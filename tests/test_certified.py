@@ -311,7 +311,8 @@ def test_check_is_skipped_without_sigmas_and_runs_with_them() -> None:
         0.25 * norm.ppf(0.001 ** (1 / 100)), rel=1e-6)
     assert [f.id for f in sec.figures] == ["certified-curve"]
     assert [t.id for t in sec.tables] == ["certified-radii", "certified-curve",
-                                          "certified-smoothed"]
+                                          "certified-smoothed", "samples"]
+    assert next(t for t in sec.tables if t.id == "samples").rows[0][2] == 24
     assert "input units" in sec.reading
     rates = sec.outcomes["rates"]  # per-sample successes: paired comparisons of two models
     assert sec.outcomes["samples"] == 24 and {"base_accuracy", "smoothed_accuracy_sigma_0.25",

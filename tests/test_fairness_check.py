@@ -241,7 +241,7 @@ def test_adult_end_to_end(adult_result: AuditResult) -> None:
     sec = adult_result.sections[0]
     assert sec.status in ("warn", "fail")
     assert [t.id for t in sec.tables] == ["groups-sex", "groups-race", "groups-sex-x-race",
-                                          "disparities", "metric-guide"]
+                                          "disparities", "metric-guide", "samples"]
     assert {f.id for f in sec.findings} >= {"fairness.demographic-parity.sex",
                                              "fairness.four-fifths.sex",
                                              "fairness.demographic-parity.sex-x-race"}

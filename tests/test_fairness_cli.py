@@ -118,7 +118,8 @@ def test_run_with_sensitive_on_an_adult_csv(cli: Run, tmp_path: Path) -> None:
     assert r.returncode in (0, 1), r.stderr
     sec = json.loads((tmp_path / "a.json").read_text())["sections"][0]
     assert sec["params"]["sensitive"] == ["sex"]
-    assert [t["id"] for t in sec["tables"]] == ["groups-sex", "disparities", "metric-guide"]
+    assert [t["id"] for t in sec["tables"]] == ["groups-sex", "disparities", "metric-guide",
+                                                "samples"]
     bad = cli("run", "adult-mlp", "--data", "adult.csv", "--target", "income",
                   "--checks", "fairness", "--sensitive", "gender", "--out", "b.html")
     assert bad.returncode == 2 and "gender" in bad.stderr
