@@ -40,6 +40,21 @@ def feature_names(subject: Subject) -> list[str]:
                 or [f"x{i}" for i in range(data.x.shape[1])])
 
 
+BACKGROUND_ROWS = 20_000
+"""LIME's tabular background (column statistics it perturbs from) is at most this many rows, a
+seeded subset: its set-up is linear in rows, and more rows no longer move the statistics."""
+
+
+def background_rows(subject: Subject) -> torch.Tensor:
+    """The rows LIME's tabular explainer draws its statistics from (at most
+    :data:`BACKGROUND_ROWS`)."""
+    x = subject.data.x
+    if len(x) <= BACKGROUND_ROWS:
+        return x
+    rows = subject.rng("saliency.background").choice(len(x), BACKGROUND_ROWS, replace=False)
+    return x[torch.as_tensor(np.sort(rows))]
+
+
 def measure_tabular(subject: Subject, p: SaliencyParams, sel: Selection) -> TabularEvaluation:
     """Attribute a seeded sample of rows with the selected methods and measure them."""
     data = subject.data
@@ -53,7 +68,8 @@ def measure_tabular(subject: Subject, p: SaliencyParams, sel: Selection) -> Tabu
     std = data.x.std(dim=0).clamp(min=1e-6)
     ctx = ExplainContext(settings=p, baseline=baseline,
                          noise=float(p.smoothgrad_noise * std.mean()),
-                         seed=derive_seed(subject.seed, "saliency.lime"), background=data.x,
+                         seed=derive_seed(subject.seed, "saliency.lime"),
+                         background=background_rows(subject),
                          feature_names=names)
     budgets = budgets_for(sel.methods, p)
     signed, stops = explain_each(sel.methods, subject.model, ctx, x, target, subject.seed,
