@@ -74,6 +74,13 @@ def _csv(t: Path, text: str) -> Path:
     return t / "d.csv"
 
 
+def _junk_with_brace() -> bytes:
+    """Random bytes with '{' at offset 8: the 1-in-256 draw that once passed for safetensors."""
+    junk = bytearray(np.random.default_rng(0).integers(0, 256, 2048, dtype=np.uint8).tobytes())
+    junk[8] = ord("{")
+    return bytes(junk)
+
+
 def _trunc_safetensors(t: Path) -> list[str]:
     raw = (DIGITS / "model.safetensors").read_bytes()
     p = _write(t, "w.safetensors", raw[: len(raw) // 3])
@@ -137,7 +144,7 @@ CASES: dict[str, Case] = {
     "a directory": Case(lambda t: ["run", str(t)], 2, "directory without model weights"),
     "empty file": Case(lambda t: ["run", str(_write(t, "e.pt", b""))], 2, "is empty"),
     "truncated safetensors": Case(_trunc_safetensors, 2, "not a valid safetensors file"),
-    "random bytes": Case(lambda t: ["run", str(_write(t, "r.pt", os.urandom(2048))), "--arch",
+    "random bytes": Case(lambda t: ["run", str(_write(t, "r.pt", _junk_with_brace())), "--arch",
                                     ARCH], 2, "not a recognised checkpoint"),
     "pickle-looking junk": Case(lambda t: ["run", str(_write(t, "j.pt", b"\x80\x04junkjunk")),
                                            "--arch", ARCH], 2, "corrupt"),
