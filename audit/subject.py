@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,7 +13,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from audit.errors import ModelError
-from audit.result import sha256_bytes
 from audit.seeds import derive_seed
 
 if TYPE_CHECKING:
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from audit.card import ModelCard
     from audit.cost import ModelCost
 
+
+_HASH_ROWS = 65_536
 
 UNLABELLED = -1
 """The label of every sample of data loaded without labels (production data for the drift
@@ -55,12 +57,17 @@ class AuditData:
 
     @cached_property
     def sha256(self) -> str:
-        """Hash of the exact tensors audited (x as float32 bytes, then y as int64 bytes)."""
+        """Hash of the exact tensors audited (x as float32 bytes, then y as int64 bytes), read
+        a block of rows at a time so that a memory-mapped ``x`` is not copied whole."""
         import torch
 
-        x = self.x.detach().cpu().contiguous().to(torch.float32).numpy().tobytes()
-        y = self.y.detach().cpu().contiguous().to(torch.int64).numpy().tobytes()
-        return sha256_bytes(x, y)
+        h = hashlib.sha256()
+        for t, dtype in ((self.x, torch.float32), (self.y, torch.int64)):
+            flat = t.detach().cpu()
+            for start in range(0, len(flat), _HASH_ROWS):
+                block = flat[start:start + _HASH_ROWS].contiguous().to(dtype).numpy()
+                h.update(block.reshape(-1).view(np.uint8).data)
+        return h.hexdigest()
 
     def info(self) -> dict[str, Any]:
         """The ``data`` block of the result."""

@@ -56,6 +56,8 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
 
 
 def _load_npz(path: Path, card: ModelCard, labels: bool = True) -> AuditData:
+    from audit.datasets.store import read_npz_rows
+
     try:
         with np.load(path, allow_pickle=False) as npz:
             keys = set(npz.files)
@@ -65,69 +67,93 @@ def _load_npz(path: Path, card: ModelCard, labels: bool = True) -> AuditData:
             if missing:
                 raise DataError(f"{path} lacks array(s) {', '.join(sorted(missing))}; save with "
                                 "np.savez(path, x=inputs, y=labels)")
-            x = npz["x"]
-            y = npz["y"] if "y" in keys else np.full(x.shape[:1], UNLABELLED, np.int64)
+            # x is the large array: mapped or streamed from the file, not loaded whole
+            streamed = read_npz_rows(path, "x", str(path))
+            x_arr = None if streamed is not None else npz["x"]
+            y = npz["y"] if "y" in keys else None
             masks = npz["masks"] if "masks" in keys else None
     except DataError:
         raise
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path} is not a readable .npz file ({str(e)[:120]}); object arrays "
                         "are refused because they need pickle") from None
+    if streamed is not None:
+        x, x_dtype = streamed
+        x_shape = tuple(x.shape)
+    else:
+        assert x_arr is not None
+        if not np.issubdtype(x_arr.dtype, np.number):
+            raise DataError(f"{path}: x must be numeric (got {x_arr.dtype})")
+        x, x_dtype, x_shape = None, x_arr.dtype, x_arr.shape
+    if y is None:
+        y = np.full(x_shape[:1], UNLABELLED, np.int64)
     if y.dtype.kind in "US" and y.ndim == 1:  # class names (np.array(["cat", ...])): no pickle
         y = _labels(y.astype(str), card.classes, path, "y", names_only=True)
-    if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
+    if not np.issubdtype(x_dtype, np.number) or not np.issubdtype(y.dtype, np.number):
         raise DataError(f"{path}: x must be numeric and y class indices or class names "
-                        f"(got {x.dtype}, {y.dtype})")
+                        f"(got {x_dtype}, {y.dtype})")
     if y.ndim != 1:
         raise DataError(f"{path}: y must be 1-D class indices, got shape {y.shape}")
-    if x.shape[:1] != y.shape:
-        raise DataError(f"{path}: x has {x.shape[0] if x.ndim else 0} rows but y has {len(y)}")
+    if x_shape[:1] != y.shape:
+        raise DataError(f"{path}: x has {x_shape[0] if len(x_shape) else 0} rows but y has "
+                        f"{len(y)}")
     if np.issubdtype(y.dtype, np.floating) and (
             not np.all(np.isfinite(y)) or not np.all(y == np.round(y))):
             raise DataError(f"{path}: y must hold integer class indices (found non-integers, "
                             "NaN or inf)")
     extras: dict[str, object] = {}
     if masks is not None:  # optional object masks (N, H, W) for the saliency check
-        if x.ndim != 4 or masks.shape != (x.shape[0], *x.shape[2:]):
+        if len(x_shape) != 4 or masks.shape != (x_shape[0], *x_shape[2:]):
             raise DataError(f"{path}: masks must have shape (N, H, W) = "
-                            f"{(x.shape[0], *x.shape[2:])}, got {masks.shape}")
+                            f"{(x_shape[0], *x_shape[2:])}, got {masks.shape}")
         extras["masks"] = torch.from_numpy(masks.astype(bool))
-    return AuditData(name=path.stem, x=torch.from_numpy(np.ascontiguousarray(x, np.float32)),
-                     y=torch.from_numpy(y.astype(np.int64)), kind=card.input.kind,
-                     classes=list(card.classes), feature_names=card.input.feature_names,
-                     source=str(path), extras=extras)
+    if x is None:
+        assert x_arr is not None
+        x = torch.from_numpy(np.ascontiguousarray(x_arr, np.float32))
+    return AuditData(name=path.stem, x=x, y=torch.from_numpy(y.astype(np.int64)),
+                     kind=card.input.kind, classes=list(card.classes),
+                     feature_names=card.input.feature_names, source=str(path), extras=extras)
 
 
 def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
                      sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
     """A CSV of numeric feature columns (the card's ``feature_names``, or all but the target)
-    and an integer or class-name target column (optional with ``labels=False``)."""
+    and an integer or class-name target column (optional with ``labels=False``), read a chunk
+    of rows at a time (the features spill to disk when large, :mod:`audit.datasets.store`)."""
     import pandas as pd
+
+    from audit.datasets.store import RowWriter
+    from audit.datasets.tabular import read_csv_chunks
 
     if not target and labels:
         raise DataError(f"{path}: pass --target COLUMN naming the label column")
-    try:
-        frame = pd.read_csv(path)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV file ({str(e).splitlines()[0][:120]})") \
-            from None
-    labelled = bool(target) and target in frame.columns
-    if labels and not labelled:
-        raise DataError(f"{path}: target column {target!r} not found; columns are "
-                        f"{', '.join(map(str, frame.columns[:20]))}")
-    features = card.input.feature_names or [c for c in frame.columns
-                                            if c != target and c not in (sensitive or [])]
-    missing = [c for c in features if c not in frame.columns]
-    if missing:
-        raise DataError(f"{path}: missing feature column(s) {', '.join(missing[:10])}")
-    non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if non_numeric:
-        raise DataError(f"{path}: non-numeric column(s) {', '.join(non_numeric[:10])}; this "
-                        "model takes numeric features only")
-    y = _labels(frame[target].to_numpy(), card.classes, path, str(target)) if labelled \
-        else np.full(len(frame), UNLABELLED, np.int64)
-    x = frame[features].to_numpy(dtype=np.float32)
-    return AuditData(name=path.stem, x=torch.from_numpy(x), y=torch.from_numpy(y),
+    writer: RowWriter | None = None
+    frames: list[pd.DataFrame] = []
+    ys: list[np.ndarray] = []
+    features: list[str] = []
+    for frame in read_csv_chunks(path):
+        if writer is None:
+            labelled = bool(target) and target in frame.columns
+            if labels and not labelled:
+                raise DataError(f"{path}: target column {target!r} not found; columns are "
+                                f"{', '.join(map(str, frame.columns[:20]))}")
+            features = card.input.feature_names or [
+                c for c in frame.columns if c != target and c not in (sensitive or [])]
+            missing = [c for c in features if c not in frame.columns]
+            if missing:
+                raise DataError(f"{path}: missing feature column(s) {', '.join(missing[:10])}")
+            writer = RowWriter((len(features),), str(path))
+        non_numeric = [c for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+        if non_numeric:
+            raise DataError(f"{path}: non-numeric column(s) {', '.join(non_numeric[:10])}; "
+                            "this model takes numeric features only")
+        ys.append(_labels(frame[target].to_numpy(), card.classes, path, str(target))
+                  if labelled else np.full(len(frame), UNLABELLED, np.int64))
+        writer.append(frame[features].to_numpy(dtype=np.float32))
+        frames.append(frame)
+    assert writer is not None  # read_csv_chunks raises on a file without rows
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    return AuditData(name=path.stem, x=writer.finish(), y=torch.from_numpy(np.concatenate(ys)),
                      kind="tabular", classes=list(card.classes), feature_names=list(features),
                      source=str(path), extras={"frame": frame, "sensitive": sensitive or []})
 
@@ -171,12 +197,10 @@ def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4, *
         raise DataError(f"{where}: samples have shape {shape} but the model's card expects "
                         f"{tuple(card.input.shape)}; reshape the data or fix the card's "
                         "input.shape")
-    finite = torch.isfinite(data.x)
-    if not bool(finite.all()):
-        bad = int((~finite).reshape(len(data), -1).any(dim=1).sum())
+    bad, xmin, xmax = _scan(data.x)
+    if bad:
         raise DataError(f"{where}: {bad} sample(s) contain NaN or inf; clean or drop them")
     lo, hi = card.input.range
-    xmin, xmax = float(data.x.min()), float(data.x.max())
     if check_range and (xmin < lo - tol or xmax > hi + tol):
         raise DataError(f"{where}: values span [{xmin:.4g}, {xmax:.4g}] but the card's "
                         f"input.range is [{lo:g}, {hi:g}]; scale the data (e.g. divide pixels "
@@ -190,3 +214,18 @@ def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4, *
     if ymin < 0 or ymax >= n_cls:
         raise DataError(f"{where}: labels span {ymin}..{ymax} but the model has {n_cls} classes "
                         f"(0..{n_cls - 1})")
+
+
+def _scan(x: torch.Tensor) -> tuple[int, float, float]:
+    """Samples with a NaN or inf, and the min and max of ``x``, a chunk of rows at a time
+    (a mapped ``x`` is never copied whole)."""
+    from audit.datasets.store import chunks
+
+    bad, xmin, xmax = 0, float("inf"), float("-inf")
+    for block in chunks(x):
+        finite = torch.isfinite(block)
+        if not bool(finite.all()):
+            bad += int((~finite).reshape(len(block), -1).any(dim=1).sum())
+            continue
+        xmin, xmax = min(xmin, float(block.min())), max(xmax, float(block.max()))
+    return bad, xmin, xmax

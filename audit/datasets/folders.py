@@ -169,24 +169,22 @@ def load_image_csv(path: Path, card: ModelCard, target: str | None = None,
 def decode_images(files: Sequence[Path], card: ModelCard, *, workers: int | None = None,
                   batch: int = BATCH) -> torch.Tensor:
     """``files`` decoded and preprocessed for ``card`` (module doc) into one float32 tensor
-    ``(N, *card.input.shape)``, ``batch`` files at a time."""
+    ``(N, *card.input.shape)``, ``batch`` files at a time; beyond the spill size it lives in a
+    memory-mapped temporary file (:mod:`audit.datasets.store`), so a folder of any size that
+    fits on disk loads in bounded memory."""
+    from audit.datasets.store import RowWriter, ensure_room
+
     shape = tuple(card.input.shape)
-    need = len(files) * int(np.prod(shape)) * 4
-    total = _memory_bytes()
-    if total and need > total // 2:
-        raise DataError(f"{len(files)} images of shape {shape} take {need / 2**30:.1f} GiB as "
-                        f"float32, more than half this machine's {total / 2**30:.1f} GiB; "
-                        "audit a sample (a CSV listing some of the files)")
+    ensure_room(len(files) * int(np.prod(shape)) * 4, f"{len(files)} images of shape {shape}")
     lo, hi = card.input.range
-    x = torch.empty((len(files), *shape), dtype=torch.float32)
+    writer = RowWriter(shape, f"{len(files)} images")
     n_workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=n_workers) as pool:
-        for start, chunk in _batches(files, batch):
+        for _, chunk in _batches(files, batch):
             arrays = list(pool.map(lambda f: _load_one(f, card), chunk))
             block = torch.from_numpy(np.stack(arrays))
-            x[start:start + len(chunk)] = block * (hi - lo) + lo if (lo, hi) != (0, 1) \
-                else block
-    return x
+            writer.append(block * (hi - lo) + lo if (lo, hi) != (0, 1) else block)
+    return writer.finish()
 
 
 def _batches(files: Sequence[Path], size: int) -> Iterator[tuple[int, Sequence[Path]]]:
@@ -296,11 +294,3 @@ def _images_in(folder: Path, *, recursive: bool) -> list[Path]:
 def _shown(names: Sequence[str], limit: int = 10) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
-
-
-def _memory_bytes() -> int:
-    """This machine's physical memory in bytes (0 when unknown)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (AttributeError, ValueError, OSError):
-        return 0

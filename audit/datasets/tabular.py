@@ -17,6 +17,7 @@ training data. Numeric columns must be complete: a missing or non-numeric value 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -125,9 +126,11 @@ class TabularEncoder:
         """What encoded feature ``index`` means."""
         return self.features[index]
 
-    def transform(self, frame: pd.DataFrame, where: str = "data") -> np.ndarray:
+    def transform(self, frame: pd.DataFrame, where: str = "data", *,
+                  first_row: int = 0) -> np.ndarray:
         """Encode ``frame`` into float32 ``(N, F)`` in ``[0, 1]``; raises :class:`DataError` for
-        missing columns, non-numeric or missing numbers, and categories unseen in training."""
+        missing columns, non-numeric or missing numbers, and categories unseen in training
+        (rows numbered from ``first_row`` + 1: the frame may be one chunk of a file)."""
         import pandas as pd
 
         missing = [c for c in self.columns if c not in frame.columns]
@@ -141,12 +144,13 @@ class TabularEncoder:
                 bad = ~np.isfinite(values)
                 if bad.any():
                     row = int(np.flatnonzero(bad)[0])
-                    raise DataError(f"{where}: column {col!r} must be numeric; row {row + 1} "
+                    raise DataError(f"{where}: column {col!r} must be numeric; row "
+                                    f"{first_row + row + 1} "
                                     f"holds {frame[col].iloc[row]!r} ({int(bad.sum())} bad "
                                     "value(s) in all)")
                 lo, hi = self.numeric[col]
                 scaled = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-                blocks.append(np.clip(scaled, 0.0, 1.0)[:, None])
+                blocks.append(np.clip(scaled, 0.0, 1.0).astype(np.float32)[:, None])
             else:
                 cats = self.categorical[col]
                 values = _categories(frame[col]).to_numpy()
@@ -158,10 +162,10 @@ class TabularEncoder:
                                     f"{'y' if len(unknown) == 1 else 'ies'} "
                                     f"{', '.join(map(repr, unknown[:5]))}; known: "
                                     f"{', '.join(cats[:12])}{' ...' if len(cats) > 12 else ''}")
-                onehot = np.zeros((len(values), len(cats)), dtype=np.float64)
+                onehot = np.zeros((len(values), len(cats)), dtype=np.float32)
                 onehot[np.arange(len(values)), idx] = 1.0
                 blocks.append(onehot)
-        return np.concatenate(blocks, axis=1).astype(np.float32)
+        return np.concatenate(blocks, axis=1)
 
     def decode(self, x: np.ndarray) -> pd.DataFrame:
         """Encoded rows back to raw columns: numbers in their own units, each categorical column
@@ -227,30 +231,51 @@ def card_encoder(card: ModelCard) -> TabularEncoder | None:
     return None if spec is None else TabularEncoder.from_dict(spec)
 
 
+CSV_CHUNK_ROWS = 50_000
+"""Rows read, encoded and spilled (:mod:`audit.datasets.store`) at a time from a CSV file."""
+
+
+def read_csv_chunks(path: Path, chunk_rows: int = CSV_CHUNK_ROWS,
+                    **kwargs: Any) -> Iterator[pd.DataFrame]:
+    """``path`` in frames of ``chunk_rows`` rows (column names stripped), so that no stage holds
+    more than one chunk's temporaries; one-line :class:`DataError` if not readable or empty."""
+    import pandas as pd
+
+    try:
+        reader = pd.read_csv(path, chunksize=chunk_rows, **kwargs)
+        got = False
+        with reader:
+            for chunk in reader:
+                chunk.columns = [str(c).strip() for c in chunk.columns]
+                got = got or len(chunk) > 0
+                yield chunk
+    except (ValueError, OSError, UnicodeDecodeError) as e:
+        raise DataError(f"{path} is not a readable CSV file ({str(e).splitlines()[0][:120]})") \
+            from None
+    if not got:
+        raise DataError(f"{path} holds no data rows")
+
+
 def read_csv(path: Path) -> pd.DataFrame:
     """Read a CSV file, stripping spaces after delimiters; one-line :class:`DataError` if not
     readable."""
     import pandas as pd
 
-    try:
-        frame = pd.read_csv(path, skipinitialspace=True)
-    except (ValueError, OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path} is not a readable CSV file ({str(e).splitlines()[0][:120]})") \
-            from None
-    if frame.empty:
-        raise DataError(f"{path} holds no data rows")
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame
+    return pd.concat(list(read_csv_chunks(path, skipinitialspace=True)), ignore_index=True)
 
 
 def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
                      sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
-    """A user CSV of raw columns, encoded with the card's ``extra["encoder"]``.
+    """A user CSV of raw columns, encoded with the card's ``extra["encoder"]``, a chunk of
+    rows at a time (the encoded rows spill to disk when large, :mod:`audit.datasets.store`).
 
     Falls back to :func:`audit.datasets.files.load_numeric_csv` when the card has no encoder.
     Labels are class names (a trailing ``.`` as in UCI's test file is ignored) or indices.
     """
+    import pandas as pd
+
     from audit.datasets.files import _labels, load_numeric_csv
+    from audit.datasets.store import RowWriter
 
     encoder = card_encoder(card)
     if encoder is None:
@@ -258,22 +283,29 @@ def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
     target = target or card.target or encoder.target
     if not target and labels:
         raise DataError(f"{path}: pass --target COLUMN naming the label column")
-    frame = read_csv(path)
-    if target and target in frame.columns:
-        names = frame[target].astype("string").str.strip().str.rstrip(".")
-        if names.isna().any():
-            row = int(np.flatnonzero(names.isna().to_numpy())[0])
-            raise DataError(f"{path}: target column {target!r} is empty in row {row + 1}")
-        frame[target] = names.astype(str)
-        y = _labels(frame[target].to_numpy(), card.classes, path, target)
-    elif labels:
-        raise DataError(f"{path}: target column {target!r} not found; columns are "
-                        f"{', '.join(map(str, frame.columns[:20]))}")
-    else:
-        y = np.full(len(frame), UNLABELLED, np.int64)
-    x = encoder.transform(frame, where=str(path))
+    writer = RowWriter((len(encoder.feature_names),), str(path))
+    frames: list[pd.DataFrame] = []
+    ys: list[np.ndarray] = []
+    for frame in read_csv_chunks(path, skipinitialspace=True):
+        first = writer.rows
+        if target and target in frame.columns:
+            names = frame[target].astype("string").str.strip().str.rstrip(".")
+            if names.isna().any():
+                row = int(np.flatnonzero(names.isna().to_numpy())[0])
+                raise DataError(f"{path}: target column {target!r} is empty in row "
+                                f"{first + row + 1}")
+            frame[target] = names.astype(str)
+            ys.append(_labels(frame[target].to_numpy(), card.classes, path, target))
+        elif labels:
+            raise DataError(f"{path}: target column {target!r} not found; columns are "
+                            f"{', '.join(map(str, frame.columns[:20]))}")
+        else:
+            ys.append(np.full(len(frame), UNLABELLED, np.int64))
+        writer.append(encoder.transform(frame, where=str(path), first_row=first))
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     sens = list(sensitive) if sensitive else [c for c in card.sensitive if c in frame.columns]
-    return AuditData(name=path.stem, x=torch.from_numpy(x), y=torch.from_numpy(y),
+    return AuditData(name=path.stem, x=writer.finish(), y=torch.from_numpy(np.concatenate(ys)),
                      kind="tabular", classes=list(card.classes),
                      feature_names=encoder.feature_names, source=str(path),
                      extras={"frame": frame, "encoder": encoder, "sensitive": sens})

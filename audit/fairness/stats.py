@@ -9,9 +9,15 @@ import numpy as np
 from scipy import stats
 
 
-def bootstrap_indices(n: int, n_boot: int, random_state: int, chunk: int = 64
+BOOT_ELEMENTS = 2_000_000
+"""Row indices held per chunk of resamples (16 MB as int64): the chunk shrinks as rows grow,
+so the bootstrap's memory stays bounded (the resamples, and so the intervals, do not change)."""
+
+
+def bootstrap_indices(n: int, n_boot: int, random_state: int, chunk: int | None = None
                       ) -> Iterator[np.ndarray]:
-    """Resampled row indices, ``chunk`` resamples at a time (arrays of shape (k, n)).
+    """Resampled row indices, ``chunk`` resamples at a time (arrays of shape (k, n)); by
+    default as many as fit in :data:`BOOT_ELEMENTS` (at most 64, at least 1).
 
     The same resamples as Fairlearn's ``MetricFrame(n_boot=n_boot, random_state=random_state)``:
     one uint32 seed per resample drawn from ``default_rng(random_state)``, and each resample is
@@ -19,6 +25,8 @@ def bootstrap_indices(n: int, n_boot: int, random_state: int, chunk: int = 64
     """
     seeds = np.random.default_rng(int(random_state)).integers(
         low=0, high=np.iinfo(np.uint32).max, size=n_boot, dtype=np.uint32)
+    if chunk is None:
+        chunk = max(1, min(64, BOOT_ELEMENTS // max(n, 1)))
     for start in range(0, n_boot, chunk):
         yield np.stack([np.random.RandomState(s).randint(0, n, size=n)
                         for s in seeds[start:start + chunk]])
