@@ -50,6 +50,23 @@ class AuditData:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    def __getstate__(self) -> dict[str, Any]:
+        # a memory-mapped x travels as its file reference, not its bytes (audit.store)
+        from audit.store import mapped_rows
+
+        state = dict(self.__dict__)
+        ref = mapped_rows(self.x)
+        if ref is not None:
+            state["x"] = ref
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        from audit.store import MappedRows
+
+        if isinstance(state.get("x"), MappedRows):
+            state = {**state, "x": state["x"].open()}
+        self.__dict__.update(state)
+
     @property
     def labelled(self) -> bool:
         """False for data loaded without labels (every label is :data:`UNLABELLED`)."""

@@ -75,22 +75,41 @@ def make_images(folder: Path, n: int, seed: int = 0) -> Path:
     return path
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (isolated checks run in child processes)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*/children"):
+            try:
+                todo += [int(c) for c in task.read_text().split()]
+            except OSError:
+                pass
+    return out
+
+
 def _status(pid: int) -> dict[str, float]:
-    """VmHWM (the kernel's peak RSS), RssAnon and RssFile of ``pid`` in MiB ({} once gone)."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    out = {}
-    for key in ("VmHWM", "RssAnon", "RssFile"):
-        m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
-        if m:
-            out[key] = int(m.group(1)) / 1024
+    """RssAnon and RssFile summed over ``pid``'s process tree, and ``pid``'s own VmHWM (the
+    kernel's peak RSS), in MiB ({} once gone)."""
+    out: dict[str, float] = {}
+    for p in _tree(pid):
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for key in ("VmHWM", "RssAnon", "RssFile"):
+            if key == "VmHWM" and p != pid:
+                continue
+            m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+            if m:
+                out[key] = out.get(key, 0.0) + int(m.group(1)) / 1024
     return out
 
 
 def run_one(model: str, data: Path, target: str | None, perf_only: bool, out: Path,
-            timeout: float, env: dict[str, str] | None = None) -> dict[str, Any]:
+            timeout: float, env: dict[str, str] | None = None,
+            checks: str | None = None) -> dict[str, Any]:
     """One ``audit run`` in a fresh process, its ``/proc/PID/status`` read every 20 ms: wall s,
     peak RSS (VmHWM, exact), peak anonymous RSS (RssAnon, sampled: the memory the process
     owns; RssFile is the clean, file-backed pages of memory-mapped data, which the kernel drops
@@ -98,7 +117,8 @@ def run_one(model: str, data: Path, target: str | None, perf_only: bool, out: Pa
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "audit", "run", model, "--data",
            str(data), *(["--target", target] if target else []), "--quick", "--no-progress",
-           *(["--checks", "performance"] if perf_only else []), "--out", str(out / "r.html")]
+           *(["--checks", checks or "performance"] if perf_only or checks else []),
+           "--out", str(out / "r.html")]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env={**os.environ, **(env or {})})

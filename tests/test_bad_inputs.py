@@ -4,7 +4,6 @@ documented exit code, no traceback, and no report file left behind."""
 from __future__ import annotations
 
 import json
-import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "audit.plugins", "audit.params", "audit.config.write", "audit.version",
                     "audit.stats", "audit.display", "audit.policy",
                     "audit.history_kinds", "audit.seeds",
-                    "audit.sample_budget"]),
+                    "audit.sample_budget", "audit.store"]),
     ("loading and data", ["audit.card", "audit.subject", "audit.loading", "audit.datasets",
                           "audit.budget", "audit.devices", "audit.cost", "audit.distributed",
                           "audit.figures"]),

@@ -56,7 +56,7 @@ def load_data_file(path: Path, card: ModelCard, target: str | None = None,
 
 
 def _load_npz(path: Path, card: ModelCard, labels: bool = True) -> AuditData:
-    from audit.datasets.store import read_npz_rows
+    from audit.store import read_npz_rows
 
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -119,11 +119,11 @@ def load_numeric_csv(path: Path, card: ModelCard, target: str | None,
                      sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
     """A CSV of numeric feature columns (the card's ``feature_names``, or all but the target)
     and an integer or class-name target column (optional with ``labels=False``), read a chunk
-    of rows at a time (the features spill to disk when large, :mod:`audit.datasets.store`)."""
+    of rows at a time (the features spill to disk when large, :mod:`audit.store`)."""
     import pandas as pd
 
-    from audit.datasets.store import RowWriter
     from audit.datasets.tabular import read_csv_chunks
+    from audit.store import RowWriter
 
     if not target and labels:
         raise DataError(f"{path}: pass --target COLUMN naming the label column")
@@ -219,7 +219,7 @@ def validate_against_card(data: AuditData, card: ModelCard, tol: float = 1e-4, *
 def _scan(x: torch.Tensor) -> tuple[int, float, float]:
     """Samples with a NaN or inf, and the min and max of ``x``, a chunk of rows at a time
     (a mapped ``x`` is never copied whole)."""
-    from audit.datasets.store import chunks
+    from audit.store import chunks
 
     bad, xmin, xmax = 0, float("inf"), float("-inf")
     for block in chunks(x):

@@ -170,9 +170,9 @@ def decode_images(files: Sequence[Path], card: ModelCard, *, workers: int | None
                   batch: int = BATCH) -> torch.Tensor:
     """``files`` decoded and preprocessed for ``card`` (module doc) into one float32 tensor
     ``(N, *card.input.shape)``, ``batch`` files at a time; beyond the spill size it lives in a
-    memory-mapped temporary file (:mod:`audit.datasets.store`), so a folder of any size that
+    memory-mapped temporary file (:mod:`audit.store`), so a folder of any size that
     fits on disk loads in bounded memory."""
-    from audit.datasets.store import RowWriter, ensure_room
+    from audit.store import RowWriter, ensure_room
 
     shape = tuple(card.input.shape)
     ensure_room(len(files) * int(np.prod(shape)) * 4, f"{len(files)} images of shape {shape}")

@@ -232,17 +232,17 @@ def card_encoder(card: ModelCard) -> TabularEncoder | None:
 
 
 CSV_CHUNK_ROWS = 50_000
-"""Rows read, encoded and spilled (:mod:`audit.datasets.store`) at a time from a CSV file."""
+"""Rows read, encoded and spilled (:mod:`audit.store`) at a time from a CSV file."""
 
 
-def read_csv_chunks(path: Path, chunk_rows: int = CSV_CHUNK_ROWS,
+def read_csv_chunks(path: Path, chunk_rows: int | None = None,
                     **kwargs: Any) -> Iterator[pd.DataFrame]:
     """``path`` in frames of ``chunk_rows`` rows (column names stripped), so that no stage holds
     more than one chunk's temporaries; one-line :class:`DataError` if not readable or empty."""
     import pandas as pd
 
     try:
-        reader = pd.read_csv(path, chunksize=chunk_rows, **kwargs)
+        reader = pd.read_csv(path, chunksize=chunk_rows or CSV_CHUNK_ROWS, **kwargs)
         got = False
         with reader:
             for chunk in reader:
@@ -267,7 +267,7 @@ def read_csv(path: Path) -> pd.DataFrame:
 def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
                      sensitive: list[str] | None, *, labels: bool = True) -> AuditData:
     """A user CSV of raw columns, encoded with the card's ``extra["encoder"]``, a chunk of
-    rows at a time (the encoded rows spill to disk when large, :mod:`audit.datasets.store`).
+    rows at a time (the encoded rows spill to disk when large, :mod:`audit.store`).
 
     Falls back to :func:`audit.datasets.files.load_numeric_csv` when the card has no encoder.
     Labels are class names (a trailing ``.`` as in UCI's test file is ignored) or indices.
@@ -275,7 +275,7 @@ def load_encoded_csv(path: Path, card: ModelCard, target: str | None,
     import pandas as pd
 
     from audit.datasets.files import _labels, load_numeric_csv
-    from audit.datasets.store import RowWriter
+    from audit.store import RowWriter
 
     encoder = card_encoder(card)
     if encoder is None:

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import numpy as np
 from scipy import stats
 
-
 BOOT_ELEMENTS = 2_000_000
 """Row indices held per chunk of resamples (16 MB as int64): the chunk shrinks as rows grow,
 so the bootstrap's memory stays bounded (the resamples, and so the intervals, do not change)."""

@@ -135,27 +135,60 @@ def split_halves(failed: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]
     return np.sort(np.concatenate(disc)), np.sort(np.concatenate(conf))
 
 
-def _pairs(b: np.ndarray, e: np.ndarray, groups: np.ndarray, support: int
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """All pair counts (k x k sizes and failures) and the supported pairs ``i < j``."""
-    n = len(b)
-    sizes = np.rint(b.T @ b)
-    fails = np.rint(b.T @ (b * e[:, None]))
-    i, j = np.triu_indices(b.shape[1], 1)
+BLOCK_ELEMENTS = 4_000_000
+"""float64 cells (32 MB) of the condition matrix counted at a time: the products are summed
+over row blocks, so the count's memory does not grow with the rows (the sums are of 0/1
+products, exact in float64 below 2**53, so blocking does not change them)."""
+
+
+def _row_blocks(rows: np.ndarray, k: int) -> list[np.ndarray]:
+    step = max(1, BLOCK_ELEMENTS // max(k, 1))
+    return [rows[s:s + step] for s in range(0, len(rows), step)]
+
+
+def _pair_sums(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Single sizes and failures (k,) and pair sizes and failures (k, k) over ``rows``."""
+    k = matrix.shape[1]
+    n1, f1 = np.zeros(k), np.zeros(k)
+    sizes, fails = np.zeros((k, k)), np.zeros((k, k))
+    start = 0
+    for block in _row_blocks(rows, k):
+        b = matrix[block].astype(np.float64)
+        eb = e[start:start + len(block)]
+        start += len(block)
+        n1 += b.sum(axis=0)
+        f1 += eb @ b
+        sizes += b.T @ b
+        fails += b.T @ (b * eb[:, None])
+    return np.rint(n1), np.rint(f1), np.rint(sizes), np.rint(fails)
+
+
+def _supported_pairs(sizes: np.ndarray, groups: np.ndarray, support: int, n: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """The supported pairs ``i < j`` of conditions on two different columns."""
+    i, j = np.triu_indices(sizes.shape[1], 1)
     ok = (groups[i] != groups[j]) & (sizes[i, j] >= support) & (sizes[i, j] < n)
-    return sizes, fails, i[ok], j[ok]
+    return i[ok], j[ok]
 
 
-def _triples(b: np.ndarray, e: np.ndarray, groups: np.ndarray, support: int,
-             parents: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray,
-                                                              np.ndarray]:
+def _triples(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray, groups: np.ndarray,
+             support: int, parents: tuple[np.ndarray, np.ndarray]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The supported triples extending the ``parents`` pairs (sorted index rows, unique),
     with their sizes and failures."""
-    n, k = b.shape
+    n, k = len(rows), matrix.shape[1]
     pi, pj = parents
-    both = b[:, pi] * b[:, pj]
-    sizes = np.rint(both.T @ b)
-    fails = np.rint((both * e[:, None]).T @ b)
+    sizes, fails = np.zeros((len(pi), k)), np.zeros((len(pi), k))
+    start = 0
+    for block in _row_blocks(rows, max(k, len(pi))):
+        b = matrix[block].astype(np.float64)
+        eb = e[start:start + len(block)]
+        start += len(block)
+        both = b[:, pi] * b[:, pj]
+        sizes += both.T @ b
+        fails += (both * eb[:, None]).T @ b
+    sizes, fails = np.rint(sizes), np.rint(fails)
     third = np.arange(k)[None, :]
     ok = ((groups[third] != groups[pi][:, None]) & (groups[third] != groups[pj][:, None])
           & (sizes >= support) & (sizes < n))
@@ -170,22 +203,25 @@ def _triples(b: np.ndarray, e: np.ndarray, groups: np.ndarray, support: int,
 
 
 def count_conjunctions(matrix: np.ndarray, failed: np.ndarray, groups: np.ndarray, *,
-                       support: int, max_conditions: int = 2, extend: int = 50) -> Counts:
+                       support: int, max_conditions: int = 2, extend: int = 50,
+                       rows: np.ndarray | None = None) -> Counts:
     """Count every conjunction of up to ``max_conditions`` columns of the boolean ``matrix``
     (rows x conditions; ``groups`` names each condition's column, conditions of one column
     never combine) with at least ``support`` rows, against the 0/1 ``failed``; triples
-    extend the ``extend`` best pairs (module docstring)."""
-    b = np.asarray(matrix, dtype=np.float64)
+    extend the ``extend`` best pairs (module docstring). ``rows``: count only these rows of
+    ``matrix`` (``failed`` then holds one value per row in ``rows``), without copying them
+    out; the products run over blocks of :data:`BLOCK_ELEMENTS` cells."""
+    rows = np.arange(len(matrix)) if rows is None else np.asarray(rows)
     e = np.asarray(failed, dtype=np.float64)
-    n, k = b.shape
+    n, k = len(rows), matrix.shape[1]
     total = float(e.sum())
-    n1, f1 = b.sum(axis=0), e @ b
+    n1, f1, ps, pf = _pair_sums(matrix, e, rows)
     singles = np.flatnonzero((n1 >= support) & (n1 < n))
     members: list[tuple[int, ...]] = [(int(i),) for i in singles]
     size, errs = [n1[singles]], [f1[singles]]
     kept = [np.ones(len(singles), dtype=bool)]
     if max_conditions >= 2 and k > 1:
-        ps, pf, pi, pj = _pairs(b, e, groups, support)
+        pi, pj = _supported_pairs(ps, groups, support, n)
         sz, fl = ps[pi, pj], pf[pi, pj]
         members += [(int(a), int(c)) for a, c in zip(pi, pj, strict=True)]
         size.append(sz)
@@ -196,7 +232,7 @@ def count_conjunctions(matrix: np.ndarray, failed: np.ndarray, groups: np.ndarra
         if max_conditions >= 3 and len(pi):
             pz = _z(fl, sz, total - fl, n - sz)
             best = np.argsort(-pz, kind="stable")[:extend]
-            tm, ts, tf = _triples(b, e, groups, support, (pi[best], pj[best]))
+            tm, ts, tf = _triples(matrix, e, rows, groups, support, (pi[best], pj[best]))
             members += [tuple(int(v) for v in r) for r in tm]
             size.append(ts)
             errs.append(tf)
@@ -275,7 +311,7 @@ def find_slices(frame: pd.DataFrame, failed: np.ndarray, *,
     names = sorted({c.column for c in conditions})
     groups = np.array([names.index(c.column) for c in conditions])
     matrix = np.column_stack([c.mask(frame) for c in conditions])
-    counts = count_conjunctions(matrix[disc], f[disc], groups, support=support,
+    counts = count_conjunctions(matrix, f[disc], groups, support=support, rows=disc,
                                 max_conditions=max_conditions, extend=max(50, 2 * carry))
     order = np.argsort(-counts.z, kind="stable")
     chosen = [int(i) for i in order if counts.kept[i] and counts.z[i] > 0][:carry]
@@ -285,11 +321,11 @@ def find_slices(frame: pd.DataFrame, failed: np.ndarray, *,
     if not chosen:
         return result("no conjunction fails more often than the rest on the discovery half",
                       len(counts.members))
-    cm, cf = matrix[conf], f[conf]
+    cf = f[conf]
     nc, ec = len(conf), int(cf.sum())
     rows = []
     for i in chosen:
-        inside = cm[:, list(counts.members[i])].all(axis=1)
+        inside = matrix[np.ix_(conf, np.asarray(counts.members[i], dtype=np.int64))].all(axis=1)
         size, errors = int(inside.sum()), int(cf[inside].sum())
         rest, rest_err = nc - size, ec - errors
         rows.append((i, size, errors, rest, rest_err,

@@ -8,6 +8,11 @@ lies (:func:`map_npz_member`). The result is an ordinary ``torch.Tensor``: check
 before, and the kernel pages it in and out; its pages are file-backed and clean, so they do not
 count against the process's anonymous memory and are dropped under pressure.
 
+A mapped tensor is passed to another process (an isolated check, :mod:`audit.isolation`) by
+reference: :class:`~audit.subject.AuditData` pickles it as a :class:`MappedRows` (the file's
+path, offset and shape) that the receiver maps again, instead of copying its bytes. On Linux a
+spill file is reached through ``/proc/PID/fd``; elsewhere a spilled tensor is copied.
+
 ``AUDIT_SPILL_MIB`` (default 256) sets the size above which data goes to disk; ``0`` sends all
 of it there (the tests run the same audit both ways).
 """
@@ -17,11 +22,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import weakref
 import zipfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -41,6 +48,42 @@ def spill_bytes() -> int:
     except ValueError:
         raise DataError(f"AUDIT_SPILL_MIB must be a number of MiB, got {raw!r}") from None
     return max(0, int(mib * 2 ** 20))
+
+
+@dataclass(frozen=True)
+class MappedRows:
+    """Where a memory-mapped float32 tensor lies: a file, the byte offset and the shape."""
+
+    path: str
+    offset: int
+    shape: tuple[int, ...]
+
+    def open(self) -> torch.Tensor:
+        """Map the rows again (copy-on-write: the file is never written)."""
+        return torch.from_numpy(np.memmap(self.path, dtype=np.float32, mode="c",
+                                          offset=self.offset, shape=self.shape))
+
+
+_TRACKED: dict[int, tuple[MappedRows, Any]] = {}
+
+
+def _track(t: torch.Tensor, ref: MappedRows, keep: Any = None) -> torch.Tensor:
+    """Remember where ``t`` is mapped from while ``t`` lives (``keep``: an open file that the
+    path names, closed with it)."""
+    ptr = t.data_ptr()
+    _TRACKED[ptr] = (ref, keep)
+    weakref.finalize(t, _TRACKED.pop, ptr, None)
+    return t
+
+
+def mapped_rows(t: torch.Tensor) -> MappedRows | None:
+    """The :class:`MappedRows` behind ``t`` when ``t`` is a whole tracked mapping (not a view
+    of part of one), else ``None``."""
+    hit = _TRACKED.get(t.data_ptr())
+    if hit is None or tuple(t.shape) != hit[0].shape or not t.is_contiguous() \
+            or t.dtype != torch.float32:
+        return None
+    return hit[0]
 
 
 class RowWriter:
@@ -98,7 +141,11 @@ class RowWriter:
         # mode "c": copy-on-write, so torch sees a writable array and the file stays as written
         mapped = np.memmap(self._file, dtype=np.float32, mode="c",
                            shape=(self.rows, *self.shape))
-        return torch.from_numpy(mapped)
+        t = torch.from_numpy(mapped)
+        proc = Path(f"/proc/{os.getpid()}/fd/{self._file.fileno()}")
+        if proc.exists():  # Linux: another process can map the unlinked file through here
+            _track(t, MappedRows(str(proc), 0, tuple(t.shape)), keep=self._file)
+        return t
 
 
 def ensure_room(nbytes: int, what: str) -> None:
@@ -183,7 +230,10 @@ def to_float32_rows(arr: np.ndarray, where: str) -> torch.Tensor:
     """``arr`` as a float32 tensor: zero-copy when it already is one, otherwise converted a
     chunk at a time through a :class:`RowWriter` (a mapped uint8 array stays out of memory)."""
     if arr.dtype == np.float32 and arr.flags.c_contiguous:
-        return torch.from_numpy(arr)
+        t = torch.from_numpy(arr)
+        if isinstance(arr, np.memmap) and arr.filename:
+            _track(t, MappedRows(str(arr.filename), int(arr.offset), tuple(arr.shape)))
+        return t
     writer = RowWriter(tuple(arr.shape[1:]), where)
     for start in range(0, len(arr), CHUNK_ROWS):
         writer.append(arr[start:start + CHUNK_ROWS])
