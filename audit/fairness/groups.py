@@ -51,14 +51,20 @@ def _slug(name: str) -> str:
     return s or "feature"
 
 
-def _as_labels(column: pd.Series) -> tuple[np.ndarray, int]:
-    """String labels of a column (missing values become ``(missing)``) and how many were
-    missing."""
-    missing = column.isna().to_numpy().copy()
-    text = column.astype(str).str.strip()
-    missing |= (text == "").to_numpy()
-    values = np.where(missing, MISSING, text.to_numpy(dtype=object)).astype(str)
-    return values, int(missing.sum())
+def _column_codes(column: pd.Series) -> tuple[np.ndarray, list[str], int]:
+    """Each row's group code in one column, the labels the codes index (sorted by
+    :func:`_sort_key`; missing values and empty strings are ``(missing)``) and how many rows
+    were missing. Factorised first, so the text work is per distinct value, not per row."""
+    raw, uniques = pd.factorize(column, use_na_sentinel=True)
+    text = [str(u).strip() for u in uniques]
+    mapped = [MISSING if t == "" else t for t in text] + [MISSING]  # last: the NaN sentinel
+    labels = sorted(set(mapped), key=_sort_key)
+    rank = {label: i for i, label in enumerate(labels)}
+    to_code = np.array([rank[m] for m in mapped], dtype=np.int64)
+    empty = np.array([t == "" for t in text] + [True])
+    raw = np.where(raw < 0, len(text), raw)
+    codes = to_code[raw]
+    return codes, labels, int(empty[raw].sum())
 
 
 def _sort_key(label: str) -> tuple[int, int, float, str]:
@@ -86,10 +92,11 @@ def make_groupings(sensitive: pd.DataFrame, *, intersectional: bool = True,
     columns = [str(c) for c in sensitive.columns]
     if len(set(columns)) != len(columns):
         raise DataError(f"sensitive columns are repeated: {', '.join(columns)}")
-    labels: dict[str, np.ndarray] = {}
+    codes: dict[str, np.ndarray] = {}
+    labels: dict[str, list[str]] = {}
     missing: dict[str, int] = {}
     for col, name in zip(sensitive.columns, columns, strict=True):
-        labels[name], missing[name] = _as_labels(sensitive[col])
+        codes[name], labels[name], missing[name] = _column_codes(sensitive[col])
     groupings: list[Grouping] = []
     skipped: dict[str, int] = {}
     combos: list[tuple[str, ...]] = [(c,) for c in columns]
@@ -97,16 +104,24 @@ def make_groupings(sensitive: pd.DataFrame, *, intersectional: bool = True,
         combos.append(tuple(columns))
     for features in combos:
         name = INTERSECTION.join(features)
-        rows = list(zip(*(labels[c].tolist() for c in features), strict=True))
-        # sorted like pandas sorts a (Multi)Index: by each feature in turn
-        uniq = sorted(set(rows), key=lambda t: tuple(_sort_key(x) for x in t))
+        # per-column codes are ranks, so the mixed-radix number orders the combinations like
+        # pandas sorts a (Multi)Index: by each feature in turn; only those that occur are kept
+        combined = np.zeros(len(sensitive), dtype=np.int64)
+        for f in features:
+            combined = combined * len(labels[f]) + codes[f]
+        uniq, inverse = np.unique(combined, return_inverse=True)
         if max_groups > 0 and len(uniq) > max_groups:
             skipped[name] = len(uniq)
             continue
-        index = {t: i for i, t in enumerate(uniq)}
-        codes = np.fromiter((index[r] for r in rows), dtype=np.int64, count=len(rows))
-        groupings.append(Grouping(name=name, features=features,
-                                  labels=tuple(", ".join(t) for t in uniq), codes=codes))
+        names = []
+        for value in uniq.tolist():
+            parts = []
+            for f in reversed(features):
+                value, r = divmod(value, len(labels[f]))
+                parts.append(labels[f][r])
+            names.append(", ".join(reversed(parts)))
+        groupings.append(Grouping(name=name, features=features, labels=tuple(names),
+                                  codes=inverse.reshape(-1).astype(np.int64)))
     return groupings, missing, skipped
 
 
