@@ -1,47 +1,43 @@
-"""How does the peak resident memory of ``audit run`` grow with the dataset? The baseline for a
-later streaming-data change.
+"""How does the peak memory of ``audit run`` grow with the dataset?
 
     python bench/bench_memory.py [--tabular 10000,100000,1000000] [--image 1000,10000]
-                                 [--baseline 100] [--timeout 600] [--max-gib 8]
-                                 [--trace 100000] [--out bench/results/bench_memory.md]
+                                 [--folder 1000,10000] [--baseline 100] [--timeout 600]
+                                 [--out bench/results/bench_memory.md]
 
-For the bundled ``adult-mlp`` it writes ``.csv`` files (``--target income``) of rows resampled,
-with replacement (seed 0), from the Adult test split (``audit/datasets/files/adult.test.gz``);
-for the bundled ``digits-cnn`` ``.npz`` files with ``x``/``y`` resampled from the digits test
-split (the same files as ``bench/bench_cost.py`` makes). Each size runs
+Data, made here (seed 0, resampled with replacement):
 
-    python -m audit run MODEL --data FILE [--target income] --quick --no-progress --out DIR/r.html
+* ``adult-mlp``: ``.csv`` files (``--target income``) of rows of the Adult test split;
+* ``digits-cnn``: ``.npz`` files (``np.savez``, uncompressed) of the digits test split;
+* ``shapes-cnn``: image folders (one sub-folder per class, 3x32x32 PNGs) of the shapes test
+  split, the way a user's folder of images is read.
 
-in a fresh subprocess under ``/usr/bin/time -v`` (its "Maximum resident set size" is the peak
-RSS), in a new session, killed by process group after ``--timeout`` seconds; then the same with
-``--checks performance`` alone, which is loading + prediction + one cheap check, so that the
-memory of the data path is separated from the checks' own. A ``--baseline``-row run of each
-model and mode is the fixed cost (interpreter, torch, model); ``factor`` = (peak RSS - that
-baseline) / (rows x features x 4), the data's bytes as float32 in the model's input space: how
-many copies of the data the run holds at its peak. The largest tabular size is skipped (with an
-estimate from the one before, linear in rows) when that estimate exceeds ``--timeout`` or
-``--max-gib``. For the largest size of each model that ran, the checks' ``duration_s`` (from the
-JSON beside the HTML) are listed, largest first.
+Each size runs ``python -m audit run MODEL --data DATA --quick --no-progress --out DIR/r.html``
+in a fresh process (all default checks), then again with ``--checks performance`` alone
+(loading + predicting every row: the data path without the checks' own memory). A
+``--baseline``-row run of each model and mode is the fixed cost (interpreter, torch, model).
+The largest size of each model runs a third time with ``AUDIT_SPILL_MIB=0`` (the data always
+memory-mapped), to show the mapped path on data that fits the default 256 MiB.
 
-``--trace N`` (0: off) then loads an N-row adult CSV in this process under ``tracemalloc`` the
-way the runner does (:func:`audit.runner.load_data`) and runs the model over it, printing the
-peak traced bytes of each stage and the top allocation sites: where the data path's memory goes
-(numpy and pandas buffers are traced; torch's own allocator is not, so RSS is shown too).
+Memory is read from ``/proc/PID/smaps_rollup`` of the audit process and its children (isolated
+checks run in their own process) every 20 ms: ``anon`` is the peak of Pss_Anon summed over the
+tree, the memory the audit owns; ``file`` is Pss_File, clean file-backed pages (the mapped data
+among them) that the kernel drops under pressure; ``VmHWM`` is the audit process's own peak
+RSS (both kinds, exact). ``per row`` = (anon - the baseline run's anon) / rows: the memory
+each row costs at the peak, against ``f32 row``, the bytes of one sample as float32.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-FEATURES = {"adult-mlp": 91, "digits-cnn": 64}  # card input.shape: [91] and [1, 8, 8]
+FEATURES = {"adult-mlp": 91, "digits-cnn": 64, "shapes-cnn": 3 * 32 * 32}  # card input.shape
 MIB = 2 ** 20
 
 
@@ -62,6 +58,23 @@ def make_tabular(folder: Path, n: int, seed: int = 0) -> Path:
     path = folder / f"adult-{n}.csv"
     test.iloc[rng.integers(0, len(test), n)].to_csv(path, index=False)
     return path
+
+
+def make_folder(folder: Path, n: int, seed: int = 0) -> Path:
+    """n shapes test images, resampled with replacement, as PNGs in class sub-folders."""
+    from PIL import Image
+
+    from audit.datasets import load_dataset
+    from audit.datasets.shapes import CLASSES
+    rng = np.random.default_rng(seed)
+    d = load_dataset("shapes", "test")
+    pixels = np.round(d.x.numpy().transpose(0, 2, 3, 1) * 255).astype(np.uint8)
+    out = folder / f"shapes-{n}"
+    for name in CLASSES:
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for k, i in enumerate(rng.integers(0, len(pixels), n)):
+        Image.fromarray(pixels[i]).save(out / CLASSES[int(d.y[i])] / f"{k:06d}.png")
+    return out
 
 
 def make_images(folder: Path, n: int, seed: int = 0) -> Path:
@@ -82,38 +95,38 @@ def _tree(pid: int) -> list[int]:
         p = todo.pop()
         out.append(p)
         for task in Path(f"/proc/{p}/task").glob("*/children"):
-            try:
+            with contextlib.suppress(OSError):
                 todo += [int(c) for c in task.read_text().split()]
-            except OSError:
-                pass
     return out
 
 
 def _status(pid: int) -> dict[str, float]:
-    """RssAnon and RssFile summed over ``pid``'s process tree, and ``pid``'s own VmHWM (the
-    kernel's peak RSS), in MiB ({} once gone)."""
+    """Pss_Anon and Pss_File (``/proc/PID/smaps_rollup``) summed over ``pid``'s process tree,
+    and ``pid``'s own VmHWM (the kernel's peak RSS), in MiB ({} once gone). Proportional sizes:
+    a child between fork and exec shares its parent's pages and would double them as RSS."""
     out: dict[str, float] = {}
     for p in _tree(pid):
-        try:
-            text = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        for key in ("VmHWM", "RssAnon", "RssFile"):
-            if key == "VmHWM" and p != pid:
+        for name, keys in (("smaps_rollup", ("Pss_Anon", "Pss_File")), ("status", ("VmHWM",))):
+            if name == "status" and p != pid:
                 continue
-            m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
-            if m:
-                out[key] = out.get(key, 0.0) + int(m.group(1)) / 1024
+            try:
+                text = Path(f"/proc/{p}/{name}").read_text()
+            except OSError:
+                continue
+            for key in keys:
+                m = re.search(rf"^{key}:\s+(\d+) kB", text, re.M)
+                if m:
+                    out[key] = out.get(key, 0.0) + int(m.group(1)) / 1024
     return out
 
 
 def run_one(model: str, data: Path, target: str | None, perf_only: bool, out: Path,
             timeout: float, env: dict[str, str] | None = None,
             checks: str | None = None) -> dict[str, Any]:
-    """One ``audit run`` in a fresh process, its ``/proc/PID/status`` read every 20 ms: wall s,
-    peak RSS (VmHWM, exact), peak anonymous RSS (RssAnon, sampled: the memory the process
-    owns; RssFile is the clean, file-backed pages of memory-mapped data, which the kernel drops
-    under pressure), exit code and the checks' durations."""
+    """One ``audit run`` in a fresh process, its memory read every 20 ms (:func:`_status`):
+    wall s, peak RSS (VmHWM, exact), peak anonymous memory (Pss_Anon, sampled: what the audit
+    owns), peak file-backed memory (Pss_File: clean pages of code and of memory-mapped data,
+    which the kernel drops under pressure), exit code and the checks' durations."""
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "audit", "run", model, "--data",
            str(data), *(["--target", target] if target else []), "--quick", "--no-progress",
@@ -122,7 +135,7 @@ def run_one(model: str, data: Path, target: str | None, perf_only: bool, out: Pa
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env={**os.environ, **(env or {})})
-    peak = {"VmHWM": 0.0, "RssAnon": 0.0, "RssFile": 0.0}
+    peak = {"VmHWM": 0.0, "Pss_Anon": 0.0, "Pss_File": 0.0}
     rc: int | str = "timeout"
     while time.perf_counter() - start < timeout:
         for k, v in _status(proc.pid).items():
@@ -142,63 +155,23 @@ def run_one(model: str, data: Path, target: str | None, perf_only: bool, out: Pa
             durations[sec["check"]] = float(sec.get("duration_s") or 0.0)
     if rc not in (0, 1):  # 1: findings at or above --fail-on; anything else is a failure
         print(f"  rc={rc}: {(stdout + stderr).strip()[-600:]}", flush=True)
-    return {"wall": wall, "rss": peak["VmHWM"], "anon": peak["RssAnon"],
-            "file": peak["RssFile"], "rc": rc, "durations": durations}
+    return {"wall": wall, "rss": peak["VmHWM"], "anon": peak["Pss_Anon"],
+            "file": peak["Pss_File"], "rc": rc, "durations": durations}
 
 
-def trace_load(n: int, folder: Path) -> str:
-    """tracemalloc + RSS of loading an n-row adult CSV and predicting it, stage by stage."""
-    import torch
-
-    from audit.loading import load_model
-    from audit.runner import load_data
-    torch.set_num_threads(1)
-    data = make_tabular(folder, n)
-    loaded = load_model("adult-mlp")
-    model = loaded.model.to("cpu").eval()
-
-    def rss() -> float:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-    lines = [f"## tracemalloc: adult-mlp, {n} rows ({data.stat().st_size / MIB:.1f} MiB CSV, "
-             f"float32 data {n * FEATURES['adult-mlp'] * 4 / MIB:.1f} MiB)", "",
-             "| stage | traced peak (MiB) | traced after (MiB) | process peak RSS (MiB) |",
-             "|---|---:|---:|---:|"]
-    tracemalloc.start(25)
-    base = rss()
-    lines.append(f"| before (model loaded) | | | {base:.0f} |")
-    loaded_data = load_data(data, loaded.card, target="income")
-    cur, peak = tracemalloc.get_traced_memory()
-    snap = tracemalloc.take_snapshot()
-    lines.append(f"| load_data (CSV -> encoded x, y) | {peak / MIB:.1f} | {cur / MIB:.1f} | "
-                 f"{rss():.0f} |")
-    tracemalloc.reset_peak()
-    x = loaded_data.x
-    with torch.no_grad():
-        logits = torch.cat([model(x[i:i + 4096]) for i in range(0, len(x), 4096)])
-    cur, peak = tracemalloc.get_traced_memory()
-    lines.append(f"| predict (batches of 4096) | {peak / MIB:.1f} | {cur / MIB:.1f} | "
-                 f"{rss():.0f} |")
-    tracemalloc.stop()
-    lines += ["", f"x: {type(x).__name__} {tuple(x.shape)} {x.dtype}; logits "
-              f"{tuple(logits.shape)}", "", "Top allocation sites still held after load_data:",
-              "", "```"]
-    for stat in snap.statistics("lineno")[:10]:
-        lines.append(f"{stat.size / MIB:8.1f} MiB  {stat.count:7d} blocks  {stat.traceback[0]}")
-    lines.append("```")
-    return "\n".join(lines)
+def _size(path: Path) -> float:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / MIB
+    return path.stat().st_size / MIB
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tabular", default="10000,100000,1000000", help="adult-mlp sizes (rows)")
-    ap.add_argument("--image", default="1000,10000", help="digits-cnn sizes (images)")
+    ap.add_argument("--image", default="1000,10000", help="digits-cnn .npz sizes (images)")
+    ap.add_argument("--folder", default="1000,10000", help="shapes-cnn folder sizes (images)")
     ap.add_argument("--baseline", type=int, default=100, help="rows of the fixed-cost run")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
-    ap.add_argument("--max-gib", type=float, default=8.0,
-                    help="skip the largest tabular size if its estimated peak RSS exceeds this")
-    ap.add_argument("--trace", type=int, default=0,
-                    help="rows of an in-process tracemalloc run of load_data (0: off)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench/results/bench_memory.md")
     args = ap.parse_args()
     import torch
@@ -208,75 +181,67 @@ def main() -> None:
             f"{os.cpu_count()} cores, torch {torch.__version__}, "
             f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     print(head, flush=True)
-    plan = [("adult-mlp", "income", make_tabular,
-             [int(s) for s in args.tabular.split(",") if s]),
-            ("digits-cnn", None, make_images, [int(s) for s in args.image.split(",") if s])]
+    plan = [("adult-mlp", "income", make_tabular, args.tabular),
+            ("digits-cnn", None, make_images, args.image),
+            ("shapes-cnn", None, make_folder, args.folder)]
     rows: list[dict[str, Any]] = []
-    notes: list[str] = []
     largest: dict[str, tuple[int, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for model, target, make, sizes in plan:
+        for model, target, make, spec in plan:
+            sizes = [int(v) for v in spec.split(",") if v]
             if not sizes:
                 continue
-            base: dict[bool, float] = {}
-            prev: dict[bool, dict[str, Any]] = {}
+            base: dict[str, float] = {}
             for n in [args.baseline, *sizes]:
-                if n == sizes[-1] and len(sizes) > 1 and prev:
-                    k = n / prev[False]["n"]
-                    est_wall = max(prev[p]["wall"] for p in prev) * k
-                    est_rss = base[False] + (prev[False]["rss"] - base[False]) * k
-                    if est_wall > args.timeout or est_rss > args.max_gib * 1024:
-                        notes.append(f"{model} n={n:,} skipped: estimated from n="
-                                     f"{prev[False]['n']:,} (linear in rows) {est_wall:.0f} s "
-                                     f"and peak RSS {est_rss / 1024:.1f} GiB for the full run, "
-                                     f"over the {args.timeout:.0f} s / {args.max_gib:g} GiB limit")
-                        print(notes[-1], flush=True)
-                        continue
                 data = make(folder, n)
-                size = data.stat().st_size
-                for perf in (False, True):
-                    r = run_one(model, data, target, perf, folder / f"{model}-{n}-{int(perf)}",
-                                args.timeout)
+                modes = [("all", None), ("performance", None)]
+                if n == sizes[-1]:
+                    modes.append(("all", "0"))
+                for checks, spill in modes:
+                    env = {"AUDIT_SPILL_MIB": spill} if spill is not None else None
+                    r = run_one(model, data, target, checks == "performance",
+                                folder / f"{model}-{n}-{checks}-{spill}", args.timeout, env=env)
                     if n == args.baseline:
-                        base[perf] = r["rss"]
-                    databytes = n * FEATURES[model] * 4
-                    over = r["rss"] - base[perf]
-                    row = {"model": model, "n": n, "checks": "performance" if perf else "all",
-                           "file": size / MIB, "bytes": databytes / MIB, "wall": r["wall"],
-                           "rss": r["rss"], "over": over,
-                           "factor": over * MIB / databytes if n != args.baseline else None,
-                           "rc": r["rc"]}
+                        base[checks] = r["anon"]
+                    row = {"model": model, "n": n, "checks": checks,
+                           "spill": "0" if spill == "0" else "256 (default)",
+                           "size": _size(data), "f32": n * FEATURES[model] * 4 / MIB, **r,
+                           "per_row": None if n == args.baseline
+                           else (r["anon"] - base[checks]) * MIB / n}
                     rows.append(row)
-                    prev[perf] = row
-                    if not perf and r["durations"] and n != args.baseline:
+                    if checks == "all" and spill is None and n != args.baseline:
                         largest[model] = (n, r["durations"])
-                    print(f"  {model} n={n:,} checks={row['checks']}: {r['wall']:.1f} s, "
-                          f"{r['rss']:.0f} MiB, rc={r['rc']}", flush=True)
-                data.unlink()
-        trace = trace_load(args.trace, folder) if args.trace else ""
-    table = ["| model | rows | checks | file (MiB) | data f32 (MiB) | wall (s) | peak RSS (MiB) | "
-             "RSS - baseline (MiB) | factor (x data) | exit |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+                    print(f"  {model} n={n:,} checks={checks} spill={row['spill']}: "
+                          f"{r['wall']:.1f} s, anon {r['anon']:.0f} MiB, file "
+                          f"{r['file']:.0f} MiB, rc={r['rc']}", flush=True)
+                if data.is_dir():
+                    import shutil
+                    shutil.rmtree(data)
+                else:
+                    data.unlink()
+    table = ["| model | rows | checks | AUDIT_SPILL_MIB | data on disk (MiB) | f32 (MiB) | "
+             "wall (s) | anon peak (MiB) | file peak (MiB) | VmHWM (MiB) | anon per row (B) | "
+             "f32 row (B) | exit |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"
+             "---:|---:|"]
     for r in rows:
-        factor = "baseline" if r["factor"] is None else f"{r['factor']:.1f}"
-        table.append(f"| {r['model']} | {r['n']:,} | {r['checks']} | {r['file']:.2f} | "
-                     f"{r['bytes']:.2f} | {r['wall']:.1f} | {r['rss']:.0f} | {r['over']:.0f} | "
-                     f"{factor} | {r['rc']} |")
+        per_row = "baseline" if r["per_row"] is None else f"{r['per_row']:.0f}"
+        table.append(f"| {r['model']} | {r['n']:,} | {r['checks']} | {r['spill']} | "
+                     f"{r['size']:.1f} | {r['f32']:.1f} | {r['wall']:.1f} | {r['anon']:.0f} | "
+                     f"{r['file']:.0f} | {r['rss']:.0f} | {per_row} | "
+                     f"{FEATURES[r['model']] * 4} | {r['rc']} |")
     durations = []
     for model, (n, durs) in largest.items():
         top = sorted(durs.items(), key=lambda kv: -kv[1])
         durations.append(f"- {model} at n={n:,}: " + ", ".join(f"{k} {v:.1f} s" for k, v in top
                                                                 if v > 0))
     report = ["# bench_memory", "", head, "", *table, "",
-              "exit 1 = findings at or above --fail-on (the audit ran); factor = (peak RSS - the "
-              f"{args.baseline}-row run of the same model and checks) / (rows x features x 4 "
-              "bytes); features: adult-mlp 91 (encoded), digits-cnn 64 (1x8x8).", "",
-              *([f"- {n}" for n in notes] or []), *([""] if notes else []),
-              "Check durations (duration_s from the JSON) at the largest size that ran:", "",
+              "exit 1 = findings at or above --fail-on (the audit ran). anon: Pss_Anon of the "
+              "audit's process tree, sampled every 20 ms; file: Pss_File (clean file-backed "
+              "pages, the mapped data among them); anon per row: (anon - the "
+              f"{args.baseline}-row run's, same checks) / rows.", "",
+              "Check durations (duration_s from the JSON) at the largest size:", "",
               *durations, ""]
-    if trace:
-        report += [trace, ""]
     out = "\n".join(report) + "\n"
     print(out)
     args.out.parent.mkdir(parents=True, exist_ok=True)

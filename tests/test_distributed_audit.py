@@ -87,27 +87,35 @@ def _comparable(doc: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def _audit(out: Path, procs: int) -> subprocess.CompletedProcess[str]:
+AUDITS = {"digits-cnn": ["--checks", "performance,robustness,saliency,fairness,slices,drift",
+                         "--reference", "digits:train"],
+          "digits-cnn-smoothed": ["--checks", "certified,saliency"]}
+
+
+def _audit(out: Path, procs: int, model: str = "digits-cnn") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  f"--nproc_per_node={procs}"] if procs > 1 else [sys.executable])
     return subprocess.run(
-        [*launcher, "-m", "audit", "run", "digits-cnn", "--quick", "--no-progress",
-         "--checks", "performance,robustness,saliency,fairness,slices,drift",
-         "--reference", "digits:train", "--out", str(out)],
+        [*launcher, "-m", "audit", "run", model, "--quick", "--no-progress", *AUDITS[model],
+         "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 @pytest.mark.slow
-def test_torchrun_audit_equals_one_process(tmp_path: Path) -> None:
-    one = _audit(tmp_path / "one.html", 1)
-    two = _audit(tmp_path / "two.html", 2)
+@pytest.mark.parametrize("model", list(AUDITS))
+def test_torchrun_audit_equals_one_process(tmp_path: Path, model: str) -> None:
+    one = _audit(tmp_path / "one.html", 1, model)
+    two = _audit(tmp_path / "two.html", 2, model)
     assert one.returncode == two.returncode == 0, two.stderr[-2000:]
     assert two.stdout.count("report:") == 1  # rank 0 alone writes and prints
     a = json.loads((tmp_path / "one.json").read_text())
     b = json.loads((tmp_path / "two.json").read_text())
     assert (a["run"]["world_size"], b["run"]["world_size"]) == (1, 2)
-    robust = next(s for s in b["sections"] if s["check"] == "robustness")
-    assert robust["outcomes"], "the robustness section records per-sample outcomes"
+    ran = {s["check"]: s for s in b["sections"]}
+    assert all(ran[c]["status"] != "skipped" for c in ("saliency", "robustness", "certified")
+               if c in AUDITS[model][1])
+    if "robustness" in ran:
+        assert ran["robustness"]["outcomes"], "the robustness section records per-sample outcomes"
     assert _comparable(b) == _comparable(a)  # per-sample outcomes included
     assert not any(s["error"] for s in b["sections"])

@@ -6,10 +6,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from audit.certified.evaluation import CertifiedEvaluation, SigmaCertification
 from audit.certified.params import CertifiedParams, card_sigmas, key, sigmas_of
-from audit.certified.smoothing import Smoothing
+from audit.certified.smoothing import Certificates, Smoothing
+from audit.distributed import current
 from audit.subject import Subject, derive_seed
 
 __all__ = ["measure_certified", "sample_rows"]
@@ -21,6 +23,22 @@ def sample_rows(subject: Subject, max_samples: int) -> np.ndarray:
     if n <= max_samples:
         return np.arange(n)
     return np.sort(subject.rng("certified").choice(n, size=max_samples, replace=False))
+
+
+UNIT = 8
+"""Inputs certified per unit of work: each unit draws its noise from its own seed, so a
+distributed audit (:mod:`audit.distributed`) splits the units over its ranks and certifies
+every input as one process does."""
+
+
+def certify_in_units(sm: Smoothing, x: torch.Tensor, p: CertifiedParams,
+                     seed: int) -> Certificates:
+    """CERTIFY ``x`` in units of :data:`UNIT` inputs, unit ``k`` seeded from ``seed`` and
+    ``k`` (split over the ranks of a distributed audit)."""
+    def one(k: int, sl: slice) -> Certificates:
+        return sm.certify(x[sl], p.n0, p.n, p.alpha, seed=derive_seed(seed, f"unit {k}"))
+
+    return Certificates.join(current().map(one, int(x.shape[0]), UNIT))
 
 
 def measure_certified(subject: Subject, p: CertifiedParams) -> CertifiedEvaluation:
@@ -35,8 +53,8 @@ def measure_certified(subject: Subject, p: CertifiedParams) -> CertifiedEvaluati
         start = time.perf_counter()
         sm = Smoothing(subject.model, sigma, subject.card.num_classes,
                        batch_size=p.batch_size, device=subject.device)
-        cert = sm.certify(x, p.n0, p.n, p.alpha,
-                          seed=derive_seed(subject.seed, f"certified:sigma={key(sigma)}"))
+        cert = certify_in_units(sm, x, p, derive_seed(subject.seed,
+                                                      f"certified:sigma={key(sigma)}"))
         results.append(SigmaCertification(
             sigma=sigma, y=y, prediction=cert.prediction, radius=cert.radius,
             predict=cert.predict, n0=p.n0, n=p.n, alpha=p.alpha,

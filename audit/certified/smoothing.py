@@ -56,6 +56,18 @@ class Certificates:
     alpha: float
     forwards: int
 
+    @classmethod
+    def join(cls, parts: list[Certificates]) -> Certificates:
+        """One result from the results of consecutive blocks of the inputs."""
+        first = parts[0]
+        return cls(prediction=np.concatenate([c.prediction for c in parts]),
+                   radius=np.concatenate([c.radius for c in parts]),
+                   p_lower=np.concatenate([c.p_lower for c in parts]),
+                   counts=np.concatenate([c.counts for c in parts]),
+                   predict=np.concatenate([c.predict for c in parts]),
+                   sigma=first.sigma, n0=first.n0, n=first.n, alpha=first.alpha,
+                   forwards=sum(c.forwards for c in parts))
+
     @property
     def abstained(self) -> NDArray[np.bool_]:
         return self.prediction == ABSTAIN

@@ -19,7 +19,7 @@ import dataclasses
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, final
 
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from audit.budget import BestSeen, Budget, BudgetExhausted, CountingModel, Stop
-from audit.distributed import current
+from audit.distributed import current, units
 from audit.robustness.ops import Norm, perturbation_norms, project
 
 AttackKind = Literal["white-box", "black-box", "decision-based", "minimal"]
@@ -296,25 +296,40 @@ def run_batched(attack: Callable[..., AttackResult], model: nn.Module, x: Tensor
     joined, then copied to the CPU once, after the loop. In a distributed audit each rank
     attacks a block of the batches (:meth:`audit.distributed.Distributed.map`).
     """
-    t0 = time.perf_counter()
+    return run_attacks([attack], model, x, y, eps=eps, batch_size=batch_size, device=device,
+                       **kwargs)[0]
+
+
+def run_attacks(attacks: Sequence[Callable[..., AttackResult]], model: nn.Module, x: Tensor,
+                y: Tensor, *, eps: float | Tensor | None, batch_size: int = 256,
+                device: torch.device | None = None, **kwargs: Any) -> list[AttackResult]:
+    """:func:`run_batched` for several attacks on the same samples, as one list of (attack,
+    batch) units: a distributed audit splits the units, so a suite of several attacks on a
+    single batch still spreads over the ranks. A unit draws its random starts from its own
+    stream, so the split does not change any attack's result."""
     n = int(x.shape[0])
+    if not n:
+        raise ValueError("run_batched needs at least one sample")
     dev = device or x.device
     world = current()
+    spans = units(n, batch_size)
 
-    def one(_: int, sl: slice) -> AttackResult:
-        kw = {k: (v[sl].to(dev) if isinstance(v, Tensor) and v.shape[:1] == (n,) else v)
-              for k, v in kwargs.items()}
+    def one(k: int, _: slice) -> tuple[AttackResult, float]:
+        t0 = time.perf_counter()
+        attack, sl = attacks[k // len(spans)], spans[k % len(spans)]
+        kw = {key: (v[sl].to(dev) if isinstance(v, Tensor) and v.shape[:1] == (n,) else v)
+              for key, v in kwargs.items()}
         e = eps[sl].to(dev) if isinstance(eps, Tensor) and eps.ndim else eps
         r = attack(model, x[sl].to(dev), y[sl].to(dev), eps=e, **kw)
-        return _on_cpu(r) if world.enabled else r  # gathered over ranks on the CPU
+        return (_on_cpu(r) if world.enabled else r), time.perf_counter() - t0
 
-    # a batch draws its random starts from its own stream (Distributed.map), so a distributed
-    # audit attacks each sample as one process does
-    parts = world.map(one, n, batch_size, seeded=True,
-                      generators=[getattr(attack, "generator", None)])
-    if not parts:
-        raise ValueError("run_batched needs at least one sample")
-    return _on_cpu(_join(parts, time.perf_counter() - t0))
+    parts = world.map(one, len(attacks) * len(spans), 1, seeded=True,
+                      generators=[getattr(a, "generator", None) for a in attacks])
+    out = []
+    for i in range(len(attacks)):
+        mine = parts[i * len(spans):(i + 1) * len(spans)]
+        out.append(_on_cpu(_join([r for r, _ in mine], sum(t for _, t in mine))))
+    return out
 
 
 def _on_cpu(r: AttackResult) -> AttackResult:

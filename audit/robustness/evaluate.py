@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from audit.budget import Budget
 from audit.distributed import current
 from audit.robustness.apgd import APGD
-from audit.robustness.base import Attack, AttackResult, run_batched
+from audit.robustness.base import Attack, AttackResult, run_attacks
 from audit.robustness.foolbox_attacks import FMN
 from audit.robustness.ops import Norm, project
 
@@ -335,7 +335,4 @@ def run_suite(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[Attack],
               ) -> list[AttackResult]:
     """Run every attack on the same samples at ``eps`` (batched); minimal-perturbation
     attacks also report their unbounded norms in ``info['minimal_norms']``."""
-    out = []
-    for a in attacks:
-        out.append(run_batched(a, model, x, y, eps=eps, batch_size=batch_size, device=device))
-    return out
+    return run_attacks(attacks, model, x, y, eps=eps, batch_size=batch_size, device=device)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from audit.budget import Budget, BudgetExhausted, counted
+from audit.budget import Budget, BudgetExhausted, Stop, counted
+from audit.distributed import current
 from audit.errors import ConfigError
 from audit.saliency.base import ExplainContext, Explainer
 from audit.saliency.evaluation import (
@@ -122,23 +123,42 @@ def budgets_for(methods: Sequence[type[Explainer]], p: SaliencyParams) -> dict[s
     return {c.name: Budget(p.explainer_evaluations, p.explainer_seconds) for c in methods}
 
 
+UNIT = 8
+"""Samples explained per unit of work: each unit runs under its own seed, so a distributed
+audit (:mod:`audit.distributed`) splits the units over its ranks and explains every sample as
+one process does."""
+
+
 def explain_each(methods: Sequence[type[Explainer]], model: nn.Module, ctx: ExplainContext,
                  x: torch.Tensor, target: torch.Tensor, seed: int, signed: bool = False,
                  budgets: dict[str, Budget] | None = None
                  ) -> tuple[dict[str, torch.Tensor], Stops]:
     """Each method's maps (or, with ``signed``, raw attributions) under its own torch seed,
-    within its budget; a method its budget stops has no maps and is listed in the stops."""
+    within its budget, in units of :data:`UNIT` samples; a method its budget stops (in any
+    unit) has no maps and is listed in the stops."""
     out: dict[str, torch.Tensor] = {}
     stops: Stops = []
     for cls in methods:
         torch.manual_seed(derive_seed(seed, f"saliency.{cls.name}"))
         explainer = cls.build(model, ctx)
-        try:
-            with counted(model, (budgets or {}).get(cls.name), len(x)):
-                out[cls.name] = (explainer.attribute(x, target) if signed
-                                 else explainer.explain(x, target))
-        except BudgetExhausted as stop:
-            stops.append((cls, stop.reason))
+        budget = (budgets or {}).get(cls.name)
+
+        def one(_: int, sl: slice, explainer: Explainer = explainer,
+                budget: Budget | None = budget) -> torch.Tensor | Stop:
+            xs, ts = x[sl], target[sl]
+            try:
+                with counted(model, budget, len(xs)):
+                    r = explainer.attribute(xs, ts) if signed else explainer.explain(xs, ts)
+                return r.detach().cpu()  # gathered over ranks on the CPU
+            except BudgetExhausted as stop:
+                return stop.reason
+
+        parts = current().map(one, len(x), UNIT, seeded=True) if len(x) else [one(0, slice(0))]
+        stopped = [r for r in parts if not isinstance(r, torch.Tensor)]
+        if stopped:
+            stops.append((cls, stopped[0]))
+        else:
+            out[cls.name] = torch.cat([r for r in parts if isinstance(r, torch.Tensor)])
     return out, stops
 
 

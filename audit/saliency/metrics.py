@@ -48,6 +48,10 @@ def saliency_ranks(maps: torch.Tensor, generator: torch.Generator) -> torch.Tens
     return ranks
 
 
+CURVE_UNIT = 8
+"""Samples per unit of the deletion and insertion curves (the split of a distributed audit)."""
+
+
 def perturbation_curves(proba: ProbaFn, x: torch.Tensor, target: torch.Tensor,
                         ranks: torch.Tensor, baseline: torch.Tensor, steps: int,
                         mode: str) -> torch.Tensor:
@@ -95,10 +99,21 @@ class Faithfulness:
 def faithfulness(proba: ProbaFn, x: torch.Tensor, target: torch.Tensor, maps: torch.Tensor,
                  baseline: torch.Tensor, steps: int, generator: torch.Generator
                  ) -> Faithfulness:
-    """Deletion and insertion of ``x``'s units in the order of ``maps``."""
+    """Deletion and insertion of ``x``'s units in the order of ``maps``; the curves of blocks
+    of :data:`CURVE_UNIT` samples are split over the ranks of a distributed audit (they use
+    no randomness: the ranks, with their random tie-breaks, are drawn first, on every rank)."""
+    from audit.distributed import current
+
     ranks = saliency_ranks(maps, generator)
-    dele = perturbation_curves(proba, x, target, ranks, baseline, steps, "deletion")
-    ins = perturbation_curves(proba, x, target, ranks, baseline, steps, "insertion")
+
+    def one(_: int, sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        args = (proba, x[sl], target[sl], ranks[sl], baseline, steps)
+        return (perturbation_curves(*args, "deletion").cpu(),
+                perturbation_curves(*args, "insertion").cpu())
+
+    parts = current().map(one, int(x.shape[0]), CURVE_UNIT) if len(x) else [one(0, slice(0))]
+    dele = torch.cat([d for d, _ in parts])
+    ins = torch.cat([i for _, i in parts])
     return Faithfulness(float(curve_auc(dele).mean()), float(curve_auc(ins).mean()),
                         dele.mean(0).tolist(), ins.mean(0).tolist())
 
