@@ -13,7 +13,7 @@ reference: :class:`~audit.subject.AuditData` pickles it as a :class:`MappedRows`
 path, offset and shape) that the receiver maps again, instead of copying its bytes. On Linux a
 spill file is reached through ``/proc/PID/fd``; elsewhere a spilled tensor is copied.
 
-``AUDIT_SPILL_MIB`` (default 256) sets the size above which data goes to disk; ``0`` sends all
+``AUDIT_SPILL_MIB`` (default 64) sets the size above which data goes to disk; ``0`` sends all
 of it there (the tests run the same audit both ways).
 """
 
@@ -35,7 +35,7 @@ import torch
 
 from audit.errors import DataError
 
-DEFAULT_SPILL_MIB = 256
+DEFAULT_SPILL_MIB = 64
 CHUNK_ROWS = 65_536
 """Rows per chunk when a whole array is scanned (validation, hashing, conversion)."""
 

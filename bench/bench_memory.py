@@ -16,7 +16,7 @@ in a fresh process (all default checks), then again with ``--checks performance`
 (loading + predicting every row: the data path without the checks' own memory). A
 ``--baseline``-row run of each model and mode is the fixed cost (interpreter, torch, model).
 The largest size of each model runs a third time with ``AUDIT_SPILL_MIB=0`` (the data always
-memory-mapped), to show the mapped path on data that fits the default 256 MiB.
+memory-mapped), to show the mapped path on data that fits the default 64 MiB.
 
 Memory is read from ``/proc/PID/smaps_rollup`` of the audit process and its children (isolated
 checks run in their own process) every 20 ms: ``anon`` is the peak of Pss_Anon summed over the
@@ -205,7 +205,7 @@ def main() -> None:
                     if n == args.baseline:
                         base[checks] = r["anon"]
                     row = {"model": model, "n": n, "checks": checks,
-                           "spill": "0" if spill == "0" else "256 (default)",
+                           "spill": "0" if spill == "0" else "64 (default)",
                            "size": _size(data), "f32": n * FEATURES[model] * 4 / MIB, **r,
                            "per_row": None if n == args.baseline
                            else (r["anon"] - base[checks]) * MIB / n}
