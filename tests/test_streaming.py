@@ -202,3 +202,22 @@ def test_mapped_data_pickles_by_reference(tmp_path: Path, monkeypatch, source: s
     # a subset is a copy in memory, and pickles its bytes
     part = pickle.loads(pickle.dumps(data.subset([3, 1])))
     assert np.array_equal(part.x.numpy(), x[[3, 1]])
+
+
+def test_image_folder_decodes_into_the_spill_file(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from PIL import Image
+
+    card = load_model("shapes-cnn").card
+    rng = np.random.default_rng(4)
+    for i in range(40):
+        folder = tmp_path / "imgs" / card.classes[i % len(card.classes)]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(
+            folder / f"{i}.png")
+    held = load_data_file(tmp_path / "imgs", card)
+    monkeypatch.setenv("AUDIT_SPILL_MIB", "0")
+    from audit.datasets.folders import load_image_folder
+
+    spilled = load_image_folder(tmp_path / "imgs", card, workers=2)
+    assert is_mapped(spilled.x) and not is_mapped(held.x)
+    assert torch.equal(spilled.x, held.x) and torch.equal(spilled.y, held.y)
