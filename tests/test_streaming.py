@@ -221,3 +221,23 @@ def test_image_folder_decodes_into_the_spill_file(tmp_path: Path, monkeypatch) -
     spilled = load_image_folder(tmp_path / "imgs", card, workers=2)
     assert is_mapped(spilled.x) and not is_mapped(held.x)
     assert torch.equal(spilled.x, held.x) and torch.equal(spilled.y, held.y)
+
+
+def test_no_forward_pass_takes_the_whole_data(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Every stage moves batches to the device, never the whole (mapped) data."""
+    from audit.datasets import load_dataset
+    from audit.runner import run_audit
+
+    monkeypatch.setenv("AUDIT_SPILL_MIB", "0")
+    train = load_dataset("digits", "train")
+    idx = np.random.default_rng(0).integers(0, len(train), 4000)
+    path = tmp_path / "d.npz"
+    np.savez(path, x=train.x.numpy()[idx], y=train.y.numpy()[idx])
+    loaded = load_model("digits-cnn")
+    seen: list[int] = []
+    loaded.model.register_forward_pre_hook(lambda _m, args: seen.append(int(args[0].shape[0])))
+    result = run_audit(loaded, data=str(path), quick=True, isolate=False, seed=0,
+                       checks=["performance", "robustness", "saliency", "surrogate", "slices"])
+    assert all(s.status != "error" for s in result.sections)
+    assert seen and sum(seen) > 4000  # every row was predicted, in batches
+    assert max(seen) <= 1024, max(seen)  # the largest batch of any stage (256 here)
