@@ -1,0 +1,114 @@
+"""Token attributions for text classifiers that take token ids ``(N, L)``, and ERASER's
+faithfulness metrics for them (DeYoung et al. 2020, "ERASER: A Benchmark to Evaluate
+Rationalized NLP Models").
+
+A deleted token is replaced by the pad id: the models this applies to mask pad positions out
+(the Hugging Face wrapper builds its attention mask from the pad id), so a pad is "no token".
+
+* :func:`occlusion` (leave-one-out): the drop in the target's probability when one token is
+  deleted, for every token.
+* :func:`integrated_gradients`: captum's ``LayerIntegratedGradients`` on the embedding layer
+  from an all-pad baseline, summed over the embedding dimension (Sundararajan et al. 2017, as
+  captum and transformers-interpret apply it to text).
+* :func:`eraser`: comprehensiveness (the probability lost when the top-k tokens are deleted)
+  and sufficiency (lost when only they are kept), averaged over k = 1, 5, 10, 20, 50% of the
+  tokens (ERASER's AOPC bins), for a method's scores and for random scores from one seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+BINS = (0.01, 0.05, 0.1, 0.2, 0.5)
+"""ERASER's shares of the tokens kept or deleted, averaged into one number (AOPC)."""
+
+
+def _proba(model: nn.Module, ids: torch.Tensor, target: torch.Tensor,
+           batch: int = 256) -> torch.Tensor:
+    with torch.no_grad():
+        out = [torch.softmax(model(ids[i:i + batch]).float(), dim=1) for i in
+               range(0, len(ids), batch)]
+    return torch.cat(out).gather(1, target[:, None])[:, 0].cpu()
+
+
+def occlusion(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, *, pad: int = 0,
+              batch: int = 256) -> torch.Tensor:
+    """Leave-one-out scores ``(N, L)``: p(target | ids) - p(target | ids without token j);
+    0 at pad positions."""
+    n, length = ids.shape
+    base = _proba(model, ids, target, batch)
+    scores = torch.zeros(n, length)
+    real = ids != pad
+    for j in range(length):
+        rows = torch.nonzero(real[:, j])[:, 0]
+        if not len(rows):
+            continue
+        cut = ids[rows].clone()
+        cut[:, j] = pad
+        scores[rows, j] = base[rows] - _proba(model, cut, target[rows], batch)
+    return scores
+
+
+def integrated_gradients(model: nn.Module, embedding: nn.Module, ids: torch.Tensor,
+                         target: torch.Tensor, *, pad: int = 0, steps: int = 32,
+                         batch: int = 64) -> torch.Tensor:
+    """Integrated Gradients ``(N, L)`` of the target's logit with respect to the output of
+    ``embedding`` (the token embedding layer), from the all-pad input, summed over the
+    embedding dimension; 0 at pad positions."""
+    from captum.attr import LayerIntegratedGradients
+
+    lig = LayerIntegratedGradients(model, embedding)
+    parts = []
+    for i in range(0, len(ids), batch):
+        x, t = ids[i:i + batch], target[i:i + batch]
+        attr = lig.attribute(x, baselines=torch.full_like(x, pad), target=t, n_steps=steps,
+                             internal_batch_size=batch)
+        parts.append(attr.sum(dim=-1).detach().cpu())
+    return torch.cat(parts) * (ids != pad)
+
+
+@dataclass(frozen=True)
+class Eraser:
+    """ERASER's metrics of one set of scores (AOPC over :data:`BINS`): higher
+    comprehensiveness and lower sufficiency mean a more faithful explanation."""
+
+    comprehensiveness: float
+    sufficiency: float
+    random_comprehensiveness: float
+    random_sufficiency: float
+
+
+def _top_mask(scores: torch.Tensor, real: torch.Tensor, share: float) -> torch.Tensor:
+    """The top ``share`` of each row's real tokens by score (at least one)."""
+    k = (real.sum(dim=1).float() * share).ceil().clamp(min=1).long()
+    ranked = torch.where(real, scores, torch.full_like(scores, -torch.inf))
+    order = ranked.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(scores.shape[1]).expand_as(order))
+    return (rank < k[:, None]) & real
+
+
+def _aopc(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, scores: torch.Tensor,
+          pad: int, bins: Sequence[float]) -> tuple[float, float]:
+    real = ids != pad
+    base = _proba(model, ids, target)
+    comp, suff = [], []
+    for share in bins:
+        top = _top_mask(scores, real, share)
+        comp.append((base - _proba(model, ids.masked_fill(top, pad), target)).mean())
+        suff.append((base - _proba(model, ids.masked_fill(real & ~top, pad), target)).mean())
+    return float(torch.stack(comp).mean()), float(torch.stack(suff).mean())
+
+
+def eraser(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, scores: torch.Tensor,
+           *, pad: int = 0, seed: int = 0, bins: Sequence[float] = BINS) -> Eraser:
+    """Comprehensiveness and sufficiency of ``scores`` ``(N, L)`` and of uniform random scores
+    (seeded), on the model's probability of ``target``."""
+    rand = torch.rand(scores.shape, generator=torch.Generator().manual_seed(seed))
+    c, s = _aopc(model, ids, target, scores, pad, bins)
+    rc, rs = _aopc(model, ids, target, rand, pad, bins)
+    return Eraser(c, s, rc, rs)
