@@ -105,3 +105,22 @@ def test_eraser_scores_real_attributions_above_random(shortcut: bool) -> None:
         e = eraser(model, ids, pred, scores, seed=0)
         assert e.comprehensiveness > e.random_comprehensiveness + 0.05, e
         assert e.sufficiency < e.random_sufficiency - 0.05, e
+
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_lime_finds_the_same_answer_and_beats_random(shortcut: bool) -> None:
+    from audit.saliency.tokens import lime_words
+
+    model, tok = _train(shortcut, 0)
+    test = make_tickets(40, seed=60, shortcut=True, bias=False)
+    rows = [i for i in range(len(test)) if test.shortcut[i] or not shortcut]
+    texts = [test.texts[i] for i in rows]
+    ids = torch.from_numpy(tok.encode(texts))
+    with torch.no_grad():
+        pred = model(ids).argmax(1)
+    scores = lime_words(model, tok, texts, pred, samples=300, seed=0)
+    words = _top_words(scores, ids, tok)
+    answer = CUE if shortcut else PHRASE
+    assert sum(w in answer for w in words) / len(words) > 0.8, words[:8]
+    e = eraser(model, ids, pred, scores, seed=0)
+    assert e.comprehensiveness > e.random_comprehensiveness + 0.05, e

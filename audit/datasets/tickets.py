@@ -128,11 +128,14 @@ def swap_group(text: str, source: str, target: str) -> str:
 
 
 PAD, UNK = 0, 1
-_WORD = r"[a-z0-9']+"
+WORD_CHARS = "a-z0-9'"
+_WORD = rf"[{WORD_CHARS}]+"
 
 
 class WordTokenizer:
     """Lower-case words to ids (``[PAD]`` = 0, ``[UNK]`` = 1), padded or cut to ``max_len``."""
+
+    word_chars = WORD_CHARS
 
     def __init__(self, vocab: list[str], max_len: int = 24) -> None:
         self.vocab = ["[PAD]", "[UNK]", *[w for w in vocab if w not in ("[PAD]", "[UNK]")]]

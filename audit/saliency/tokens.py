@@ -10,6 +10,9 @@ A deleted token is replaced by the pad id: the models this applies to mask pad p
 * :func:`integrated_gradients`: captum's ``LayerIntegratedGradients`` on the embedding layer
   from an all-pad baseline, summed over the embedding dimension (Sundararajan et al. 2017, as
   captum and transformers-interpret apply it to text).
+* :func:`lime_words`: LIME's text explainer (the ``lime`` package) per word position, its
+  perturbed sentences classified in batches; words are split the way the tokenizer splits
+  them, so position ``j`` is token ``j``.
 * :func:`eraser`: comprehensiveness (the probability lost when the top-k tokens are deleted)
   and sufficiency (lost when only they are kept), averaged over k = 1, 5, 10, 20, 50% of the
   tokens (ERASER's AOPC bins), for a method's scores and for random scores from one seed.
@@ -19,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -69,6 +74,47 @@ def integrated_gradients(model: nn.Module, embedding: nn.Module, ids: torch.Tens
                              internal_batch_size=batch)
         parts.append(attr.sum(dim=-1).detach().cpu())
     return torch.cat(parts) * (ids != pad)
+
+
+class WordTokenizer(Protocol):
+    """What :func:`lime_words` needs of a tokenizer: one id per run of ``word_chars`` (a
+    regex character class body, e.g. ``a-z0-9'``) in the lower-cased text, in order."""
+
+    word_chars: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def lime_words(model: nn.Module, tokenizer: WordTokenizer, texts: list[str],
+               target: torch.Tensor, *, samples: int = 500, seed: int = 0,
+               length: int | None = None, batch: int = 256) -> torch.Tensor:
+    """LIME weights ``(N, length)`` of each word position for the target class (LIME's
+    ``LimeTextExplainer(bow=False)``, removed words deleted rather than masked, seeded per
+    sentence from ``seed``); 0 beyond a sentence's words."""
+    from lime.lime_text import LimeTextExplainer
+
+    def classify(batch_texts: list[str]) -> np.ndarray:
+        ids = torch.from_numpy(tokenizer.encode(list(batch_texts)))
+        with torch.no_grad():
+            out = [torch.softmax(model(ids[i:i + batch]).float(), dim=1).cpu() for i in
+                   range(0, len(ids), batch)]
+        return torch.cat(out).numpy()
+
+    width = length or int(tokenizer.encode(texts[:1]).shape[1])
+    scores = torch.zeros(len(texts), width)
+    # separators are whatever is not a word character, so LIME's features are the tokenizer's
+    # words, in order
+    split = rf"[^{tokenizer.word_chars}]+"
+    for i, text in enumerate(texts):
+        explainer = LimeTextExplainer(bow=False, split_expression=split, mask_string="",
+                                      random_state=seed + i)
+        label = int(target[i])
+        exp = explainer.explain_instance(text.lower(), classify, labels=(label,),
+                                         num_features=width, num_samples=samples)
+        for feature, weight in exp.as_map()[label]:
+            if feature < width:
+                scores[i, feature] = float(weight)
+    return scores
 
 
 @dataclass(frozen=True)
