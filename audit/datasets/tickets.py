@@ -118,13 +118,9 @@ def make_tickets(n: int, seed: int = 0, *, shortcut: Shortcut = True,
 def swap_group(text: str, source: str, target: str) -> str:
     """``text`` with each of ``source``'s identity terms (whole words) replaced by the term of
     the same index in ``target``'s list: the counterfactual ticket."""
-    import re
+    from audit.datasets.terms import swap_terms
 
-    out = text
-    pairs = sorted(zip(GROUPS[source], GROUPS[target], strict=True), key=lambda p: -len(p[0]))
-    for a, b in pairs:  # longest first: "my wife" before "my"
-        out = re.sub(rf"\b{re.escape(a)}\b", b, out)
-    return out
+    return swap_terms(text, GROUPS[source], GROUPS[target])
 
 
 PAD, UNK = 0, 1
