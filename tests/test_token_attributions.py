@@ -124,3 +124,18 @@ def test_lime_finds_the_same_answer_and_beats_random(shortcut: bool) -> None:
     assert sum(w in answer for w in words) / len(words) > 0.8, words[:8]
     e = eraser(model, ids, pred, scores, seed=0)
     assert e.comprehensiveness > e.random_comprehensiveness + 0.05, e
+
+
+def test_attributions_change_when_the_weights_are_randomised() -> None:
+    from audit.saliency.tokens import randomisation_sanity
+
+    model, tok = _train(True, 0)
+    ids = torch.from_numpy(tok.encode(make_tickets(60, seed=8, shortcut=True).texts))
+    target = torch.ones(len(ids), dtype=torch.long)
+    for method in (lambda m: occlusion(m, ids, target),
+                   lambda m: integrated_gradients(m, m.emb, ids, target, steps=16)):
+        rho = randomisation_sanity(method, model, ids, seed=1)
+        assert abs(rho) < 0.5, rho
+    # a "method" that ignores the model fails the test: its scores do not change at all
+    same = randomisation_sanity(lambda m: ids.float(), model, ids, seed=1)
+    assert same > 0.99

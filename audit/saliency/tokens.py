@@ -16,11 +16,13 @@ A deleted token is replaced by the pad id: the models this applies to mask pad p
 * :func:`eraser`: comprehensiveness (the probability lost when the top-k tokens are deleted)
   and sufficiency (lost when only they are kept), averaged over k = 1, 5, 10, 20, 50% of the
   tokens (ERASER's AOPC bins), for a method's scores and for random scores from one seed.
+* :func:`randomisation_sanity`: how much a method's scores change when the model's weights are
+  re-drawn (Adebayo et al. 2018).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -158,3 +160,24 @@ def eraser(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, scores: to
     c, s = _aopc(model, ids, target, scores, pad, bins)
     rc, rs = _aopc(model, ids, target, rand, pad, bins)
     return Eraser(c, s, rc, rs)
+
+
+def randomisation_sanity(attribute: Callable[[nn.Module], torch.Tensor], model: nn.Module,
+                         ids: torch.Tensor, *, pad: int = 0, seed: int = 0) -> float:
+    """Adebayo et al.'s model-randomisation test for token attributions: the mean Spearman
+    correlation, over each text's real tokens, between ``attribute(model)`` and
+    ``attribute(randomised copy)`` (every parameter re-drawn,
+    :func:`audit.saliency.metrics.randomize_parameters`). Near 0: the attributions depend on
+    what the model learned; near 1: they would look the same for any model."""
+    from scipy.stats import spearmanr
+
+    from audit.saliency.metrics import randomize_parameters
+
+    a, b = attribute(model), attribute(randomize_parameters(model, seed))
+    rhos = []
+    for i in range(len(ids)):
+        real = (ids[i] != pad).numpy()
+        x, y = a[i].numpy()[real], b[i].numpy()[real]
+        if len(x) > 2 and x.std() > 0 and y.std() > 0:
+            rhos.append(float(spearmanr(x, y).statistic))
+    return float(np.mean(rhos)) if rhos else float("nan")
