@@ -194,6 +194,16 @@ def chunks(x: torch.Tensor, rows: int = CHUNK_ROWS) -> Iterator[torch.Tensor]:
         yield x[start:start + rows]
 
 
+def _npy_header(fh: IO[bytes]) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """Shape, Fortran order and dtype of the ``.npy`` array whose header starts at ``fh``'s
+    position; ``fh`` is left at the first data byte."""
+    version = np.lib.format.read_magic(fh)
+    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+            else np.lib.format.read_array_header_2_0)
+    shape, fortran, dtype = read(fh)
+    return tuple(shape), bool(fortran), dtype
+
+
 def map_npz_member(path: Path, name: str) -> np.ndarray | None:
     """``name`` (``"x"``) of an uncompressed ``.npz`` (``np.savez``) memory-mapped in place, or
     ``None`` when the member is compressed, absent, or not a plain C-order array; ``np.load``'s
@@ -212,10 +222,7 @@ def map_npz_member(path: Path, name: str) -> np.ndarray | None:
             extra_len = int.from_bytes(local[28:30], "little")
             start = info.header_offset + 30 + name_len + extra_len
             fh.seek(start)
-            version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read(fh)
+            shape, fortran, dtype = _npy_header(fh)
             offset = fh.tell()
     except (KeyError, OSError, ValueError, zipfile.BadZipFile):
         return None
@@ -252,10 +259,7 @@ def read_npz_rows(path: Path, name: str, where: str) -> tuple[torch.Tensor, np.d
         return to_float32_rows(mapped, where), mapped.dtype
     try:
         with zipfile.ZipFile(path) as zf, zf.open(f"{name}.npy") as fh:
-            version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read(fh)
+            shape, fortran, dtype = _npy_header(fh)
             if fortran or dtype.hasobject or not shape or not np.issubdtype(dtype, np.number):
                 return None
             tail = tuple(shape[1:])

@@ -22,8 +22,6 @@ if TYPE_CHECKING:
     from audit.cost import ModelCost
 
 
-_HASH_ROWS = 65_536
-
 UNLABELLED = -1
 """The label of every sample of data loaded without labels (production data for the drift
 check): :attr:`AuditData.labelled` is False."""
@@ -78,12 +76,12 @@ class AuditData:
         a block of rows at a time so that a memory-mapped ``x`` is not copied whole."""
         import torch
 
+        from audit.store import chunks
+
         h = hashlib.sha256()
         for t, dtype in ((self.x, torch.float32), (self.y, torch.int64)):
-            flat = t.detach().cpu()
-            for start in range(0, len(flat), _HASH_ROWS):
-                block = flat[start:start + _HASH_ROWS].contiguous().to(dtype).numpy()
-                h.update(block.reshape(-1).view(np.uint8).data)
+            for block in chunks(t.detach().cpu()):
+                h.update(block.contiguous().to(dtype).numpy().reshape(-1).view(np.uint8).data)
         return h.hexdigest()
 
     def info(self) -> dict[str, Any]:
