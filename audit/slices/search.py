@@ -42,7 +42,7 @@ Method (:func:`find_slices`):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,9 +141,13 @@ over row blocks, so the count's memory does not grow with the rows (the sums are
 products, exact in float64 below 2**53, so blocking does not change them)."""
 
 
-def _row_blocks(rows: np.ndarray, k: int) -> list[np.ndarray]:
-    step = max(1, BLOCK_ELEMENTS // max(k, 1))
-    return [rows[s:s + step] for s in range(0, len(rows), step)]
+def _row_blocks(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray, width: int
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``matrix[rows]`` as float64 blocks of at most :data:`BLOCK_ELEMENTS` / ``width`` rows,
+    each with its part of ``e`` (one value per row in ``rows``)."""
+    step = max(1, BLOCK_ELEMENTS // max(width, 1))
+    for s in range(0, len(rows), step):
+        yield matrix[rows[s:s + step]].astype(np.float64), e[s:s + step]
 
 
 def _pair_sums(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray
@@ -152,11 +156,7 @@ def _pair_sums(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray
     k = matrix.shape[1]
     n1, f1 = np.zeros(k), np.zeros(k)
     sizes, fails = np.zeros((k, k)), np.zeros((k, k))
-    start = 0
-    for block in _row_blocks(rows, k):
-        b = matrix[block].astype(np.float64)
-        eb = e[start:start + len(block)]
-        start += len(block)
+    for b, eb in _row_blocks(matrix, e, rows, k):
         n1 += b.sum(axis=0)
         f1 += eb @ b
         sizes += b.T @ b
@@ -180,11 +180,7 @@ def _triples(matrix: np.ndarray, e: np.ndarray, rows: np.ndarray, groups: np.nda
     n, k = len(rows), matrix.shape[1]
     pi, pj = parents
     sizes, fails = np.zeros((len(pi), k)), np.zeros((len(pi), k))
-    start = 0
-    for block in _row_blocks(rows, max(k, len(pi))):
-        b = matrix[block].astype(np.float64)
-        eb = e[start:start + len(block)]
-        start += len(block)
+    for b, eb in _row_blocks(matrix, e, rows, max(k, len(pi))):
         both = b[:, pi] * b[:, pj]
         sizes += both.T @ b
         fails += (both * eb[:, None]).T @ b
