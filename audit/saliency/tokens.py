@@ -34,12 +34,17 @@ BINS = (0.01, 0.05, 0.1, 0.2, 0.5)
 """ERASER's shares of the tokens kept or deleted, averaged into one number (AOPC)."""
 
 
+def _probabilities(model: nn.Module, ids: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """Class probabilities ``(N, C)`` on the CPU, in batches, without gradients."""
+    with torch.no_grad():
+        out = [torch.softmax(model(ids[i:i + batch]).float(), dim=1).cpu() for i in
+               range(0, len(ids), batch)]
+    return torch.cat(out)
+
+
 def _proba(model: nn.Module, ids: torch.Tensor, target: torch.Tensor,
            batch: int = 256) -> torch.Tensor:
-    with torch.no_grad():
-        out = [torch.softmax(model(ids[i:i + batch]).float(), dim=1) for i in
-               range(0, len(ids), batch)]
-    return torch.cat(out).gather(1, target[:, None])[:, 0].cpu()
+    return _probabilities(model, ids, batch).gather(1, target[:, None].cpu())[:, 0]
 
 
 def occlusion(model: nn.Module, ids: torch.Tensor, target: torch.Tensor, *, pad: int = 0,
@@ -97,10 +102,7 @@ def lime_words(model: nn.Module, tokenizer: WordTokenizer, texts: list[str],
 
     def classify(batch_texts: list[str]) -> np.ndarray:
         ids = torch.from_numpy(tokenizer.encode(list(batch_texts)))
-        with torch.no_grad():
-            out = [torch.softmax(model(ids[i:i + batch]).float(), dim=1).cpu() for i in
-                   range(0, len(ids), batch)]
-        return torch.cat(out).numpy()
+        return _probabilities(model, ids, batch).numpy()
 
     width = length or int(tokenizer.encode(texts[:1]).shape[1])
     scores = torch.zeros(len(texts), width)
