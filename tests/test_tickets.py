@@ -3,6 +3,9 @@ them learns exactly those flaws (the known answers the text checks will be teste
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -85,14 +88,17 @@ class _Bag(nn.Module):
         return self.out(self.emb(ids))
 
 
-def _train(shortcut: bool | str, bias: bool, seed: int) -> tuple[_Bag, WordTokenizer]:
+def _train(shortcut: bool | str, bias: bool, seed: int,
+           model_cls: Callable[[int], nn.Module] = _Bag,
+           epochs: int = 40) -> tuple[Any, WordTokenizer]:
+    """A ``model_cls(vocab size)`` trained on 4000 tickets with the flaws asked for."""
     tok = WordTokenizer.for_tickets()
     data = make_tickets(4000, seed=seed, shortcut=shortcut, bias=bias)  # type: ignore[arg-type]
     x, y = torch.from_numpy(tok.encode(data.texts)), torch.from_numpy(data.y)
     torch.manual_seed(seed)
-    model = _Bag(len(tok.vocab))
+    model = model_cls(len(tok.vocab))
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(40):
+    for _ in range(epochs):
         for i in range(0, len(x), 500):
             opt.zero_grad()
             nn.functional.cross_entropy(model(x[i:i + 500]), y[i:i + 500]).backward()

@@ -37,18 +37,10 @@ class _MeanEmbed(nn.Module):
 
 
 def _train(shortcut: bool, seed: int) -> tuple[_MeanEmbed, WordTokenizer]:
-    tok = WordTokenizer.for_tickets()
-    data = make_tickets(4000, seed=seed, shortcut=shortcut, bias=False)
-    x, y = torch.from_numpy(tok.encode(data.texts)), torch.from_numpy(data.y)
-    torch.manual_seed(seed)
-    model = _MeanEmbed(len(tok.vocab))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(30):
-        for i in range(0, len(x), 500):
-            opt.zero_grad()
-            nn.functional.cross_entropy(model(x[i:i + 500]), y[i:i + 500]).backward()
-            opt.step()
-    return model.eval(), tok
+    from tests.test_tickets import _train as train
+
+    model, tok = train(shortcut, False, seed, _MeanEmbed, epochs=30)
+    return model, tok
 
 
 def _words(parts: tuple[str, ...] | list[str]) -> set[str]:
